@@ -1,0 +1,107 @@
+//! Configuration versions, state versions, variables and logs: the data runs
+//! consume and produce.
+
+use crate::clock::Timestamp;
+use crate::enums::wire_enum;
+use crate::ids::{ConfigVersionId, OrganizationName, RunId, StateVersionId, VariableId, WorkspaceId};
+use crate::job::JobPhase;
+
+wire_enum!(
+    /// Status of a configuration version.
+    ConfigStatus, "configuration version status" {
+        Pending => "pending",
+        Uploaded => "uploaded",
+        Errored => "errored",
+    }
+);
+
+/// An uploaded (or awaited) configuration tarball.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigurationVersion {
+    pub id: ConfigVersionId,
+    pub workspace: WorkspaceId,
+    pub organization: OrganizationName,
+    pub status: ConfigStatus,
+    pub speculative: bool,
+    pub auto_queue_runs: bool,
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A stored terraform state (its bytes live beside it in the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateVersion {
+    pub id: StateVersionId,
+    pub workspace: WorkspaceId,
+    pub organization: OrganizationName,
+    pub serial: i64,
+    pub lineage: String,
+    /// Hex MD5 of the state bytes.
+    pub md5: String,
+    pub size: u64,
+    pub run: Option<RunId>,
+    pub created_at: Timestamp,
+}
+
+wire_enum!(
+    /// Where a variable goes: a terraform input or the process environment.
+    VariableCategory, "variable category" {
+        Terraform => "terraform",
+        Env => "env",
+    }
+);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    pub id: VariableId,
+    pub workspace: WorkspaceId,
+    pub key: String,
+    pub value: String,
+    pub description: String,
+    pub category: VariableCategory,
+    pub hcl: bool,
+    /// Write-only: never returned by the API, never logged.
+    pub sensitive: bool,
+}
+
+/// A slice of a phase's log, at byte `offset` of that log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    pub run: RunId,
+    pub phase: JobPhase,
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+wire_enum!(
+    /// Files a plan produces that the apply phase needs again.
+    ArtifactKind, "run artifact" {
+        Plan => "plan",
+        JsonPlan => "json-plan",
+        LockFile => "lock-file",
+    }
+);
+
+/// Hex MD5 of bytes, as TFE reports state versions.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enums::assert_round_trip;
+
+    #[test]
+    fn wire_names() {
+        assert_round_trip(ConfigStatus::ALL);
+        assert_round_trip(VariableCategory::ALL);
+        assert_round_trip(ArtifactKind::ALL);
+    }
+
+    #[test]
+    fn md5() {
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+}

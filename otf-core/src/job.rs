@@ -1,0 +1,340 @@
+//! Jobs: one phase of one run, the unit a runner executes.
+
+use crate::clock::Timestamp;
+use crate::enums::wire_enum;
+use crate::ids::{AgentId, JobId, OrganizationName, PoolId, RunId, WorkspaceId};
+use crate::secret::SecretHash;
+use crate::transition::TransitionRefused;
+
+wire_enum!(
+    /// The phase a job executes.
+    JobPhase, "job phase" {
+        Plan => "plan",
+        Apply => "apply",
+    }
+);
+
+wire_enum!(
+    /// A job's status.
+    JobStatus, "job status" {
+        Unallocated => "unallocated",
+        Allocated => "allocated",
+        Running => "running",
+        Finished => "finished",
+        Errored => "errored",
+        Canceled => "canceled",
+    }
+);
+
+impl JobStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Finished | JobStatus::Errored | JobStatus::Canceled)
+    }
+}
+
+wire_enum!(
+    /// A signal for the runner of a job, stored with the job so that an agent
+    /// that reconnects still receives it.
+    Signal, "signal" {
+        Cancel => "cancel",
+        ForceCancel => "force-cancel",
+    }
+);
+
+/// Everything that moves a job's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEvent {
+    /// The scheduler hands the job to an agent.
+    Allocate(AgentId),
+    /// The agent holding an allocated job was lost before starting it.
+    Reallocate,
+    /// The agent starts executing it.
+    Start,
+    /// The runner reports success.
+    Finish,
+    /// The runner reports failure, or the job is given up on.
+    Error,
+    /// Canceled by a user, or the runner stopped after a cancel signal.
+    Cancel,
+}
+
+impl JobEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            JobEvent::Allocate(_) => "allocate",
+            JobEvent::Reallocate => "re-allocate",
+            JobEvent::Start => "start",
+            JobEvent::Finish => "finish",
+            JobEvent::Error => "error",
+            JobEvent::Cancel => "cancel",
+        }
+    }
+}
+
+/// The one transition function of job statuses: exactly the transitions of
+/// the design, nothing else.
+pub fn job_transition(
+    id: &JobId,
+    from: JobStatus,
+    event: &JobEvent,
+) -> Result<JobStatus, TransitionRefused> {
+    use JobStatus::*;
+    let to = match (from, event) {
+        (Unallocated, JobEvent::Allocate(_)) => Some(Allocated),
+        (Unallocated, JobEvent::Cancel) => Some(Canceled),
+        (Allocated, JobEvent::Start) => Some(Running),
+        (Allocated, JobEvent::Cancel) => Some(Canceled),
+        (Allocated, JobEvent::Reallocate) => Some(Unallocated),
+        (Running, JobEvent::Finish) => Some(Finished),
+        (Running, JobEvent::Error) => Some(Errored),
+        (Running, JobEvent::Cancel) => Some(Canceled),
+        _ => None,
+    };
+    to.ok_or_else(|| TransitionRefused {
+        entity: "job",
+        id: id.to_string(),
+        from: from.as_str(),
+        event: event.name(),
+        hint: if from.is_final() {
+            "; it is over and accepts nothing more"
+        } else {
+            ""
+        },
+    })
+}
+
+/// Retries of a plan whose agent was lost while running it.
+pub const MAX_PLAN_RETRIES: u32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: JobId,
+    pub run: RunId,
+    pub phase: JobPhase,
+    pub status: JobStatus,
+    /// None: the server runner executes it.
+    pub pool: Option<PoolId>,
+    pub organization: OrganizationName,
+    pub workspace: WorkspaceId,
+    /// The agent it is allocated to or running on.
+    pub agent: Option<AgentId>,
+    /// 1 for the first attempt of this phase of this run; a retry is a new job
+    /// with the next number. Together with the job id it fences job tokens.
+    pub attempt: u32,
+    /// Order of service within a pool (first come, first served); a job that is
+    /// re-allocated keeps its place.
+    pub queued_at: Timestamp,
+    pub signal: Option<Signal>,
+    /// Hash of the job token issued when the attempt started.
+    pub token_hash: Option<SecretHash>,
+    /// Why it errored (shown to users).
+    pub error: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+impl Job {
+    /// Apply `event` at `now`.
+    pub fn apply(&mut self, event: JobEvent, now: Timestamp) -> Result<(), TransitionRefused> {
+        let to = job_transition(&self.id, self.status, &event)?;
+        match event {
+            JobEvent::Allocate(agent) => self.agent = Some(agent),
+            JobEvent::Reallocate => self.agent = None,
+            _ => {}
+        }
+        if to.is_final() {
+            // The attempt is over: its token must never work again.
+            self.token_hash = None;
+        }
+        self.status = to;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// Store a signal for the runner. A force-cancel supersedes a cancel.
+    pub fn signal(&mut self, signal: Signal) {
+        if self.signal != Some(Signal::ForceCancel) {
+            self.signal = Some(signal);
+        }
+    }
+}
+
+/// What happens to a job when the agent holding it is lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LostJobAction {
+    /// Allocated, never started: give it to another agent.
+    Reallocate,
+    /// A running plan: error this attempt and queue attempt `next_attempt`.
+    RetryPlan { next_attempt: u32, message: String },
+    /// A running apply, or a plan out of retries: error the job and its run.
+    Fail { message: String },
+    /// Unallocated or final: nothing to do.
+    Nothing,
+}
+
+/// The rule for a job whose agent is lost. `agent_gone` is true when the agent
+/// is errored or exited (it will not come back); false when merely unknown,
+/// in which case only allocated jobs move.
+pub fn lost_job_action(job: &Job, agent_name: &str, agent_gone: bool) -> LostJobAction {
+    match job.status {
+        JobStatus::Allocated => LostJobAction::Reallocate,
+        JobStatus::Running if agent_gone => match job.phase {
+            JobPhase::Plan if job.attempt <= MAX_PLAN_RETRIES => LostJobAction::RetryPlan {
+                next_attempt: job.attempt + 1,
+                message: format!(
+                    "agent {agent_name} was lost while planning (attempt {}); planning again as attempt {} of {}",
+                    job.attempt,
+                    job.attempt + 1,
+                    MAX_PLAN_RETRIES + 1
+                ),
+            },
+            JobPhase::Plan => LostJobAction::Fail {
+                message: format!(
+                    "agent {agent_name} was lost while planning and the plan was already retried {MAX_PLAN_RETRIES} times; start a new run"
+                ),
+            },
+            JobPhase::Apply => LostJobAction::Fail {
+                message: format!(
+                    "agent {agent_name} was lost while applying; the apply may have been partly done, check the workspace's resources and state before starting a new run"
+                ),
+            },
+        },
+        _ => LostJobAction::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enums::assert_round_trip;
+    use JobStatus::*;
+
+    fn id() -> JobId {
+        "job-0123456789abcdef".parse().unwrap()
+    }
+
+    fn agent() -> AgentId {
+        "agent-0123456789abcdef".parse().unwrap()
+    }
+
+    fn events() -> Vec<JobEvent> {
+        vec![
+            JobEvent::Allocate(agent()),
+            JobEvent::Reallocate,
+            JobEvent::Start,
+            JobEvent::Finish,
+            JobEvent::Error,
+            JobEvent::Cancel,
+        ]
+    }
+
+    pub(crate) fn job(status: JobStatus, phase: JobPhase, attempt: u32) -> Job {
+        Job {
+            id: id(),
+            run: "run-0123456789abcdef".parse().unwrap(),
+            phase,
+            status,
+            pool: None,
+            organization: "acme".parse().unwrap(),
+            workspace: "ws-0123456789abcdef".parse().unwrap(),
+            agent: None,
+            attempt,
+            queued_at: Timestamp(0),
+            signal: None,
+            token_hash: None,
+            error: None,
+            updated_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn wire_names() {
+        assert_round_trip(JobStatus::ALL);
+        assert_round_trip(JobPhase::ALL);
+        assert_round_trip(Signal::ALL);
+    }
+
+    #[test]
+    fn transition_table() {
+        let allowed: &[(JobStatus, &str, JobStatus)] = &[
+            (Unallocated, "allocate", Allocated),
+            (Unallocated, "cancel", Canceled),
+            (Allocated, "start", Running),
+            (Allocated, "cancel", Canceled),
+            (Allocated, "re-allocate", Unallocated),
+            (Running, "finish", Finished),
+            (Running, "error", Errored),
+            (Running, "cancel", Canceled),
+        ];
+        let mut count = 0;
+        for &from in JobStatus::ALL {
+            for ev in events() {
+                let want = allowed
+                    .iter()
+                    .find(|(f, e, _)| *f == from && *e == ev.name())
+                    .map(|t| t.2);
+                assert_eq!(job_transition(&id(), from, &ev).ok(), want, "{from} + {}", ev.name());
+                count += want.is_some() as usize;
+            }
+        }
+        assert_eq!(count, allowed.len());
+    }
+
+    #[test]
+    fn final_jobs_accept_nothing_and_say_so() {
+        for from in [Finished, Errored, Canceled] {
+            for ev in events() {
+                let err = job_transition(&id(), from, &ev).unwrap_err();
+                assert!(err.to_string().contains("accepts nothing more"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn allocation_records_agent_and_final_status_drops_token() {
+        let mut j = job(Unallocated, JobPhase::Plan, 1);
+        j.apply(JobEvent::Allocate(agent()), Timestamp(1)).unwrap();
+        assert_eq!(j.agent, Some(agent()));
+        j.apply(JobEvent::Reallocate, Timestamp(2)).unwrap();
+        assert_eq!((j.status, j.agent.clone()), (Unallocated, None));
+        j.apply(JobEvent::Allocate(agent()), Timestamp(3)).unwrap();
+        j.apply(JobEvent::Start, Timestamp(4)).unwrap();
+        j.token_hash = Some(SecretHash::of("t"));
+        j.apply(JobEvent::Finish, Timestamp(5)).unwrap();
+        assert_eq!(j.token_hash, None);
+        assert_eq!(j.updated_at, Timestamp(5));
+    }
+
+    #[test]
+    fn force_cancel_supersedes_cancel() {
+        let mut j = job(Running, JobPhase::Plan, 1);
+        j.signal(Signal::Cancel);
+        j.signal(Signal::ForceCancel);
+        j.signal(Signal::Cancel);
+        assert_eq!(j.signal, Some(Signal::ForceCancel));
+    }
+
+    #[test]
+    fn lost_job_rules() {
+        assert_eq!(lost_job_action(&job(Allocated, JobPhase::Apply, 1), "a", false), LostJobAction::Reallocate);
+        assert_eq!(lost_job_action(&job(Running, JobPhase::Plan, 1), "a", false), LostJobAction::Nothing);
+        assert!(matches!(
+            lost_job_action(&job(Running, JobPhase::Plan, 1), "a", true),
+            LostJobAction::RetryPlan { next_attempt: 2, .. }
+        ));
+        assert!(matches!(
+            lost_job_action(&job(Running, JobPhase::Plan, 2), "a", true),
+            LostJobAction::RetryPlan { next_attempt: 3, .. }
+        ));
+        assert!(matches!(
+            lost_job_action(&job(Running, JobPhase::Plan, 3), "a", true),
+            LostJobAction::Fail { .. }
+        ));
+        match lost_job_action(&job(Running, JobPhase::Apply, 1), "agent-x", true) {
+            LostJobAction::Fail { message } => assert!(message.contains("agent-x"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        for s in [Unallocated, Finished, Errored, Canceled] {
+            assert_eq!(lost_job_action(&job(s, JobPhase::Plan, 1), "a", true), LostJobAction::Nothing);
+        }
+    }
+}

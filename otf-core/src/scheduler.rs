@@ -1,0 +1,336 @@
+//! The scheduler: a pure, deterministic index of queued jobs and ready agents,
+//! per pool. Each event costs O(log n): nothing rescans all jobs or agents.
+//!
+//! Eligibility: a job goes only to an agent of the same pool (`None` = the
+//! server runner), that is idle or busy, and below its `max_jobs`. Among those
+//! the least loaded wins, then the most recently seen, then the smallest id.
+//! Jobs of a pool are served first come, first served (by `queued_at`, id).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::agent::{Agent, AgentStatus};
+use crate::clock::Timestamp;
+use crate::ids::{AgentId, JobId, PoolId};
+use crate::job::{Job, JobStatus};
+
+/// Which runners may take a job: an agent pool, or the server runner (None).
+pub type PoolKey = Option<PoolId>;
+
+/// What the scheduler needs to know of an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSlot {
+    pub id: AgentId,
+    pub pool: PoolKey,
+    pub status: AgentStatus,
+    pub max_jobs: u32,
+    pub last_seen: Timestamp,
+}
+
+impl From<&Agent> for AgentSlot {
+    fn from(a: &Agent) -> Self {
+        AgentSlot {
+            id: a.id.clone(),
+            pool: a.pool.clone(),
+            status: a.status,
+            max_jobs: a.max_jobs,
+            last_seen: a.last_ping_at,
+        }
+    }
+}
+
+/// What the scheduler needs to know of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSlot {
+    pub id: JobId,
+    pub pool: PoolKey,
+    pub status: JobStatus,
+    pub agent: Option<AgentId>,
+    pub queued_at: Timestamp,
+}
+
+impl From<&Job> for JobSlot {
+    fn from(j: &Job) -> Self {
+        JobSlot {
+            id: j.id.clone(),
+            pool: j.pool.clone(),
+            status: j.status,
+            agent: j.agent.clone(),
+            queued_at: j.queued_at,
+        }
+    }
+}
+
+/// A decision: give `job` to `agent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    pub job: JobId,
+    pub agent: AgentId,
+}
+
+/// Why a queued job waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReason {
+    /// No idle or busy agent in the pool.
+    NoAgent,
+    /// Every live agent of the pool is at its maximum.
+    NoCapacity,
+}
+
+type ReadyKey = (u32, Reverse<Timestamp>, AgentId);
+type QueueKey = (Timestamp, JobId);
+
+#[derive(Debug, Default)]
+struct PoolIndex {
+    queue: BTreeSet<QueueKey>,
+    /// Schedulable agents with spare capacity, best first.
+    ready: BTreeSet<ReadyKey>,
+    /// Schedulable agents, with or without capacity.
+    live: usize,
+}
+
+#[derive(Debug)]
+struct AgentEntry {
+    slot: AgentSlot,
+    load: u32,
+}
+
+impl AgentEntry {
+    fn ready_key(&self) -> Option<ReadyKey> {
+        (self.slot.status.is_schedulable() && self.load < self.slot.max_jobs)
+            .then(|| (self.load, Reverse(self.slot.last_seen), self.slot.id.clone()))
+    }
+}
+
+#[derive(Debug)]
+struct JobEntry {
+    pool: PoolKey,
+    queued_at: Timestamp,
+    /// None while queued.
+    agent: Option<AgentId>,
+}
+
+/// The index. Feed it every agent and job change; ask it for allocations.
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    pools: HashMap<PoolKey, PoolIndex>,
+    agents: HashMap<AgentId, AgentEntry>,
+    jobs: HashMap<JobId, JobEntry>,
+    /// Load held by agents the scheduler does not know (yet): counted when the
+    /// agent appears.
+    orphan_load: HashMap<AgentId, u32>,
+}
+
+impl Scheduler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn pool(&mut self, key: &PoolKey) -> &mut PoolIndex {
+        self.pools.entry(key.clone()).or_default()
+    }
+
+    /// Remove an agent from its pool's indexes (before changing it).
+    fn unindex_agent(&mut self, id: &AgentId) {
+        let Some(entry) = self.agents.get(id) else { return };
+        let key = entry.ready_key();
+        let live = entry.slot.status.is_schedulable();
+        let pool_key = entry.slot.pool.clone();
+        let pool = self.pool(&pool_key);
+        if let Some(k) = key {
+            pool.ready.remove(&k);
+        }
+        if live {
+            pool.live -= 1;
+        }
+    }
+
+    fn index_agent(&mut self, id: &AgentId) {
+        let Some(entry) = self.agents.get(id) else { return };
+        let key = entry.ready_key();
+        let live = entry.slot.status.is_schedulable();
+        let pool_key = entry.slot.pool.clone();
+        let pool = self.pool(&pool_key);
+        if let Some(k) = key {
+            pool.ready.insert(k);
+        }
+        if live {
+            pool.live += 1;
+        }
+    }
+
+    fn add_load(&mut self, agent: &AgentId, delta: i64) {
+        if self.agents.contains_key(agent) {
+            self.unindex_agent(agent);
+            if let Some(e) = self.agents.get_mut(agent) {
+                e.load = (e.load as i64 + delta).max(0) as u32;
+            }
+            self.index_agent(agent);
+        } else {
+            let l = self.orphan_load.entry(agent.clone()).or_default();
+            *l = (*l as i64 + delta).max(0) as u32;
+            if *l == 0 {
+                self.orphan_load.remove(agent);
+            }
+        }
+    }
+
+    /// An agent registered or changed.
+    pub fn upsert_agent(&mut self, slot: AgentSlot) {
+        self.unindex_agent(&slot.id);
+        let id = slot.id.clone();
+        let load = match self.agents.remove(&id) {
+            Some(e) => e.load,
+            None => self.orphan_load.remove(&id).unwrap_or(0),
+        };
+        self.agents.insert(id.clone(), AgentEntry { slot, load });
+        self.index_agent(&id);
+    }
+
+    /// An agent was deleted.
+    pub fn remove_agent(&mut self, id: &AgentId) {
+        self.unindex_agent(id);
+        if let Some(e) = self.agents.remove(id) {
+            if e.load > 0 {
+                self.orphan_load.insert(id.clone(), e.load);
+            }
+        }
+    }
+
+    fn remove_job(&mut self, id: &JobId) {
+        if let Some(old) = self.jobs.remove(id) {
+            match &old.agent {
+                Some(a) => self.add_load(a, -1),
+                None => {
+                    self.pool(&old.pool).queue.remove(&(old.queued_at, id.clone()));
+                }
+            }
+        }
+    }
+
+    /// A job was created or changed.
+    pub fn upsert_job(&mut self, slot: JobSlot) {
+        let holder = match slot.status {
+            JobStatus::Unallocated => None,
+            // Allocated without an agent cannot happen; it would count as queued.
+            JobStatus::Allocated | JobStatus::Running => slot.agent.clone(),
+            JobStatus::Finished | JobStatus::Errored | JobStatus::Canceled => {
+                self.remove_job(&slot.id);
+                return;
+            }
+        };
+        if let Some(old) = self.jobs.get(&slot.id) {
+            if old.agent == holder && old.pool == slot.pool && old.queued_at == slot.queued_at {
+                return;
+            }
+        }
+        self.remove_job(&slot.id);
+        match &holder {
+            Some(a) => self.add_load(a, 1),
+            None => {
+                self.pool(&slot.pool)
+                    .queue
+                    .insert((slot.queued_at, slot.id.clone()));
+            }
+        }
+        self.jobs.insert(
+            slot.id,
+            JobEntry {
+                pool: slot.pool,
+                queued_at: slot.queued_at,
+                agent: holder,
+            },
+        );
+    }
+
+    /// Allocate what can be allocated in one pool. The scheduler assumes the
+    /// allocations happen; a caller that fails to persist one feeds the job's
+    /// real state back with [`Scheduler::upsert_job`].
+    pub fn allocate(&mut self, pool: &PoolKey) -> Vec<Allocation> {
+        let mut out = Vec::new();
+        while let Some(index) = self.pools.get_mut(pool) {
+            let (Some(job_key), Some(agent_key)) =
+                (index.queue.first().cloned(), index.ready.first().cloned())
+            else {
+                break;
+            };
+            index.queue.remove(&job_key);
+            let (_, job_id) = job_key;
+            let agent_id = agent_key.2;
+            if let Some(j) = self.jobs.get_mut(&job_id) {
+                j.agent = Some(agent_id.clone());
+            }
+            self.add_load(&agent_id, 1);
+            out.push(Allocation {
+                job: job_id,
+                agent: agent_id,
+            });
+        }
+        out
+    }
+
+    /// Allocate in every pool, pools in a stable order.
+    pub fn allocate_all(&mut self) -> Vec<Allocation> {
+        let mut keys: Vec<PoolKey> = self
+            .pools
+            .iter()
+            .filter(|(_, p)| !p.queue.is_empty() && !p.ready.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys.iter().flat_map(|k| self.allocate(k)).collect()
+    }
+
+    /// The jobs of a pool still waiting, in order, and why.
+    pub fn waiting(&self, pool: &PoolKey) -> (Vec<JobId>, Option<WaitReason>) {
+        let Some(index) = self.pools.get(pool) else {
+            return (Vec::new(), None);
+        };
+        let jobs: Vec<JobId> = index.queue.iter().map(|(_, id)| id.clone()).collect();
+        let reason = if jobs.is_empty() {
+            None
+        } else if index.live == 0 {
+            Some(WaitReason::NoAgent)
+        } else {
+            Some(WaitReason::NoCapacity)
+        };
+        (jobs, reason)
+    }
+
+    /// How many jobs the scheduler counts against an agent.
+    pub fn load(&self, agent: &AgentId) -> u32 {
+        self.agents
+            .get(agent)
+            .map(|e| e.load)
+            .or_else(|| self.orphan_load.get(agent).copied())
+            .unwrap_or(0)
+    }
+
+    /// Every pool with queued jobs, sorted.
+    pub fn pools_with_queue(&self) -> Vec<PoolKey> {
+        let mut v: Vec<PoolKey> = self
+            .pools
+            .iter()
+            .filter(|(_, p)| !p.queue.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn queued_len(&self) -> usize {
+        self.pools.values().map(|p| p.queue.len()).sum()
+    }
+
+    /// Jobs per pool and agent, for views; sorted.
+    pub fn assignments(&self) -> BTreeMap<AgentId, u32> {
+        self.agents
+            .iter()
+            .filter(|(_, e)| e.load > 0)
+            .map(|(id, e)| (id.clone(), e.load))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,258 @@
+//! The agent side of the protocol: register, ping, wait for jobs and signals,
+//! plus the administrator's view of agents.
+
+use super::{allow, found, Core, Error};
+use crate::agent::{agent_transition, Agent, AgentEvent, AgentStatus, ReportedStatus};
+use crate::auth::{authorize_agent_protocol, authorize_organization, Access, Subject};
+use crate::events::{Event, RecvError};
+use crate::ids::{AgentId, JobId, PoolId};
+use crate::job::{Job, JobStatus, Signal};
+use crate::store::{AgentRepo, JobRepo, Store};
+
+/// What an agent says about itself when registering.
+#[derive(Debug, Clone)]
+pub struct RegisterAgent {
+    pub name: String,
+    pub version: String,
+    pub max_jobs: u32,
+    /// The address the request came from, as the server saw it.
+    pub ip_address: String,
+}
+
+/// An agent with the number of jobs it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentView {
+    pub agent: Agent,
+    pub current_jobs: u32,
+}
+
+impl<S: Store> Core<S> {
+    /// Register an agent for the subject's pool (or the server runner).
+    pub async fn register_agent(&self, subject: &Subject, req: RegisterAgent) -> Result<Agent, Error> {
+        let (pool, organization, token) = match subject {
+            Subject::AgentToken { pool, organization, token } => {
+                (Some(pool.clone()), Some(organization.clone()), Some(token.clone()))
+            }
+            Subject::ServerRunner => (None, None, None),
+            _ => return Err(Error::Forbidden("only agent tokens may register agents")),
+        };
+        if req.max_jobs == 0 || req.max_jobs > 1000 {
+            return Err(Error::Invalid {
+                field: "max-jobs",
+                reason: format!("{} is out of range: an agent runs 1 to 1000 jobs at once", req.max_jobs),
+            });
+        }
+        let name = req.name.trim();
+        if name.chars().count() > 255 || name.chars().any(char::is_control) {
+            return Err(Error::Invalid {
+                field: "name",
+                reason: "an agent name is at most 255 printable characters".into(),
+            });
+        }
+        let now = self.now();
+        let id = AgentId::generate(self.rng.as_ref());
+        let agent = Agent {
+            name: if name.is_empty() { id.to_string() } else { name.to_string() },
+            id,
+            version: req.version,
+            pool,
+            organization,
+            status: AgentStatus::Idle,
+            max_jobs: req.max_jobs,
+            ip_address: req.ip_address,
+            last_ping_at: now,
+            last_status_at: now,
+            token,
+            registered_at: now,
+        };
+        let mut tx = self.begin().await?;
+        tx.insert_agent(&agent).await?;
+        self.commit(tx, vec![Event::Agent(agent.clone())]).await?;
+        Ok(agent)
+    }
+
+    /// The agent `id`, if the subject may act as it. Agents that are final
+    /// answer [`Error::AgentGone`]: they must register again.
+    async fn agent_for(&self, tx: &mut S::Tx, subject: &Subject, id: &AgentId) -> Result<Agent, Error> {
+        let agent = found(tx.get_agent(id).await?, "agent", id)?;
+        allow(authorize_agent_protocol(subject, agent.pool.as_ref()), "agent", id)?;
+        if let Subject::AgentToken { token, .. } = subject {
+            if agent.token.as_ref() != Some(token) {
+                return Err(Error::NotFound {
+                    kind: "agent",
+                    id: id.to_string(),
+                });
+            }
+        }
+        if agent.status.is_final() {
+            return Err(Error::AgentGone {
+                agent: id.to_string(),
+                status: agent.status,
+            });
+        }
+        Ok(agent)
+    }
+
+    /// A status ping. A ping that changes nothing is only remembered in
+    /// memory and flushed in batches; a status change is committed before it
+    /// is acknowledged.
+    pub async fn ping(&self, subject: &Subject, agent: &str, status: ReportedStatus) -> Result<AgentStatus, Error> {
+        let id: AgentId = agent.parse()?;
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let current = self.agent_for(&mut tx, subject, &id).await?;
+        let target = agent_transition(&id, current.status, AgentEvent::Ping(status))?;
+        if target == current.status {
+            drop(tx);
+            let mut seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+            let at = seen.entry(id).or_insert(now);
+            *at = (*at).max(now);
+            return Ok(target);
+        }
+        let mut agent = found(tx.lock_agent(&id).await?, "agent", &id)?;
+        agent.apply(AgentEvent::Ping(status), now)?;
+        tx.update_agent(&agent).await?;
+        let status = agent.status;
+        self.commit(tx, vec![Event::Agent(agent)]).await?;
+        Ok(status)
+    }
+
+    /// Write the batched last-seen times of pings (call it about once a second).
+    pub async fn flush_last_seen(&self) -> Result<usize, Error> {
+        let batch: Vec<_> = {
+            let mut seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.drain().collect()
+        };
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        tx.touch_agents(&batch).await?;
+        self.commit(tx, vec![]).await?;
+        Ok(batch.len())
+    }
+
+    /// Wait until jobs are allocated to the agent and return them. Adapters
+    /// bound the wait (long-poll) by dropping the future.
+    pub async fn await_allocated_jobs(&self, subject: &Subject, agent: &str) -> Result<Vec<Job>, Error> {
+        let id: AgentId = agent.parse()?;
+        loop {
+            // Subscribe before looking, so nothing slips between the two.
+            let mut sub = self.bus.subscribe();
+            {
+                let mut tx = self.begin().await?;
+                self.agent_for(&mut tx, subject, &id).await?;
+                let jobs: Vec<Job> = tx
+                    .list_jobs_of_agent(&id)
+                    .await?
+                    .into_iter()
+                    .filter(|j| j.status == JobStatus::Allocated)
+                    .collect();
+                if !jobs.is_empty() {
+                    return Ok(jobs);
+                }
+            }
+            loop {
+                match sub.recv().await {
+                    Ok(Event::Job(j)) if j.agent.as_ref() == Some(&id) && j.status == JobStatus::Allocated => break,
+                    Ok(Event::Agent(a)) if a.id == id => break,
+                    Ok(Event::AgentDeleted(a)) if a == id => break,
+                    Ok(Event::TokenRevoked(_)) => break,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged) => break,
+                    Err(RecvError::Closed) => return Ok(Vec::new()),
+                }
+            }
+        }
+    }
+
+    /// Wait for a signal for a job the agent holds. `None`: the job ended
+    /// without one, stop waiting.
+    pub async fn await_signal(&self, subject: &Subject, agent: &str, job: &str) -> Result<Option<Signal>, Error> {
+        let agent_id: AgentId = agent.parse()?;
+        let job_id: JobId = job.parse()?;
+        loop {
+            let mut sub = self.bus.subscribe();
+            {
+                let mut tx = self.begin().await?;
+                let agent = found(tx.get_agent(&agent_id).await?, "agent", &agent_id)?;
+                allow(authorize_agent_protocol(subject, agent.pool.as_ref()), "agent", &agent_id)?;
+                let job = found(tx.get_job(&job_id).await?, "job", &job_id)?;
+                if job.agent.as_ref() != Some(&agent_id) {
+                    return Err(Error::NotFound {
+                        kind: "job",
+                        id: job_id.to_string(),
+                    });
+                }
+                if job.signal.is_some() {
+                    return Ok(job.signal);
+                }
+                if job.status.is_final() {
+                    return Ok(None);
+                }
+            }
+            loop {
+                match sub.recv().await {
+                    Ok(Event::Job(j)) if j.id == job_id => break,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged) => break,
+                    Err(RecvError::Closed) => return Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Agents of a pool with their job counts.
+    pub async fn list_agents(&self, subject: &Subject, pool: &str) -> Result<Vec<AgentView>, Error> {
+        let pool = self.get_pool(subject, pool).await?;
+        self.agent_views(Some(&pool.id)).await
+    }
+
+    /// The server runner's agents (site administrator only).
+    pub async fn list_server_agents(&self, subject: &Subject) -> Result<Vec<AgentView>, Error> {
+        allow(crate::auth::authorize_site(subject, Access::Read), "agent", "server")?;
+        self.agent_views(None).await
+    }
+
+    async fn agent_views(&self, pool: Option<&PoolId>) -> Result<Vec<AgentView>, Error> {
+        let mut tx = self.begin().await?;
+        let mut out = Vec::new();
+        for agent in tx.list_agents_in_pool(pool).await? {
+            let current_jobs = tx.list_jobs_of_agent(&agent.id).await?.len() as u32;
+            out.push(AgentView { agent, current_jobs });
+        }
+        Ok(out)
+    }
+
+    pub async fn get_agent(&self, subject: &Subject, id: &str) -> Result<AgentView, Error> {
+        let id: AgentId = id.parse()?;
+        let mut tx = self.begin().await?;
+        let agent = found(tx.get_agent(&id).await?, "agent", &id)?;
+        authorize_agent_view(subject, &agent, Access::Read)?;
+        let current_jobs = tx.list_jobs_of_agent(&id).await?.len() as u32;
+        Ok(AgentView { agent, current_jobs })
+    }
+
+    /// Delete an agent that is unknown, errored or exited.
+    pub async fn delete_agent(&self, subject: &Subject, id: &str) -> Result<(), Error> {
+        let id: AgentId = id.parse()?;
+        let mut tx = self.begin().await?;
+        let agent = found(tx.lock_agent(&id).await?, "agent", &id)?;
+        authorize_agent_view(subject, &agent, Access::Write)?;
+        if agent.status.is_schedulable() {
+            return Err(Error::AgentStillLive {
+                agent: id.to_string(),
+                status: agent.status,
+            });
+        }
+        tx.delete_agent(&id).await?;
+        self.commit(tx, vec![Event::AgentDeleted(id)]).await
+    }
+}
+
+fn authorize_agent_view(subject: &Subject, agent: &Agent, access: Access) -> Result<(), Error> {
+    match &agent.organization {
+        Some(org) => allow(authorize_organization(subject, org, access), "agent", &agent.id),
+        None => allow(crate::auth::authorize_site(subject, access), "agent", &agent.id),
+    }
+}

@@ -1,0 +1,82 @@
+//! Authentication: a bearer token into a [`Subject`].
+
+use super::{Core, Error};
+use crate::auth::Subject;
+use crate::clock::Timestamp;
+use crate::ids::{AgentTokenId, JobId, OrgTokenId};
+use crate::job::JobStatus;
+use crate::secret::token_id_part;
+use crate::store::{AgentTokenRepo, JobRepo, OrganizationRepo, Store};
+
+impl<S: Store> Core<S> {
+    /// Who presents `bearer`. Wrong, malformed and revoked tokens are all
+    /// [`Error::Unauthorized`], with no hint which.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Subject, Error> {
+        let bearer = bearer.trim();
+        if let Some(site) = &self.config.site_token {
+            if site.verify(bearer) {
+                return Ok(Subject::SiteAdmin);
+            }
+        }
+        let id = token_id_part(bearer).ok_or(Error::Unauthorized)?;
+        let now = self.now();
+        if let Ok(id) = id.parse::<AgentTokenId>() {
+            let mut tx = self.begin().await?;
+            let mut token = tx.get_agent_token(&id).await?.ok_or(Error::Unauthorized)?;
+            if !token.hash.verify(bearer) {
+                return Err(Error::Unauthorized);
+            }
+            let subject = Subject::AgentToken {
+                pool: token.pool.clone(),
+                organization: token.organization.clone(),
+                token: token.id.clone(),
+            };
+            if self.due_for_touch(token.last_used_at, now) {
+                token.last_used_at = Some(now);
+                tx.update_agent_token(&token).await?;
+                self.commit(tx, vec![]).await?;
+            }
+            return Ok(subject);
+        }
+        if let Ok(id) = id.parse::<OrgTokenId>() {
+            let mut tx = self.begin().await?;
+            let mut token = tx.get_org_token(&id).await?.ok_or(Error::Unauthorized)?;
+            if !token.hash.verify(bearer) {
+                return Err(Error::Unauthorized);
+            }
+            let subject = Subject::Organization {
+                organization: token.organization.clone(),
+                token: token.id.clone(),
+            };
+            if self.due_for_touch(token.last_used_at, now) {
+                token.last_used_at = Some(now);
+                tx.update_org_token(&token).await?;
+                self.commit(tx, vec![]).await?;
+            }
+            return Ok(subject);
+        }
+        if let Ok(id) = id.parse::<JobId>() {
+            let mut tx = self.begin().await?;
+            let job = tx.get_job(&id).await?.ok_or(Error::Unauthorized)?;
+            // The token lives exactly as long as its attempt runs.
+            let valid = job.status == JobStatus::Running
+                && job.token_hash.as_ref().is_some_and(|h| h.verify(bearer));
+            if !valid {
+                return Err(Error::Unauthorized);
+            }
+            return Ok(Subject::Job {
+                job: job.id,
+                attempt: job.attempt,
+                run: job.run,
+                workspace: job.workspace,
+                organization: job.organization,
+                phase: job.phase,
+            });
+        }
+        Err(Error::Unauthorized)
+    }
+
+    fn due_for_touch(&self, last: Option<Timestamp>, now: Timestamp) -> bool {
+        last.is_none_or(|l| now.since(l) >= self.config.token_touch_interval)
+    }
+}

@@ -1,0 +1,207 @@
+//! The dispatcher: the leader's loop body. It keeps the [`Scheduler`] index in
+//! step with agent and job events, persists its allocations, runs the
+//! liveness manager and recovers the jobs of lost agents. Adapters drive it:
+//! `rebuild` on gaining leadership (or after missing events), `handle` for
+//! each event, `tick` about once a second.
+
+use std::collections::HashSet;
+
+use super::{Core, Error};
+use crate::agent::Agent;
+use crate::events::Event;
+use crate::ids::AgentId;
+use crate::liveness::{liveness_changes, LivenessChange};
+use crate::scheduler::{AgentSlot, JobSlot, PoolKey, Scheduler, WaitReason};
+use crate::store::{AgentRepo, JobRepo, Store};
+
+pub struct Dispatcher<S: Store> {
+    core: Core<S>,
+    scheduler: Scheduler,
+}
+
+fn label(agent: &Agent) -> String {
+    if agent.name == agent.id.as_str() {
+        agent.id.to_string()
+    } else {
+        format!("{} ({})", agent.name, agent.id)
+    }
+}
+
+impl<S: Store> Dispatcher<S> {
+    pub fn new(core: Core<S>) -> Self {
+        Self {
+            core,
+            scheduler: Scheduler::new(),
+        }
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// Which jobs of a pool wait, and why.
+    pub fn waiting(&self, pool: &PoolKey) -> (Vec<crate::ids::JobId>, Option<WaitReason>) {
+        self.scheduler.waiting(pool)
+    }
+
+    /// Re-read everything from the store: agents, active jobs. Recovers work
+    /// left behind by lost agents, then allocates what it can.
+    pub async fn rebuild(&mut self) -> Result<(), Error> {
+        let (agents, jobs) = {
+            let mut tx = self.core.begin().await?;
+            (tx.list_agents().await?, tx.list_active_jobs().await?)
+        };
+        self.scheduler = Scheduler::new();
+        for a in &agents {
+            self.scheduler.upsert_agent(AgentSlot::from(a));
+        }
+        for j in &jobs {
+            self.scheduler.upsert_job(JobSlot::from(j));
+        }
+        for a in agents.iter().filter(|a| !a.status.is_schedulable()) {
+            self.recover(a).await?;
+        }
+        let known: HashSet<&AgentId> = agents.iter().map(|a| &a.id).collect();
+        for j in &jobs {
+            if let Some(agent) = j.agent.as_ref().filter(|a| !known.contains(a)) {
+                self.core.handle_lost_job(&j.id, agent, agent.as_str(), true).await?;
+                self.refresh_job(&j.id).await?;
+            }
+        }
+        self.allocate_all().await
+    }
+
+    /// React to one event.
+    pub async fn handle(&mut self, event: &Event) -> Result<(), Error> {
+        match event {
+            Event::Agent(a) => {
+                self.scheduler.upsert_agent(AgentSlot::from(a));
+                if !a.status.is_schedulable() {
+                    self.recover(a).await?;
+                }
+                self.allocate(&a.pool).await
+            }
+            Event::AgentDeleted(id) => {
+                self.scheduler.remove_agent(id);
+                let jobs = {
+                    let mut tx = self.core.begin().await?;
+                    tx.list_jobs_of_agent(id).await?
+                };
+                for j in jobs {
+                    self.core.handle_lost_job(&j.id, id, id.as_str(), true).await?;
+                    self.refresh_job(&j.id).await?;
+                }
+                self.allocate_all().await
+            }
+            Event::Job(j) => {
+                self.scheduler.upsert_job(JobSlot::from(j));
+                self.allocate(&j.pool).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Flush batched pings, apply the liveness manager's decisions, and retry
+    /// allocation.
+    pub async fn tick(&mut self) -> Result<(), Error> {
+        self.core.flush_last_seen().await?;
+        let agents = {
+            let mut tx = self.core.begin().await?;
+            tx.list_agents().await?
+        };
+        let now = self.core.now();
+        for change in liveness_changes(&agents, now, &self.core.config.liveness) {
+            if let Some(event) = self.core.apply_liveness(&change).await? {
+                self.handle(&event).await?;
+            }
+        }
+        self.allocate_all().await
+    }
+
+    /// Move the jobs of an agent that is not schedulable.
+    async fn recover(&mut self, agent: &Agent) -> Result<(), Error> {
+        let jobs = {
+            let mut tx = self.core.begin().await?;
+            tx.list_jobs_of_agent(&agent.id).await?
+        };
+        let gone = agent.status.is_final();
+        let name = label(agent);
+        for j in jobs {
+            self.core.handle_lost_job(&j.id, &agent.id, &name, gone).await?;
+            self.refresh_job(&j.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Feed the job's stored state (and that of its run's retry, if any) back
+    /// into the index.
+    async fn refresh_job(&mut self, id: &crate::ids::JobId) -> Result<(), Error> {
+        let mut tx = self.core.begin().await?;
+        let Some(job) = tx.get_job(id).await? else { return Ok(()) };
+        for j in tx.list_jobs_of_run(&job.run).await? {
+            self.scheduler.upsert_job(JobSlot::from(&j));
+        }
+        Ok(())
+    }
+
+    async fn allocate(&mut self, pool: &PoolKey) -> Result<(), Error> {
+        let allocations = self.scheduler.allocate(pool);
+        self.persist(allocations).await
+    }
+
+    async fn allocate_all(&mut self) -> Result<(), Error> {
+        let allocations = self.scheduler.allocate_all();
+        self.persist(allocations).await
+    }
+
+    async fn persist(&mut self, allocations: Vec<crate::scheduler::Allocation>) -> Result<(), Error> {
+        for a in allocations {
+            match self.core.allocate_job(&a.job, &a.agent).await {
+                Ok(job) => self.scheduler.upsert_job(JobSlot::from(&job)),
+                Err(Error::NotFound { .. }) => {
+                    // Deleted meanwhile (its workspace went away).
+                    self.scheduler.upsert_job(JobSlot {
+                        id: a.job,
+                        pool: None,
+                        status: crate::job::JobStatus::Canceled,
+                        agent: None,
+                        queued_at: crate::clock::Timestamp(0),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S: Store> Core<S> {
+    /// Apply one liveness decision if it still holds on the locked agent.
+    /// Returns the event it caused.
+    pub async fn apply_liveness(&self, change: &LivenessChange) -> Result<Option<Event>, Error> {
+        let id = match change {
+            LivenessChange::Apply(id, _) | LivenessChange::Purge(id) => id,
+        };
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let Some(mut agent) = tx.lock_agent(id).await? else { return Ok(None) };
+        // Re-decide on fresh data: a ping may have arrived meanwhile.
+        let still = liveness_changes(std::slice::from_ref(&agent), now, &self.config.liveness);
+        if still.first() != Some(change) {
+            return Ok(None);
+        }
+        let event = match change {
+            LivenessChange::Apply(_, ev) => {
+                agent.apply(*ev, now)?;
+                tx.update_agent(&agent).await?;
+                Event::Agent(agent)
+            }
+            LivenessChange::Purge(_) => {
+                tx.delete_agent(id).await?;
+                Event::AgentDeleted(id.clone())
+            }
+        };
+        self.commit(tx, vec![event.clone()]).await?;
+        Ok(Some(event))
+    }
+}

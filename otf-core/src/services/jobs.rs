@@ -1,0 +1,328 @@
+//! Jobs: allocation (by the dispatcher), start and finish (by runners), the
+//! job-scoped data a job token may reach, and what happens to the jobs of
+//! lost agents.
+
+use super::runs::active_job;
+use super::{allow, found, Core, Error};
+use crate::artifacts::{ArtifactKind, StateVersion, Variable};
+use crate::auth::{authorize_job, JobAction, Subject};
+use crate::events::Event;
+use crate::ids::{AgentId, JobId, StateVersionId};
+use crate::job::{lost_job_action, Job, JobEvent, JobPhase, JobStatus, LostJobAction};
+use crate::run::{ResourceCounts, Run, RunEvent, RunStatus};
+use crate::secret::IssuedSecret;
+use crate::store::{
+    ArtifactRepo, ConfigRepo, JobRepo, LogRepo, RunRepo, StateRepo, Store, VariableRepo, WorkspaceRepo,
+};
+use crate::workspace::Workspace;
+
+/// A started job and the token for its attempt (shown once).
+#[derive(Debug)]
+pub struct StartedJob {
+    pub job: Job,
+    pub run: Run,
+    pub workspace: Workspace,
+    pub token: IssuedSecret,
+}
+
+/// How a runner reports the end of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Success. `has_changes` matters for plans only.
+    Finished { counts: ResourceCounts, has_changes: bool },
+    Errored { message: String },
+    /// Terraform stopped after a cancel signal (or the agent shut down).
+    Canceled,
+}
+
+/// The job a subject's token belongs to.
+fn job_of(subject: &Subject) -> Result<(&JobId, u32), Error> {
+    match subject {
+        Subject::Job { job, attempt, .. } => Ok((job, *attempt)),
+        _ => Err(Error::Forbidden("this needs the job token of the job")),
+    }
+}
+
+impl<S: Store> Core<S> {
+    /// Give an unallocated job to an agent (the dispatcher's decision).
+    /// Returns the job as it now is; it is unchanged if it was no longer
+    /// unallocated.
+    pub async fn allocate_job(&self, job: &JobId, agent: &AgentId) -> Result<Job, Error> {
+        let mut tx = self.begin().await?;
+        let peek = found(tx.get_job(job).await?, "job", job)?;
+        tx.lock_workspace(&peek.workspace).await?;
+        let mut j = found(tx.get_job(job).await?, "job", job)?;
+        if j.status != JobStatus::Unallocated {
+            return Ok(j);
+        }
+        j.apply(JobEvent::Allocate(agent.clone()), self.now())?;
+        tx.update_job(&j).await?;
+        self.commit(tx, vec![Event::Job(j.clone())]).await?;
+        Ok(j)
+    }
+
+    /// The agent starts a job allocated to it and receives the job token of
+    /// this attempt.
+    pub async fn start_job(&self, subject: &Subject, agent: &str, job: &str) -> Result<StartedJob, Error> {
+        let agent_id: AgentId = agent.parse()?;
+        let job_id: JobId = job.parse()?;
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        self.agent_for_start(&mut tx, subject, &agent_id).await?;
+        let peek = found(tx.get_job(&job_id).await?, "job", &job_id)?;
+        let ws = found(tx.lock_workspace(&peek.workspace).await?, "workspace", &peek.workspace)?;
+        let mut job = found(tx.get_job(&job_id).await?, "job", &job_id)?;
+        if job.agent.as_ref() != Some(&agent_id) {
+            return Err(Error::NotFound {
+                kind: "job",
+                id: job_id.to_string(),
+            });
+        }
+        job.apply(JobEvent::Start, now)?;
+        let token = IssuedSecret::generate(job.id.as_str(), self.rng.as_ref());
+        job.token_hash = Some(token.hash());
+        let mut run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
+        let event = match job.phase {
+            JobPhase::Plan => RunEvent::PlanStarted,
+            JobPhase::Apply => RunEvent::ApplyStarted,
+        };
+        run.apply_event(event, now, self.config.force_cancel_cool_off)?;
+        tx.update_job(&job).await?;
+        tx.update_run(&run).await?;
+        self.commit(tx, vec![Event::Job(job.clone()), Event::Run(run.clone())]).await?;
+        Ok(StartedJob {
+            job,
+            run,
+            workspace: ws,
+            token,
+        })
+    }
+
+    async fn agent_for_start(&self, tx: &mut S::Tx, subject: &Subject, id: &AgentId) -> Result<(), Error> {
+        use crate::store::AgentRepo;
+        let agent = found(tx.get_agent(id).await?, "agent", id)?;
+        allow(crate::auth::authorize_agent_protocol(subject, agent.pool.as_ref()), "agent", id)?;
+        if agent.status.is_final() {
+            return Err(Error::AgentGone {
+                agent: id.to_string(),
+                status: agent.status,
+            });
+        }
+        Ok(())
+    }
+
+    /// The runner reports the end of its job (with the job token). The run
+    /// moves on: planned (and applied at once when auto-apply), applied,
+    /// errored or canceled; a run that ended frees its workspace.
+    pub async fn finish_job(&self, subject: &Subject, outcome: JobOutcome) -> Result<Run, Error> {
+        let (job_id, attempt) = job_of(subject)?;
+        let now = self.now();
+        let cool_off = self.config.force_cancel_cool_off;
+        let mut tx = self.begin().await?;
+        let peek = found(tx.get_job(job_id).await?, "job", job_id)?;
+        let mut ws = found(tx.lock_workspace(&peek.workspace).await?, "workspace", &peek.workspace)?;
+        let mut job = found(tx.get_job(job_id).await?, "job", job_id)?;
+        if job.attempt != attempt || job.status != JobStatus::Running {
+            // The attempt is over or superseded: its token is dead.
+            return Err(Error::Unauthorized);
+        }
+        let mut run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
+        let mut events = Vec::new();
+        match outcome {
+            JobOutcome::Finished { counts, has_changes } => {
+                job.apply(JobEvent::Finish, now)?;
+                match job.phase {
+                    JobPhase::Plan => {
+                        run.apply_event(RunEvent::PlanFinished { counts, has_changes }, now, cool_off)?;
+                        if run.status == RunStatus::Planned && run.auto_apply {
+                            run.apply_event(RunEvent::Confirm, now, cool_off)?;
+                            self.queue_apply(&mut tx, &ws, &mut run, &mut events).await?;
+                        }
+                    }
+                    JobPhase::Apply => run.apply_event(RunEvent::ApplyFinished { counts }, now, cool_off)?,
+                }
+            }
+            JobOutcome::Errored { message } => {
+                job.error = Some(message.clone());
+                job.apply(JobEvent::Error, now)?;
+                run.apply_event(RunEvent::Error { message }, now, cool_off)?;
+            }
+            JobOutcome::Canceled => {
+                job.apply(JobEvent::Cancel, now)?;
+                if run.cancel_requested_at.is_none() {
+                    run.apply_event(RunEvent::Cancel, now, cool_off)?;
+                }
+                run.apply_event(RunEvent::CancelCompleted, now, cool_off)?;
+            }
+        }
+        tx.update_job(&job).await?;
+        tx.update_run(&run).await?;
+        events.insert(0, Event::Job(job));
+        events.push(Event::Run(run.clone()));
+        if run.status.is_final() {
+            self.release_workspace(&mut tx, &mut ws, &run, &mut events).await?;
+        }
+        self.commit(tx, events).await?;
+        Ok(run)
+    }
+
+    /// What happens to a job whose agent is lost (`gone`: errored, exited or
+    /// deleted; otherwise unknown). `agent_label` names the agent for people.
+    pub async fn handle_lost_job(&self, job: &JobId, agent: &AgentId, agent_label: &str, gone: bool) -> Result<(), Error> {
+        let now = self.now();
+        let cool_off = self.config.force_cancel_cool_off;
+        let mut tx = self.begin().await?;
+        let Some(peek) = tx.get_job(job).await? else { return Ok(()) };
+        let mut ws = found(tx.lock_workspace(&peek.workspace).await?, "workspace", &peek.workspace)?;
+        let mut job = found(tx.get_job(job).await?, "job", job)?;
+        if job.agent.as_ref() != Some(agent) {
+            return Ok(());
+        }
+        let mut events = Vec::new();
+        let mut run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
+        match lost_job_action(&job, agent_label, gone) {
+            LostJobAction::Nothing => return Ok(()),
+            LostJobAction::Reallocate => {
+                job.apply(JobEvent::Reallocate, now)?;
+                tx.update_job(&job).await?;
+                events.push(Event::Job(job));
+            }
+            LostJobAction::RetryPlan { next_attempt, message } => {
+                job.error = Some(message.clone());
+                job.apply(JobEvent::Error, now)?;
+                let mut retry = self.new_job(&ws, &run, JobPhase::Plan, next_attempt, job.queued_at);
+                retry.pool = job.pool.clone();
+                run.apply_event(RunEvent::PlanRequeued, now, cool_off)?;
+                tx.update_job(&job).await?;
+                tx.insert_job(&retry).await?;
+                tx.update_run(&run).await?;
+                events.push(self.log_notice(&mut tx, &run, JobPhase::Plan, &message).await?);
+                events.extend([Event::Job(job), Event::Job(retry), Event::Run(run)]);
+            }
+            LostJobAction::Fail { message } => {
+                job.error = Some(message.clone());
+                job.apply(JobEvent::Error, now)?;
+                run.apply_event(RunEvent::Error { message: message.clone() }, now, cool_off)?;
+                tx.update_job(&job).await?;
+                tx.update_run(&run).await?;
+                events.push(self.log_notice(&mut tx, &run, job.phase, &message).await?);
+                events.extend([Event::Job(job), Event::Run(run.clone())]);
+                self.release_workspace(&mut tx, &mut ws, &run, &mut events).await?;
+            }
+        }
+        self.commit(tx, events).await
+    }
+
+    /// Append a line from otf itself to a phase's log.
+    async fn log_notice(&self, tx: &mut S::Tx, run: &Run, phase: JobPhase, message: &str) -> Result<Event, Error> {
+        let line = format!("\n[otf] {message}\n");
+        let chunk = tx.append_log(&run.id, phase, line.as_bytes()).await?;
+        Ok(Event::Log {
+            run: run.id.clone(),
+            phase,
+            end: chunk.offset + chunk.data.len() as u64,
+        })
+    }
+
+    /// The run and workspace of the subject's job, if it may do `action`.
+    pub async fn job_context(&self, subject: &Subject, action: JobAction) -> Result<(Job, Run, Workspace), Error> {
+        let (job_id, _) = job_of(subject)?;
+        let mut tx = self.begin().await?;
+        let job = found(tx.get_job(job_id).await?, "job", job_id)?;
+        allow(authorize_job(subject, &job.run, &job.workspace, action), "job", job_id)?;
+        let run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
+        let ws = found(tx.get_workspace(&job.workspace).await?, "workspace", &job.workspace)?;
+        Ok((job, run, ws))
+    }
+
+    /// Append runner output to the job's phase log.
+    pub async fn append_job_log(&self, subject: &Subject, data: &[u8]) -> Result<u64, Error> {
+        let (job, run, _) = self.job_context(subject, JobAction::AppendLog).await?;
+        let mut tx = self.begin().await?;
+        let chunk = tx.append_log(&run.id, job.phase, data).await?;
+        let end = chunk.offset + data.len() as u64;
+        self.commit(tx, vec![Event::Log { run: run.id, phase: job.phase, end }]).await?;
+        Ok(end)
+    }
+
+    /// The configuration tarball of the job's run.
+    pub async fn job_config(&self, subject: &Subject) -> Result<Vec<u8>, Error> {
+        let (_, run, _) = self.job_context(subject, JobAction::DownloadConfig).await?;
+        let mut tx = self.begin().await?;
+        let cv = &run.configuration_version;
+        found(tx.get_config_tarball(cv).await?, "configuration version", cv)
+    }
+
+    /// The workspace's variables, sensitive values included (for the runner).
+    pub async fn job_variables(&self, subject: &Subject) -> Result<Vec<Variable>, Error> {
+        let (_, _, ws) = self.job_context(subject, JobAction::ReadVariables).await?;
+        let mut tx = self.begin().await?;
+        Ok(tx.list_variables(&ws.id).await?)
+    }
+
+    /// The workspace's current state, if any.
+    pub async fn job_current_state(&self, subject: &Subject) -> Result<Option<(StateVersion, Vec<u8>)>, Error> {
+        let (_, _, ws) = self.job_context(subject, JobAction::ReadCurrentState).await?;
+        let mut tx = self.begin().await?;
+        let Some(sv) = tx.current_state_version(&ws.id).await? else { return Ok(None) };
+        let bytes = found(tx.get_state_bytes(&sv.id).await?, "state version", &sv.id)?;
+        Ok(Some((sv, bytes)))
+    }
+
+    /// Store a plan artifact (plan phase only).
+    pub async fn upload_artifact(&self, subject: &Subject, kind: ArtifactKind, data: &[u8]) -> Result<(), Error> {
+        let action = match kind {
+            ArtifactKind::Plan => JobAction::UploadPlan,
+            ArtifactKind::JsonPlan => JobAction::UploadJsonPlan,
+            ArtifactKind::LockFile => JobAction::UploadLockFile,
+        };
+        let (_, run, _) = self.job_context(subject, action).await?;
+        let mut tx = self.begin().await?;
+        tx.put_artifact(&run.id, kind, data).await?;
+        self.commit(tx, vec![]).await
+    }
+
+    /// Read a plan artifact of the job's run.
+    pub async fn download_artifact(&self, subject: &Subject, kind: ArtifactKind) -> Result<Option<Vec<u8>>, Error> {
+        let action = match kind {
+            ArtifactKind::LockFile => JobAction::DownloadLockFile,
+            _ => JobAction::DownloadPlan,
+        };
+        let (_, run, _) = self.job_context(subject, action).await?;
+        let mut tx = self.begin().await?;
+        Ok(tx.get_artifact(&run.id, kind).await?)
+    }
+
+    /// Store the state an apply produced (apply phase only).
+    pub async fn job_create_state_version(&self, subject: &Subject, serial: i64, lineage: &str, state: &[u8]) -> Result<StateVersion, Error> {
+        let (job, run, ws) = self.job_context(subject, JobAction::CreateStateVersion).await?;
+        let mut tx = self.begin().await?;
+        // The job must still be running this attempt when the write commits.
+        tx.lock_workspace(&ws.id).await?;
+        let current = found(tx.get_job(&job.id).await?, "job", &job.id)?;
+        if current.status != JobStatus::Running || current.attempt != job.attempt {
+            return Err(Error::Unauthorized);
+        }
+        let sv = StateVersion {
+            id: StateVersionId::generate(self.rng.as_ref()),
+            workspace: ws.id,
+            organization: ws.organization,
+            serial,
+            lineage: lineage.to_string(),
+            md5: crate::artifacts::md5_hex(state),
+            size: state.len() as u64,
+            run: Some(run.id),
+            created_at: self.now(),
+        };
+        tx.insert_state_version(&sv, state).await?;
+        self.commit(tx, vec![]).await?;
+        Ok(sv)
+    }
+
+    /// The active job of a run (for views).
+    pub async fn active_job_of_run(&self, subject: &Subject, run: &str) -> Result<Option<Job>, Error> {
+        let run = self.get_run(subject, run).await?;
+        let mut tx = self.begin().await?;
+        active_job(&mut tx, &run.id).await
+    }
+}

@@ -1,0 +1,155 @@
+//! Use cases: every operation of the walkthrough and the run lifecycle, as
+//! methods of [`Core`], generic over the [`Store`]. Each method authorizes the
+//! subject, runs one transaction applying the pure rules, commits, then
+//! publishes the resulting events.
+
+mod agents;
+mod auth;
+mod dispatch;
+mod errors;
+mod jobs;
+mod organizations;
+mod pools;
+mod runs;
+mod tokens;
+mod workspaces;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use agents::{AgentView, RegisterAgent};
+pub use dispatch::Dispatcher;
+pub use errors::Error;
+pub use jobs::{JobOutcome, StartedJob};
+pub use pools::{PoolSpec, PoolUpdate};
+pub use runs::{ConfigSpec, RunSpec};
+pub use workspaces::{WorkspaceSpec, WorkspaceUpdate};
+
+use crate::agent::LivenessConfig;
+use crate::auth::Denied;
+use crate::clock::{Clock, Timestamp};
+use crate::events::{Event, EventBus};
+use crate::ids::AgentId;
+use crate::random::Random;
+use crate::secret::SecretHash;
+use crate::store::Store;
+
+/// Settings of the core's rules.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub liveness: LivenessConfig,
+    /// How long after a cancel request force-cancel becomes available.
+    pub force_cancel_cool_off: Duration,
+    /// Hash of the site administrator's token, if one is configured.
+    pub site_token: Option<SecretHash>,
+    /// Minimum time between two durable updates of a token's `last_used_at`.
+    pub token_touch_interval: Duration,
+    /// Largest configuration tarball accepted.
+    pub max_config_bytes: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            liveness: LivenessConfig::default(),
+            force_cancel_cool_off: Duration::from_secs(10),
+            site_token: None,
+            token_touch_interval: Duration::from_secs(60),
+            max_config_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+/// The application: rules plus the injected store, bus, clock and randomness.
+/// Cheap to clone; clones share everything.
+pub struct Core<S: Store> {
+    store: Arc<S>,
+    bus: Arc<dyn EventBus>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Random>,
+    config: Arc<CoreConfig>,
+    /// Pings that changed no status: agent -> last heard, flushed in batches by
+    /// [`Core::flush_last_seen`] instead of one commit per ping.
+    last_seen: Arc<Mutex<HashMap<AgentId, Timestamp>>>,
+}
+
+impl<S: Store> Clone for Core<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            bus: self.bus.clone(),
+            clock: self.clock.clone(),
+            rng: self.rng.clone(),
+            config: self.config.clone(),
+            last_seen: self.last_seen.clone(),
+        }
+    }
+}
+
+impl<S: Store> Core<S> {
+    pub fn new(
+        store: S,
+        bus: Arc<dyn EventBus>,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn Random>,
+        config: CoreConfig,
+    ) -> Self {
+        Self {
+            store: Arc::new(store),
+            bus,
+            clock,
+            rng,
+            config: Arc::new(config),
+            last_seen: Arc::default(),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn bus(&self) -> &Arc<dyn EventBus> {
+        &self.bus
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    async fn begin(&self) -> Result<S::Tx, Error> {
+        Ok(self.store.begin().await?)
+    }
+
+    /// Commit, then tell everyone what changed.
+    async fn commit(&self, tx: S::Tx, events: Vec<Event>) -> Result<(), Error> {
+        crate::store::Tx::commit(tx).await?;
+        if !events.is_empty() {
+            self.bus.publish(events).await;
+        }
+        Ok(())
+    }
+}
+
+/// Turn an authorization decision into a service error about `kind` `id`.
+fn allow(decision: Result<(), Denied>, kind: &'static str, id: impl ToString) -> Result<(), Error> {
+    decision.map_err(|d| match d {
+        Denied::NotFound => Error::NotFound {
+            kind,
+            id: id.to_string(),
+        },
+        Denied::Forbidden(why) => Error::Forbidden(why),
+    })
+}
+
+/// `Option` from the store to a not-found error.
+fn found<T>(value: Option<T>, kind: &'static str, id: impl ToString) -> Result<T, Error> {
+    value.ok_or_else(|| Error::NotFound {
+        kind,
+        id: id.to_string(),
+    })
+}

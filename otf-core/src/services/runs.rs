@@ -1,0 +1,375 @@
+//! Configuration versions and runs: create, the workspace run queue, confirm,
+//! discard, cancel, force-cancel.
+
+use super::{allow, found, Core, Error};
+use crate::artifacts::{ConfigStatus, ConfigurationVersion};
+use crate::auth::{authorize_organization, Access, Subject};
+use crate::events::Event;
+use crate::ids::{ConfigVersionId, JobId, RunId, WorkspaceId};
+use crate::job::{Job, JobEvent, JobPhase, JobStatus, Signal};
+use crate::run::{Run, RunEvent, RunOptions};
+use crate::store::{ConfigRepo, JobRepo, LogRepo, RunRepo, Store, WorkspaceRepo};
+use crate::workspace::{ExecutionMode, Workspace, WorkspaceLock};
+
+/// A boxed future borrowing the transaction, for actions run inside one.
+type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A new configuration version.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConfigSpec {
+    pub speculative: bool,
+    /// Start a run as soon as the configuration is uploaded.
+    pub auto_queue_runs: bool,
+}
+
+/// A new run. Without a configuration version, the workspace's newest
+/// uploaded one is used.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    pub workspace: String,
+    pub configuration_version: Option<String>,
+    pub options: RunOptions,
+}
+
+impl<S: Store> Core<S> {
+    pub async fn create_configuration_version(
+        &self,
+        subject: &Subject,
+        workspace: &str,
+        spec: ConfigSpec,
+    ) -> Result<ConfigurationVersion, Error> {
+        let ws = self.get_workspace(subject, workspace).await?;
+        allow(authorize_organization(subject, &ws.organization, Access::Write), "workspace", &ws.id)?;
+        let cv = ConfigurationVersion {
+            id: ConfigVersionId::generate(self.rng.as_ref()),
+            workspace: ws.id,
+            organization: ws.organization,
+            status: ConfigStatus::Pending,
+            speculative: spec.speculative,
+            auto_queue_runs: spec.auto_queue_runs,
+            error: None,
+            created_at: self.now(),
+        };
+        let mut tx = self.begin().await?;
+        tx.insert_config_version(&cv).await?;
+        self.commit(tx, vec![]).await?;
+        Ok(cv)
+    }
+
+    pub async fn get_configuration_version(&self, subject: &Subject, id: &str) -> Result<ConfigurationVersion, Error> {
+        let id: ConfigVersionId = id.parse()?;
+        let mut tx = self.begin().await?;
+        let cv = found(tx.get_config_version(&id).await?, "configuration version", &id)?;
+        allow(authorize_organization(subject, &cv.organization, Access::Read), "configuration version", &id)?;
+        Ok(cv)
+    }
+
+    /// Store the configuration tarball; the version becomes `uploaded` (and a
+    /// run is queued if it asked for one).
+    pub async fn upload_configuration(&self, subject: &Subject, id: &str, tarball: &[u8]) -> Result<ConfigurationVersion, Error> {
+        let id: ConfigVersionId = id.parse()?;
+        if tarball.len() > self.config.max_config_bytes {
+            return Err(Error::Invalid {
+                field: "configuration",
+                reason: format!(
+                    "the archive is {} bytes; the limit is {} bytes",
+                    tarball.len(),
+                    self.config.max_config_bytes
+                ),
+            });
+        }
+        let mut tx = self.begin().await?;
+        let mut cv = found(tx.get_config_version(&id).await?, "configuration version", &id)?;
+        allow(authorize_organization(subject, &cv.organization, Access::Write), "configuration version", &id)?;
+        if cv.status != ConfigStatus::Pending {
+            return Err(Error::Invalid {
+                field: "configuration",
+                reason: format!("configuration version {id} is already {}; create a new one", cv.status),
+            });
+        }
+        tx.put_config_tarball(&id, tarball).await?;
+        cv.status = ConfigStatus::Uploaded;
+        tx.update_config_version(&cv).await?;
+        self.commit(tx, vec![]).await?;
+        if cv.auto_queue_runs {
+            self.create_run(
+                subject,
+                RunSpec {
+                    workspace: cv.workspace.to_string(),
+                    configuration_version: Some(cv.id.to_string()),
+                    options: RunOptions {
+                        refresh: true,
+                        plan_only: cv.speculative,
+                        ..RunOptions::default()
+                    },
+                },
+            )
+            .await?;
+        }
+        Ok(cv)
+    }
+
+    /// Create a run. A speculative run starts planning at once; any other run
+    /// waits in the workspace's queue until it is the workspace's active run.
+    pub async fn create_run(&self, subject: &Subject, spec: RunSpec) -> Result<Run, Error> {
+        let ws_id: WorkspaceId = spec.workspace.parse()?;
+        let mut tx = self.begin().await?;
+        let mut ws = found(tx.lock_workspace(&ws_id).await?, "workspace", &ws_id)?;
+        allow(authorize_organization(subject, &ws.organization, Access::Write), "workspace", &ws_id)?;
+        if ws.execution_mode == ExecutionMode::Local {
+            return Err(Error::LocalExecution { workspace: ws.name });
+        }
+        let cv = match &spec.configuration_version {
+            Some(id) => {
+                let id: ConfigVersionId = id.parse()?;
+                let cv = found(tx.get_config_version(&id).await?, "configuration version", &id)?;
+                if cv.workspace != ws.id {
+                    return Err(Error::NotFound {
+                        kind: "configuration version",
+                        id: id.to_string(),
+                    });
+                }
+                cv
+            }
+            None => tx.latest_config_version(&ws.id).await?.ok_or_else(|| Error::Invalid {
+                field: "configuration-version",
+                reason: format!("workspace {} has no uploaded configuration; upload one first", ws.name),
+            })?,
+        };
+        if cv.status != ConfigStatus::Uploaded {
+            return Err(Error::ConfigNotReady {
+                id: cv.id.to_string(),
+                status: cv.status,
+            });
+        }
+        let mut run = Run::new(RunId::generate(self.rng.as_ref()), &ws, cv.id, spec.options, self.now());
+        tx.insert_run(&run).await?;
+        let mut events = Vec::new();
+        if run.is_speculative() {
+            self.enqueue_plan(&mut tx, &ws, &mut run, &mut events).await?;
+            tx.update_run(&run).await?;
+            events.push(Event::Run(run.clone()));
+        } else {
+            events.push(Event::Run(run.clone()));
+            self.start_next_run(&mut tx, &mut ws, &mut events).await?;
+            tx.update_workspace(&ws).await?;
+            // The run may have started: return its current state.
+            run = found(tx.get_run(&run.id).await?, "run", &run.id)?;
+        }
+        self.commit(tx, events).await?;
+        Ok(run)
+    }
+
+    pub async fn get_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
+        let id: RunId = id.parse()?;
+        let mut tx = self.begin().await?;
+        let run = found(tx.get_run(&id).await?, "run", &id)?;
+        allow(authorize_organization(subject, &run.organization, Access::Read), "run", &id)?;
+        Ok(run)
+    }
+
+    /// Runs of a workspace, newest first, with the total.
+    pub async fn list_runs(&self, subject: &Subject, workspace: &str, offset: u64, limit: u64) -> Result<(Vec<Run>, u64), Error> {
+        let ws = self.get_workspace(subject, workspace).await?;
+        let mut tx = self.begin().await?;
+        Ok(tx.list_runs(&ws.id, offset, limit).await?)
+    }
+
+    /// The jobs of a run, oldest attempt first.
+    pub async fn run_jobs(&self, subject: &Subject, run: &str) -> Result<Vec<Job>, Error> {
+        let run = self.get_run(subject, run).await?;
+        let mut tx = self.begin().await?;
+        Ok(tx.list_jobs_of_run(&run.id).await?)
+    }
+
+    /// Up to `limit` bytes of a phase's log from `offset`.
+    pub async fn read_log(&self, subject: &Subject, run: &str, phase: JobPhase, offset: u64, limit: u64) -> Result<Vec<u8>, Error> {
+        let run = self.get_run(subject, run).await?;
+        let mut tx = self.begin().await?;
+        Ok(tx.read_log(&run.id, phase, offset, limit).await?)
+    }
+
+    /// Apply a planned run (TFE's `actions/apply`).
+    pub async fn confirm_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
+        self.run_action(subject, id, |core, tx, ws, run, events| {
+            Box::pin(async move {
+                run.apply_event(RunEvent::Confirm, core.now(), core.config.force_cancel_cool_off)?;
+                core.queue_apply(tx, ws, run, events).await
+            })
+        })
+        .await
+    }
+
+    /// Discard a pending or planned run.
+    pub async fn discard_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
+        self.run_action(subject, id, |core, _tx, _ws, run, _events| {
+            Box::pin(async move {
+                run.apply_event(RunEvent::Discard, core.now(), core.config.force_cancel_cool_off)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Cancel: a queued run stops at once; a running phase is signalled and
+    /// the runner interrupts terraform gracefully.
+    pub async fn cancel_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
+        self.run_action(subject, id, |core, tx, _ws, run, events| {
+            Box::pin(async move {
+                let now = core.now();
+                run.apply_event(RunEvent::Cancel, now, core.config.force_cancel_cool_off)?;
+                if let Some(mut job) = active_job(tx, &run.id).await? {
+                    if run.status.is_final() {
+                        job.apply(JobEvent::Cancel, now)?;
+                    } else {
+                        job.signal(Signal::Cancel);
+                    }
+                    tx.update_job(&job).await?;
+                    events.push(Event::Job(job));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Force-cancel: the run and its job end at once; the runner kills
+    /// terraform.
+    pub async fn force_cancel_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
+        self.run_action(subject, id, |core, tx, _ws, run, events| {
+            Box::pin(async move {
+                let now = core.now();
+                run.apply_event(RunEvent::ForceCancel, now, core.config.force_cancel_cool_off)?;
+                if let Some(mut job) = active_job(tx, &run.id).await? {
+                    job.signal(Signal::ForceCancel);
+                    job.apply(JobEvent::Cancel, now)?;
+                    tx.update_job(&job).await?;
+                    events.push(Event::Job(job));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// The frame of every user action on a run: lock its workspace, authorize,
+    /// act, release the workspace if the run ended, commit.
+    async fn run_action<F>(&self, subject: &Subject, id: &str, act: F) -> Result<Run, Error>
+    where
+        F: for<'a> FnOnce(
+            &'a Self,
+            &'a mut S::Tx,
+            &'a mut Workspace,
+            &'a mut Run,
+            &'a mut Vec<Event>,
+        ) -> BoxFut<'a, Result<(), Error>>,
+    {
+        let id: RunId = id.parse()?;
+        let mut tx = self.begin().await?;
+        let peek = found(tx.get_run(&id).await?, "run", &id)?;
+        allow(authorize_organization(subject, &peek.organization, Access::Write), "run", &id)?;
+        let mut ws = found(tx.lock_workspace(&peek.workspace).await?, "workspace", &peek.workspace)?;
+        let mut run = found(tx.get_run(&id).await?, "run", &id)?;
+        let mut events = Vec::new();
+        act(self, &mut tx, &mut ws, &mut run, &mut events).await?;
+        tx.update_run(&run).await?;
+        events.push(Event::Run(run.clone()));
+        if run.status.is_final() {
+            self.release_workspace(&mut tx, &mut ws, &run, &mut events).await?;
+        }
+        self.commit(tx, events).await?;
+        Ok(run)
+    }
+
+    /// A new job for a phase of `run`, routed by the workspace's execution
+    /// mode at this moment.
+    pub(super) fn new_job(&self, ws: &Workspace, run: &Run, phase: JobPhase, attempt: u32, queued_at: crate::clock::Timestamp) -> Job {
+        Job {
+            id: JobId::generate(self.rng.as_ref()),
+            run: run.id.clone(),
+            phase,
+            status: JobStatus::Unallocated,
+            pool: ws.execution_mode.pool().cloned(),
+            organization: ws.organization.clone(),
+            workspace: ws.id.clone(),
+            agent: None,
+            attempt,
+            queued_at,
+            signal: None,
+            token_hash: None,
+            error: None,
+            updated_at: queued_at,
+        }
+    }
+
+    /// Move a pending run to plan_queued and create its plan job. A workspace
+    /// that switched to local execution cannot run it: the run errors.
+    pub(super) async fn enqueue_plan(&self, tx: &mut S::Tx, ws: &Workspace, run: &mut Run, events: &mut Vec<Event>) -> Result<(), Error> {
+        let now = self.now();
+        run.apply_event(RunEvent::Enqueue, now, self.config.force_cancel_cool_off)?;
+        if ws.execution_mode == ExecutionMode::Local {
+            let message = Error::LocalExecution { workspace: ws.name.clone() }.to_string();
+            run.apply_event(RunEvent::Error { message }, now, self.config.force_cancel_cool_off)?;
+            return Ok(());
+        }
+        let job = self.new_job(ws, run, JobPhase::Plan, 1, now);
+        tx.insert_job(&job).await?;
+        events.push(Event::Job(job));
+        Ok(())
+    }
+
+    /// After a confirm: queue the apply and create its job.
+    pub(super) async fn queue_apply(&self, tx: &mut S::Tx, ws: &Workspace, run: &mut Run, events: &mut Vec<Event>) -> Result<(), Error> {
+        let now = self.now();
+        run.apply_event(RunEvent::ApplyQueued, now, self.config.force_cancel_cool_off)?;
+        if ws.execution_mode == ExecutionMode::Local {
+            let message = Error::LocalExecution { workspace: ws.name.clone() }.to_string();
+            run.apply_event(RunEvent::Error { message }, now, self.config.force_cancel_cool_off)?;
+            return Ok(());
+        }
+        let job = self.new_job(ws, run, JobPhase::Apply, 1, now);
+        tx.insert_job(&job).await?;
+        events.push(Event::Job(job));
+        Ok(())
+    }
+
+    /// If the workspace is free, make its oldest pending run the active one.
+    /// The caller saves `ws`.
+    pub(super) async fn start_next_run(&self, tx: &mut S::Tx, ws: &mut Workspace, events: &mut Vec<Event>) -> Result<(), Error> {
+        while ws.lock.is_none() {
+            let Some(mut run) = tx.next_pending_run(&ws.id).await? else { break };
+            ws.lock = Some(WorkspaceLock::Run(run.id.clone()));
+            ws.current_run = Some(run.id.clone());
+            self.enqueue_plan(tx, ws, &mut run, events).await?;
+            tx.update_run(&run).await?;
+            if run.status.is_final() {
+                ws.lock = None;
+            }
+            events.push(Event::Run(run));
+        }
+        events.push(Event::Workspace(ws.id.clone()));
+        Ok(())
+    }
+
+    /// A run ended: release the workspace if it held it, start the next run,
+    /// and save the workspace.
+    pub(super) async fn release_workspace(&self, tx: &mut S::Tx, ws: &mut Workspace, run: &Run, events: &mut Vec<Event>) -> Result<(), Error> {
+        if ws.lock == Some(WorkspaceLock::Run(run.id.clone())) {
+            ws.lock = None;
+        }
+        self.start_next_run(tx, ws, events).await?;
+        ws.updated_at = self.now();
+        tx.update_workspace(ws).await?;
+        Ok(())
+    }
+}
+
+/// The newest non-final job of a run.
+pub(super) async fn active_job<T: JobRepo + Send>(tx: &mut T, run: &RunId) -> Result<Option<Job>, Error> {
+    Ok(tx
+        .list_jobs_of_run(run)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|j| !j.status.is_final()))
+}

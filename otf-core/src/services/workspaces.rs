@@ -1,0 +1,247 @@
+//! Workspaces: create, settings (execution mode and pool), lock, delete.
+
+use super::organizations::parse_org;
+use super::{allow, found, Core, Error};
+use crate::auth::{authorize_organization, Access, Subject};
+use crate::events::Event;
+use crate::ids::{validate_name, PoolId, WorkspaceId};
+use crate::store::{OrganizationRepo, PoolRepo, Store, StoreError, Tx, WorkspaceRepo};
+use crate::workspace::{ExecutionMode, Workspace, WorkspaceLock};
+
+/// A new workspace. Unset fields take the defaults (remote execution, no
+/// auto-apply, terraform 1.0.3, root directory).
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceSpec {
+    pub name: String,
+    pub execution_mode: Option<ExecutionMode>,
+    pub auto_apply: Option<bool>,
+    pub terraform_version: Option<String>,
+    pub working_directory: Option<String>,
+}
+
+/// Changed settings; None leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceUpdate {
+    pub name: Option<String>,
+    pub execution_mode: Option<ExecutionMode>,
+    pub auto_apply: Option<bool>,
+    pub terraform_version: Option<String>,
+    pub working_directory: Option<String>,
+}
+
+fn validate_version(v: &str) -> Result<(), Error> {
+    let ok = !v.is_empty()
+        && v.len() <= 32
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".-+~<>=, ".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            field: "terraform-version",
+            reason: format!("{v:?} is not a version such as \"1.0.3\" or \"latest\""),
+        })
+    }
+}
+
+fn validate_working_directory(d: &str) -> Result<(), Error> {
+    let bad = d.starts_with('/') || d.split(['/', '\\']).any(|p| p == "..") || d.contains('\0');
+    if bad {
+        Err(Error::Invalid {
+            field: "working-directory",
+            reason: format!("{d:?} must be a relative path inside the configuration, without `..`"),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+impl<S: Store> Core<S> {
+    pub async fn create_workspace(
+        &self,
+        subject: &Subject,
+        org: &str,
+        spec: WorkspaceSpec,
+    ) -> Result<Workspace, Error> {
+        let org = parse_org(org)?;
+        allow(authorize_organization(subject, &org, Access::Write), "organization", &org)?;
+        validate_name("workspace", &spec.name)?;
+        if let Some(v) = &spec.terraform_version {
+            validate_version(v)?;
+        }
+        if let Some(d) = &spec.working_directory {
+            validate_working_directory(d)?;
+        }
+        let now = self.now();
+        let ws = Workspace {
+            id: WorkspaceId::generate(self.rng.as_ref()),
+            organization: org.clone(),
+            name: spec.name.clone(),
+            execution_mode: spec.execution_mode.unwrap_or(ExecutionMode::Remote),
+            auto_apply: spec.auto_apply.unwrap_or(false),
+            terraform_version: spec
+                .terraform_version
+                .unwrap_or_else(|| Workspace::DEFAULT_TERRAFORM_VERSION.to_string()),
+            working_directory: spec.working_directory.unwrap_or_default(),
+            lock: None,
+            current_run: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.begin().await?;
+        found(tx.get_organization(&org).await?, "organization", &org)?;
+        if let Some(pool) = ws.execution_mode.pool() {
+            let pool = found(tx.lock_pool(pool).await?, "agent pool", pool)?;
+            pool.check_assignable(&ws)?;
+        }
+        if tx.get_workspace_by_name(&org, &ws.name).await?.is_some() {
+            return Err(Error::AlreadyExists {
+                kind: "workspace",
+                name: ws.name,
+            });
+        }
+        tx.insert_workspace(&ws).await.map_err(|e| conflict_as_exists(e, &ws.name))?;
+        self.commit(tx, vec![Event::Workspace(ws.id.clone())]).await?;
+        Ok(ws)
+    }
+
+    pub async fn get_workspace(&self, subject: &Subject, id: &str) -> Result<Workspace, Error> {
+        let id: WorkspaceId = id.parse()?;
+        let mut tx = self.begin().await?;
+        let ws = found(tx.get_workspace(&id).await?, "workspace", &id)?;
+        allow(authorize_organization(subject, &ws.organization, Access::Read), "workspace", &id)?;
+        Ok(ws)
+    }
+
+    pub async fn get_workspace_by_name(
+        &self,
+        subject: &Subject,
+        org: &str,
+        name: &str,
+    ) -> Result<Workspace, Error> {
+        let org = parse_org(org)?;
+        let id = format!("{org}/{name}");
+        allow(authorize_organization(subject, &org, Access::Read), "workspace", &id)?;
+        let mut tx = self.begin().await?;
+        found(tx.get_workspace_by_name(&org, name).await?, "workspace", &id)
+    }
+
+    pub async fn list_workspaces(&self, subject: &Subject, org: &str) -> Result<Vec<Workspace>, Error> {
+        let org = parse_org(org)?;
+        allow(authorize_organization(subject, &org, Access::Read), "organization", &org)?;
+        let mut tx = self.begin().await?;
+        found(tx.get_organization(&org).await?, "organization", &org)?;
+        Ok(tx.list_workspaces(&org).await?)
+    }
+
+    /// Change settings, including the execution mode: assigning a workspace
+    /// to a pool requires the pool to be granted to it.
+    pub async fn update_workspace(
+        &self,
+        subject: &Subject,
+        id: &str,
+        update: WorkspaceUpdate,
+    ) -> Result<Workspace, Error> {
+        let id: WorkspaceId = id.parse()?;
+        if let Some(n) = &update.name {
+            validate_name("workspace", n)?;
+        }
+        if let Some(v) = &update.terraform_version {
+            validate_version(v)?;
+        }
+        if let Some(d) = &update.working_directory {
+            validate_working_directory(d)?;
+        }
+        let mut tx = self.begin().await?;
+        // Lock order: pool before workspace, so a concurrent pool update
+        // cannot revoke the grant this assignment relies on.
+        let pool = match update.execution_mode.as_ref().and_then(|m| m.pool()) {
+            Some(p) => Some(lock_pool_for(&mut tx, p).await?),
+            None => None,
+        };
+        let mut ws = found(tx.lock_workspace(&id).await?, "workspace", &id)?;
+        allow(authorize_organization(subject, &ws.organization, Access::Write), "workspace", &id)?;
+        if let Some(n) = update.name {
+            ws.name = n;
+        }
+        if let Some(m) = update.execution_mode {
+            ws.execution_mode = m;
+        }
+        if let Some(a) = update.auto_apply {
+            ws.auto_apply = a;
+        }
+        if let Some(v) = update.terraform_version {
+            ws.terraform_version = v;
+        }
+        if let Some(d) = update.working_directory {
+            ws.working_directory = d;
+        }
+        if let Some(pool) = pool {
+            pool.check_assignable(&ws)?;
+        }
+        ws.updated_at = self.now();
+        let name = ws.name.clone();
+        tx.update_workspace(&ws).await.map_err(|e| conflict_as_exists(e, &name))?;
+        self.commit(tx, vec![Event::Workspace(ws.id.clone())]).await?;
+        Ok(ws)
+    }
+
+    /// Delete a workspace with its runs, state and variables. Refused while a
+    /// run is active.
+    pub async fn delete_workspace(&self, subject: &Subject, id: &str) -> Result<(), Error> {
+        let id: WorkspaceId = id.parse()?;
+        let mut tx = self.begin().await?;
+        let ws = found(tx.lock_workspace(&id).await?, "workspace", &id)?;
+        allow(authorize_organization(subject, &ws.organization, Access::Write), "workspace", &id)?;
+        if let Some(WorkspaceLock::Run(run)) = &ws.lock {
+            return Err(Error::WorkspaceBusy {
+                workspace: ws.name.clone(),
+                run: run.to_string(),
+            });
+        }
+        tx.delete_workspace(&id).await?;
+        self.commit(tx, vec![Event::Workspace(id)]).await
+    }
+
+    /// Lock for the subject (e.g. the CLI in local mode).
+    pub async fn lock_workspace(&self, subject: &Subject, id: &str) -> Result<Workspace, Error> {
+        let id: WorkspaceId = id.parse()?;
+        let mut tx = self.begin().await?;
+        let mut ws = found(tx.lock_workspace(&id).await?, "workspace", &id)?;
+        allow(authorize_organization(subject, &ws.organization, Access::Write), "workspace", &id)?;
+        ws.lock_by(&subject.describe())?;
+        ws.updated_at = self.now();
+        tx.update_workspace(&ws).await?;
+        self.commit(tx, vec![Event::Workspace(id)]).await?;
+        Ok(ws)
+    }
+
+    /// Unlock a lock the subject holds (any user lock when `force`); the next
+    /// pending run then starts.
+    pub async fn unlock_workspace(&self, subject: &Subject, id: &str, force: bool) -> Result<Workspace, Error> {
+        let id: WorkspaceId = id.parse()?;
+        let mut tx = self.begin().await?;
+        let mut ws = found(tx.lock_workspace(&id).await?, "workspace", &id)?;
+        allow(authorize_organization(subject, &ws.organization, Access::Write), "workspace", &id)?;
+        ws.unlock_by(&subject.describe(), force)?;
+        ws.updated_at = self.now();
+        let mut events = vec![Event::Workspace(id)];
+        self.start_next_run(&mut tx, &mut ws, &mut events).await?;
+        tx.update_workspace(&ws).await?;
+        self.commit(tx, events).await?;
+        Ok(ws)
+    }
+}
+
+async fn lock_pool_for<T: Tx>(tx: &mut T, id: &PoolId) -> Result<crate::pool::AgentPool, Error> {
+    found(tx.lock_pool(id).await?, "agent pool", id)
+}
+
+fn conflict_as_exists(e: StoreError, name: &str) -> Error {
+    match e {
+        StoreError::Conflict(_) => Error::AlreadyExists {
+            kind: "workspace",
+            name: name.to_string(),
+        },
+        e => e.into(),
+    }
+}
