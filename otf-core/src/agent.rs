@@ -213,7 +213,10 @@ mod tests {
         for from in [Errored, Exited] {
             for ev in EVENTS {
                 let err = agent_transition(&id(), from, ev).unwrap_err();
-                assert!(err.to_string().ends_with("the agent must register again"), "{err}");
+                assert!(
+                    err.to_string().ends_with("the agent must register again"),
+                    "{err}"
+                );
             }
         }
     }
@@ -234,11 +237,21 @@ mod tests {
             token: None,
             registered_at: Timestamp(0),
         };
-        assert!(!a.apply(AgentEvent::Ping(ReportedStatus::Idle), Timestamp(10)).unwrap());
-        assert_eq!((a.last_ping_at, a.last_status_at), (Timestamp(10), Timestamp(0)));
+        assert!(!a
+            .apply(AgentEvent::Ping(ReportedStatus::Idle), Timestamp(10))
+            .unwrap());
+        assert_eq!(
+            (a.last_ping_at, a.last_status_at),
+            (Timestamp(10), Timestamp(0))
+        );
         assert!(a.apply(AgentEvent::PingTimeout, Timestamp(50)).unwrap());
-        assert_eq!((a.status, a.last_ping_at, a.last_status_at), (Unknown, Timestamp(10), Timestamp(50)));
-        assert!(a.apply(AgentEvent::Ping(ReportedStatus::Busy), Timestamp(60)).unwrap());
+        assert_eq!(
+            (a.status, a.last_ping_at, a.last_status_at),
+            (Unknown, Timestamp(10), Timestamp(50))
+        );
+        assert!(a
+            .apply(AgentEvent::Ping(ReportedStatus::Busy), Timestamp(60))
+            .unwrap());
         assert_eq!(a.status, Busy);
     }
 }

@@ -20,7 +20,9 @@ pub struct AgentToken {
 /// A token request that cannot be honoured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgentTokenError {
-    #[error("an agent token needs a description saying what it is for, e.g. \"prod datacenter agents\"")]
+    #[error(
+        "an agent token needs a description saying what it is for, e.g. \"prod datacenter agents\""
+    )]
     DescriptionRequired,
     #[error("the token description is too long ({len} characters); keep it under {max}")]
     DescriptionTooLong { len: usize, max: usize },
@@ -78,7 +80,13 @@ mod tests {
             AgentTokenError::DescriptionRequired
         );
         assert!(matches!(
-            AgentToken::issue(pool.clone(), org.clone(), &"x".repeat(300), Timestamp(0), &rng),
+            AgentToken::issue(
+                pool.clone(),
+                org.clone(),
+                &"x".repeat(300),
+                Timestamp(0),
+                &rng
+            ),
             Err(AgentTokenError::DescriptionTooLong { len: 300, .. })
         ));
         let (token, secret) = AgentToken::issue(pool, org, " ci ", Timestamp(0), &rng).unwrap();

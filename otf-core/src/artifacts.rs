@@ -3,7 +3,9 @@
 
 use crate::clock::Timestamp;
 use crate::enums::wire_enum;
-use crate::ids::{ConfigVersionId, OrganizationName, RunId, StateVersionId, VariableId, WorkspaceId};
+use crate::ids::{
+    ConfigVersionId, OrganizationName, RunId, StateVersionId, VariableId, WorkspaceId,
+};
 use crate::job::JobPhase;
 
 wire_enum!(

@@ -225,12 +225,27 @@ mod tests {
             organization: acme.clone(),
             token: "ot-000000000000000a".parse().unwrap(),
         };
-        assert_eq!(authorize_organization(&Subject::SiteAdmin, &acme, Access::Write), Ok(()));
+        assert_eq!(
+            authorize_organization(&Subject::SiteAdmin, &acme, Access::Write),
+            Ok(())
+        );
         assert_eq!(authorize_organization(&token, &acme, Access::Write), Ok(()));
-        assert_eq!(authorize_organization(&token, &org("other"), Access::Read), Err(Denied::NotFound));
-        assert!(matches!(authorize_organization(&token, &org("other"), Access::Write), Err(Denied::Forbidden(_))));
-        assert_eq!(authorize_organization(&agent("apool-000000000000000a"), &acme, Access::Read), Err(Denied::NotFound));
-        assert!(matches!(authorize_organization(&job(JobPhase::Plan), &acme, Access::Write), Err(Denied::Forbidden(_))));
+        assert_eq!(
+            authorize_organization(&token, &org("other"), Access::Read),
+            Err(Denied::NotFound)
+        );
+        assert!(matches!(
+            authorize_organization(&token, &org("other"), Access::Write),
+            Err(Denied::Forbidden(_))
+        ));
+        assert_eq!(
+            authorize_organization(&agent("apool-000000000000000a"), &acme, Access::Read),
+            Err(Denied::NotFound)
+        );
+        assert!(matches!(
+            authorize_organization(&job(JobPhase::Plan), &acme, Access::Write),
+            Err(Denied::Forbidden(_))
+        ));
         assert!(authorize_site(&token, Access::Write).is_err());
         assert!(authorize_site(&Subject::SiteAdmin, Access::Write).is_ok());
     }
@@ -239,10 +254,22 @@ mod tests {
     fn agents_only_reach_their_own_pool() {
         let a: PoolId = "apool-000000000000000a".parse().unwrap();
         let b: PoolId = "apool-000000000000000b".parse().unwrap();
-        assert_eq!(authorize_agent_protocol(&agent(a.as_str()), Some(&a)), Ok(()));
-        assert_eq!(authorize_agent_protocol(&agent(a.as_str()), Some(&b)), Err(Denied::NotFound));
-        assert_eq!(authorize_agent_protocol(&agent(a.as_str()), None), Err(Denied::NotFound));
-        assert_eq!(authorize_agent_protocol(&Subject::ServerRunner, None), Ok(()));
+        assert_eq!(
+            authorize_agent_protocol(&agent(a.as_str()), Some(&a)),
+            Ok(())
+        );
+        assert_eq!(
+            authorize_agent_protocol(&agent(a.as_str()), Some(&b)),
+            Err(Denied::NotFound)
+        );
+        assert_eq!(
+            authorize_agent_protocol(&agent(a.as_str()), None),
+            Err(Denied::NotFound)
+        );
+        assert_eq!(
+            authorize_agent_protocol(&Subject::ServerRunner, None),
+            Ok(())
+        );
         assert!(authorize_agent_protocol(&Subject::ServerRunner, Some(&a)).is_err());
         assert!(authorize_agent_protocol(&Subject::SiteAdmin, Some(&a)).is_err());
     }
@@ -255,15 +282,32 @@ mod tests {
         let other_ws: WorkspaceId = "ws-000000000000000b".parse().unwrap();
         let plan = job(JobPhase::Plan);
         let apply = job(JobPhase::Apply);
-        assert_eq!(authorize_job(&plan, &run, &ws, JobAction::UploadPlan), Ok(()));
+        assert_eq!(
+            authorize_job(&plan, &run, &ws, JobAction::UploadPlan),
+            Ok(())
+        );
         assert!(authorize_job(&apply, &run, &ws, JobAction::UploadPlan).is_err());
-        assert_eq!(authorize_job(&apply, &run, &ws, JobAction::CreateStateVersion), Ok(()));
+        assert_eq!(
+            authorize_job(&apply, &run, &ws, JobAction::CreateStateVersion),
+            Ok(())
+        );
         assert!(matches!(
             authorize_job(&plan, &run, &ws, JobAction::CreateStateVersion),
-            Err(Denied::Forbidden("only an apply job may create a state version"))
+            Err(Denied::Forbidden(
+                "only an apply job may create a state version"
+            ))
         ));
-        assert_eq!(authorize_job(&plan, &run, &other_ws, JobAction::ReadCurrentState), Err(Denied::NotFound));
-        assert!(matches!(authorize_job(&plan, &other_run, &ws, JobAction::AppendLog), Err(Denied::Forbidden(_))));
-        assert_eq!(authorize_job(&Subject::SiteAdmin, &run, &ws, JobAction::DownloadConfig), Err(Denied::NotFound));
+        assert_eq!(
+            authorize_job(&plan, &run, &other_ws, JobAction::ReadCurrentState),
+            Err(Denied::NotFound)
+        );
+        assert!(matches!(
+            authorize_job(&plan, &other_run, &ws, JobAction::AppendLog),
+            Err(Denied::Forbidden(_))
+        ));
+        assert_eq!(
+            authorize_job(&Subject::SiteAdmin, &run, &ws, JobAction::DownloadConfig),
+            Err(Denied::NotFound)
+        );
     }
 }

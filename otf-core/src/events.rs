@@ -22,7 +22,11 @@ pub enum Event {
     Run(Run),
     Workspace(WorkspaceId),
     /// New log bytes for a phase; `end` is the log's length after them.
-    Log { run: RunId, phase: JobPhase, end: u64 },
+    Log {
+        run: RunId,
+        phase: JobPhase,
+        end: u64,
+    },
     /// An agent token was deleted.
     TokenRevoked(AgentTokenId),
 }
@@ -53,6 +57,16 @@ impl Subscription {
             Err(broadcast::error::RecvError::Closed) => Err(RecvError::Closed),
         }
     }
+
+    /// The next event if one is already there; `None` when there is none yet.
+    pub fn try_recv(&mut self) -> Option<Result<Event, RecvError>> {
+        match self.rx.try_recv() {
+            Ok(e) => Some(Ok(e)),
+            Err(broadcast::error::TryRecvError::Empty) => None,
+            Err(broadcast::error::TryRecvError::Lagged(_)) => Some(Err(RecvError::Lagged)),
+            Err(broadcast::error::TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+        }
+    }
 }
 
 /// Carries events to every subscriber (of every replica, for a distributed
@@ -75,6 +89,11 @@ impl LocalBus {
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
         Self { tx }
+    }
+
+    /// A subscription without going through the trait object.
+    pub fn subscribe_local(&self) -> Subscription {
+        Subscription::new(self.tx.subscribe())
     }
 
     /// Deliver locally; used by distributed buses to fan out what they receive.

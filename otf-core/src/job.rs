@@ -28,7 +28,10 @@ wire_enum!(
 
 impl JobStatus {
     pub fn is_final(self) -> bool {
-        matches!(self, JobStatus::Finished | JobStatus::Errored | JobStatus::Canceled)
+        matches!(
+            self,
+            JobStatus::Finished | JobStatus::Errored | JobStatus::Canceled
+        )
     }
 }
 
@@ -272,7 +275,12 @@ mod tests {
                     .iter()
                     .find(|(f, e, _)| *f == from && *e == ev.name())
                     .map(|t| t.2);
-                assert_eq!(job_transition(&id(), from, &ev).ok(), want, "{from} + {}", ev.name());
+                assert_eq!(
+                    job_transition(&id(), from, &ev).ok(),
+                    want,
+                    "{from} + {}",
+                    ev.name()
+                );
                 count += want.is_some() as usize;
             }
         }
@@ -315,15 +323,27 @@ mod tests {
 
     #[test]
     fn lost_job_rules() {
-        assert_eq!(lost_job_action(&job(Allocated, JobPhase::Apply, 1), "a", false), LostJobAction::Reallocate);
-        assert_eq!(lost_job_action(&job(Running, JobPhase::Plan, 1), "a", false), LostJobAction::Nothing);
+        assert_eq!(
+            lost_job_action(&job(Allocated, JobPhase::Apply, 1), "a", false),
+            LostJobAction::Reallocate
+        );
+        assert_eq!(
+            lost_job_action(&job(Running, JobPhase::Plan, 1), "a", false),
+            LostJobAction::Nothing
+        );
         assert!(matches!(
             lost_job_action(&job(Running, JobPhase::Plan, 1), "a", true),
-            LostJobAction::RetryPlan { next_attempt: 2, .. }
+            LostJobAction::RetryPlan {
+                next_attempt: 2,
+                ..
+            }
         ));
         assert!(matches!(
             lost_job_action(&job(Running, JobPhase::Plan, 2), "a", true),
-            LostJobAction::RetryPlan { next_attempt: 3, .. }
+            LostJobAction::RetryPlan {
+                next_attempt: 3,
+                ..
+            }
         ));
         assert!(matches!(
             lost_job_action(&job(Running, JobPhase::Plan, 3), "a", true),
@@ -334,7 +354,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         for s in [Unallocated, Finished, Errored, Canceled] {
-            assert_eq!(lost_job_action(&job(s, JobPhase::Plan, 1), "a", true), LostJobAction::Nothing);
+            assert_eq!(
+                lost_job_action(&job(s, JobPhase::Plan, 1), "a", true),
+                LostJobAction::Nothing
+            );
         }
     }
 }

@@ -14,7 +14,11 @@ pub enum LivenessChange {
 }
 
 /// What must change for `agents` at `now`, in the order of `agents`.
-pub fn liveness_changes(agents: &[Agent], now: Timestamp, cfg: &LivenessConfig) -> Vec<LivenessChange> {
+pub fn liveness_changes(
+    agents: &[Agent],
+    now: Timestamp,
+    cfg: &LivenessConfig,
+) -> Vec<LivenessChange> {
     agents
         .iter()
         .filter_map(|a| match a.status {
@@ -23,9 +27,9 @@ pub fn liveness_changes(agents: &[Agent], now: Timestamp, cfg: &LivenessConfig) 
             {
                 Some(LivenessChange::Apply(a.id.clone(), AgentEvent::PingTimeout))
             }
-            AgentStatus::Unknown if now.since(a.last_status_at) > cfg.unknown_grace => {
-                Some(LivenessChange::Apply(a.id.clone(), AgentEvent::GraceExpired))
-            }
+            AgentStatus::Unknown if now.since(a.last_status_at) > cfg.unknown_grace => Some(
+                LivenessChange::Apply(a.id.clone(), AgentEvent::GraceExpired),
+            ),
             AgentStatus::Errored | AgentStatus::Exited
                 if now.since(a.last_status_at) > cfg.retention =>
             {

@@ -98,7 +98,13 @@ impl MemoryTx {
         old
     }
 
-    fn insert_new<K, V>(&mut self, table: Table<K, V>, key: K, value: V, kind: &str) -> StoreResult<()>
+    fn insert_new<K, V>(
+        &mut self,
+        table: Table<K, V>,
+        key: K,
+        value: V,
+        kind: &str,
+    ) -> StoreResult<()>
     where
         K: Ord + Clone + Send + std::fmt::Display + 'static,
         V: Clone + Send + 'static,
@@ -110,7 +116,13 @@ impl MemoryTx {
         Ok(())
     }
 
-    fn update_existing<K, V>(&mut self, table: Table<K, V>, key: K, value: V, kind: &'static str) -> StoreResult<()>
+    fn update_existing<K, V>(
+        &mut self,
+        table: Table<K, V>,
+        key: K,
+        value: V,
+        kind: &'static str,
+    ) -> StoreResult<()>
     where
         K: Ord + Clone + Send + std::fmt::Display + 'static,
         V: Clone + Send + 'static,
@@ -214,9 +226,17 @@ impl Tx for MemoryTx {
 #[async_trait]
 impl OrganizationRepo for MemoryTx {
     async fn insert_organization(&mut self, org: &Organization) -> StoreResult<()> {
-        self.insert_new(|s| &mut s.orgs, org.name.clone(), org.clone(), "organization")
+        self.insert_new(
+            |s| &mut s.orgs,
+            org.name.clone(),
+            org.clone(),
+            "organization",
+        )
     }
-    async fn get_organization(&mut self, name: &OrganizationName) -> StoreResult<Option<Organization>> {
+    async fn get_organization(
+        &mut self,
+        name: &OrganizationName,
+    ) -> StoreResult<Option<Organization>> {
         Ok(self.state.orgs.get(name).cloned())
     }
     async fn list_organizations(&mut self) -> StoreResult<Vec<Organization>> {
@@ -234,22 +254,38 @@ impl OrganizationRepo for MemoryTx {
             self.delete_workspace_rows(&w);
         }
         self.remove_where(|s| &mut s.agent_tokens, |_, t| &t.organization == name);
-        self.remove_where(|s| &mut s.agents, |_, a| a.organization.as_ref() == Some(name));
+        self.remove_where(
+            |s| &mut s.agents,
+            |_, a| a.organization.as_ref() == Some(name),
+        );
         self.remove_where(|s| &mut s.pools, |_, p| &p.organization == name);
         self.remove_where(|s| &mut s.org_tokens, |_, t| &t.organization == name);
         self.remove(|s| &mut s.orgs, name.clone());
         Ok(())
     }
     async fn insert_org_token(&mut self, token: &OrganizationToken) -> StoreResult<()> {
-        self.insert_new(|s| &mut s.org_tokens, token.id.clone(), token.clone(), "organization token")
+        self.insert_new(
+            |s| &mut s.org_tokens,
+            token.id.clone(),
+            token.clone(),
+            "organization token",
+        )
     }
     async fn update_org_token(&mut self, token: &OrganizationToken) -> StoreResult<()> {
-        self.update_existing(|s| &mut s.org_tokens, token.id.clone(), token.clone(), "organization token")
+        self.update_existing(
+            |s| &mut s.org_tokens,
+            token.id.clone(),
+            token.clone(),
+            "organization token",
+        )
     }
     async fn get_org_token(&mut self, id: &OrgTokenId) -> StoreResult<Option<OrganizationToken>> {
         Ok(self.state.org_tokens.get(id).cloned())
     }
-    async fn list_org_tokens(&mut self, org: &OrganizationName) -> StoreResult<Vec<OrganizationToken>> {
+    async fn list_org_tokens(
+        &mut self,
+        org: &OrganizationName,
+    ) -> StoreResult<Vec<OrganizationToken>> {
         let mut v: Vec<_> = self
             .state
             .org_tokens
@@ -280,7 +316,12 @@ impl WorkspaceRepo for MemoryTx {
                 ws.name, ws.organization
             )));
         }
-        self.insert_new(|s| &mut s.workspaces, ws.id.clone(), ws.clone(), "workspace")
+        self.insert_new(
+            |s| &mut s.workspaces,
+            ws.id.clone(),
+            ws.clone(),
+            "workspace",
+        )
     }
     async fn update_workspace(&mut self, ws: &Workspace) -> StoreResult<()> {
         if self
@@ -294,7 +335,12 @@ impl WorkspaceRepo for MemoryTx {
                 ws.name, ws.organization
             )));
         }
-        self.update_existing(|s| &mut s.workspaces, ws.id.clone(), ws.clone(), "workspace")
+        self.update_existing(
+            |s| &mut s.workspaces,
+            ws.id.clone(),
+            ws.clone(),
+            "workspace",
+        )
     }
     async fn get_workspace(&mut self, id: &WorkspaceId) -> StoreResult<Option<Workspace>> {
         Ok(self.state.workspaces.get(id).cloned())
@@ -345,10 +391,20 @@ impl WorkspaceRepo for MemoryTx {
 #[async_trait]
 impl PoolRepo for MemoryTx {
     async fn insert_pool(&mut self, pool: &AgentPool) -> StoreResult<()> {
-        self.insert_new(|s| &mut s.pools, pool.id.clone(), pool.clone(), "agent pool")
+        self.insert_new(
+            |s| &mut s.pools,
+            pool.id.clone(),
+            pool.clone(),
+            "agent pool",
+        )
     }
     async fn update_pool(&mut self, pool: &AgentPool) -> StoreResult<()> {
-        self.update_existing(|s| &mut s.pools, pool.id.clone(), pool.clone(), "agent pool")
+        self.update_existing(
+            |s| &mut s.pools,
+            pool.id.clone(),
+            pool.clone(),
+            "agent pool",
+        )
     }
     async fn get_pool(&mut self, id: &PoolId) -> StoreResult<Option<AgentPool>> {
         Ok(self.state.pools.get(id).cloned())
@@ -377,10 +433,20 @@ impl PoolRepo for MemoryTx {
 #[async_trait]
 impl AgentTokenRepo for MemoryTx {
     async fn insert_agent_token(&mut self, token: &AgentToken) -> StoreResult<()> {
-        self.insert_new(|s| &mut s.agent_tokens, token.id.clone(), token.clone(), "agent token")
+        self.insert_new(
+            |s| &mut s.agent_tokens,
+            token.id.clone(),
+            token.clone(),
+            "agent token",
+        )
     }
     async fn update_agent_token(&mut self, token: &AgentToken) -> StoreResult<()> {
-        self.update_existing(|s| &mut s.agent_tokens, token.id.clone(), token.clone(), "agent token")
+        self.update_existing(
+            |s| &mut s.agent_tokens,
+            token.id.clone(),
+            token.clone(),
+            "agent token",
+        )
     }
     async fn get_agent_token(&mut self, id: &AgentTokenId) -> StoreResult<Option<AgentToken>> {
         Ok(self.state.agent_tokens.get(id).cloned())
@@ -466,7 +532,13 @@ impl JobRepo for MemoryTx {
         Ok(self.state.jobs.get(id).cloned())
     }
     async fn list_jobs_of_run(&mut self, run: &RunId) -> StoreResult<Vec<Job>> {
-        let mut v: Vec<_> = self.state.jobs.values().filter(|j| &j.run == run).cloned().collect();
+        let mut v: Vec<_> = self
+            .state
+            .jobs
+            .values()
+            .filter(|j| &j.run == run)
+            .cloned()
+            .collect();
         v.sort_by_key(|j| (j.phase, j.attempt, j.id.clone()));
         Ok(v)
     }
@@ -503,12 +575,26 @@ impl RunRepo for MemoryTx {
     async fn get_run(&mut self, id: &RunId) -> StoreResult<Option<Run>> {
         Ok(self.state.runs.get(id).cloned())
     }
-    async fn list_runs(&mut self, ws: &WorkspaceId, offset: u64, limit: u64) -> StoreResult<(Vec<Run>, u64)> {
-        let mut v: Vec<_> = self.state.runs.values().filter(|r| &r.workspace == ws).cloned().collect();
+    async fn list_runs(
+        &mut self,
+        ws: &WorkspaceId,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<Run>, u64)> {
+        let mut v: Vec<_> = self
+            .state
+            .runs
+            .values()
+            .filter(|r| &r.workspace == ws)
+            .cloned()
+            .collect();
         v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         let total = v.len() as u64;
         Ok((
-            v.into_iter().skip(offset as usize).take(limit as usize).collect(),
+            v.into_iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .collect(),
             total,
         ))
     }
@@ -517,7 +603,9 @@ impl RunRepo for MemoryTx {
             .state
             .runs
             .values()
-            .filter(|r| &r.workspace == ws && r.status == RunStatus::Pending && !r.options.plan_only)
+            .filter(|r| {
+                &r.workspace == ws && r.status == RunStatus::Pending && !r.options.plan_only
+            })
             .min_by_key(|r| (r.created_at, r.id.clone()))
             .cloned())
     }
@@ -526,15 +614,31 @@ impl RunRepo for MemoryTx {
 #[async_trait]
 impl ConfigRepo for MemoryTx {
     async fn insert_config_version(&mut self, cv: &ConfigurationVersion) -> StoreResult<()> {
-        self.insert_new(|s| &mut s.cvs, cv.id.clone(), cv.clone(), "configuration version")
+        self.insert_new(
+            |s| &mut s.cvs,
+            cv.id.clone(),
+            cv.clone(),
+            "configuration version",
+        )
     }
     async fn update_config_version(&mut self, cv: &ConfigurationVersion) -> StoreResult<()> {
-        self.update_existing(|s| &mut s.cvs, cv.id.clone(), cv.clone(), "configuration version")
+        self.update_existing(
+            |s| &mut s.cvs,
+            cv.id.clone(),
+            cv.clone(),
+            "configuration version",
+        )
     }
-    async fn get_config_version(&mut self, id: &ConfigVersionId) -> StoreResult<Option<ConfigurationVersion>> {
+    async fn get_config_version(
+        &mut self,
+        id: &ConfigVersionId,
+    ) -> StoreResult<Option<ConfigurationVersion>> {
         Ok(self.state.cvs.get(id).cloned())
     }
-    async fn latest_config_version(&mut self, ws: &WorkspaceId) -> StoreResult<Option<ConfigurationVersion>> {
+    async fn latest_config_version(
+        &mut self,
+        ws: &WorkspaceId,
+    ) -> StoreResult<Option<ConfigurationVersion>> {
         Ok(self
             .state
             .cvs
@@ -543,7 +647,11 @@ impl ConfigRepo for MemoryTx {
             .max_by_key(|c| (c.created_at, c.id.clone()))
             .cloned())
     }
-    async fn put_config_tarball(&mut self, id: &ConfigVersionId, tarball: &[u8]) -> StoreResult<()> {
+    async fn put_config_tarball(
+        &mut self,
+        id: &ConfigVersionId,
+        tarball: &[u8],
+    ) -> StoreResult<()> {
         self.write(|s| &mut s.tarballs, id.clone(), Some(tarball.to_vec()));
         Ok(())
     }
@@ -562,10 +670,16 @@ impl StateRepo for MemoryTx {
             "state version",
         )
     }
-    async fn get_state_version(&mut self, id: &StateVersionId) -> StoreResult<Option<StateVersion>> {
+    async fn get_state_version(
+        &mut self,
+        id: &StateVersionId,
+    ) -> StoreResult<Option<StateVersion>> {
         Ok(self.state.state_versions.get(id).map(|(sv, _)| sv.clone()))
     }
-    async fn current_state_version(&mut self, ws: &WorkspaceId) -> StoreResult<Option<StateVersion>> {
+    async fn current_state_version(
+        &mut self,
+        ws: &WorkspaceId,
+    ) -> StoreResult<Option<StateVersion>> {
         Ok(self
             .state
             .state_versions
@@ -599,12 +713,25 @@ impl VariableRepo for MemoryTx {
             .values()
             .any(|v| v.workspace == var.workspace && v.key == var.key && v.category == var.category)
         {
-            return Err(StoreError::Conflict(format!("variable {} already exists", var.key)));
+            return Err(StoreError::Conflict(format!(
+                "variable {} already exists",
+                var.key
+            )));
         }
-        self.insert_new(|s| &mut s.variables, var.id.clone(), var.clone(), "variable")
+        self.insert_new(
+            |s| &mut s.variables,
+            var.id.clone(),
+            var.clone(),
+            "variable",
+        )
     }
     async fn update_variable(&mut self, var: &Variable) -> StoreResult<()> {
-        self.update_existing(|s| &mut s.variables, var.id.clone(), var.clone(), "variable")
+        self.update_existing(
+            |s| &mut s.variables,
+            var.id.clone(),
+            var.clone(),
+            "variable",
+        )
     }
     async fn get_variable(&mut self, id: &VariableId) -> StoreResult<Option<Variable>> {
         Ok(self.state.variables.get(id).cloned())
@@ -628,7 +755,12 @@ impl VariableRepo for MemoryTx {
 
 #[async_trait]
 impl LogRepo for MemoryTx {
-    async fn append_log(&mut self, run: &RunId, phase: JobPhase, data: &[u8]) -> StoreResult<LogChunk> {
+    async fn append_log(
+        &mut self,
+        run: &RunId,
+        phase: JobPhase,
+        data: &[u8],
+    ) -> StoreResult<LogChunk> {
         let key = (run.clone(), phase);
         let mut log = self.state.logs.get(&key).cloned().unwrap_or_default();
         let offset = log.len() as u64;
@@ -641,7 +773,13 @@ impl LogRepo for MemoryTx {
             data: data.to_vec(),
         })
     }
-    async fn read_log(&mut self, run: &RunId, phase: JobPhase, offset: u64, limit: u64) -> StoreResult<Vec<u8>> {
+    async fn read_log(
+        &mut self,
+        run: &RunId,
+        phase: JobPhase,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<u8>> {
         let log = self.state.logs.get(&(run.clone(), phase));
         Ok(log
             .map(|l| {
@@ -655,11 +793,24 @@ impl LogRepo for MemoryTx {
 
 #[async_trait]
 impl ArtifactRepo for MemoryTx {
-    async fn put_artifact(&mut self, run: &RunId, kind: ArtifactKind, data: &[u8]) -> StoreResult<()> {
-        self.write(|s| &mut s.artifacts, (run.clone(), kind), Some(data.to_vec()));
+    async fn put_artifact(
+        &mut self,
+        run: &RunId,
+        kind: ArtifactKind,
+        data: &[u8],
+    ) -> StoreResult<()> {
+        self.write(
+            |s| &mut s.artifacts,
+            (run.clone(), kind),
+            Some(data.to_vec()),
+        );
         Ok(())
     }
-    async fn get_artifact(&mut self, run: &RunId, kind: ArtifactKind) -> StoreResult<Option<Vec<u8>>> {
+    async fn get_artifact(
+        &mut self,
+        run: &RunId,
+        kind: ArtifactKind,
+    ) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.state.artifacts.get(&(run.clone(), kind)).cloned())
     }
 }

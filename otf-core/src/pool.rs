@@ -34,9 +34,15 @@ pub enum PoolError {
     #[error("agent pool {pool} is not granted to workspace {workspace}; grant the workspace access to the pool first, or make the pool organization-scoped")]
     NotGranted { workspace: String, pool: String },
     #[error("agent pool {pool} would no longer be granted to workspaces it is assigned to: {}; change their execution mode first, or keep them granted", .workspaces.join(", "))]
-    WouldUngrantAssigned { pool: String, workspaces: Vec<String> },
+    WouldUngrantAssigned {
+        pool: String,
+        workspaces: Vec<String>,
+    },
     #[error("agent pool {pool} is still used by workspaces: {}; change their execution mode before deleting the pool", .workspaces.join(", "))]
-    StillAssigned { pool: String, workspaces: Vec<String> },
+    StillAssigned {
+        pool: String,
+        workspaces: Vec<String>,
+    },
 }
 
 impl AgentPool {
@@ -130,7 +136,9 @@ mod tests {
     #[test]
     fn organization_scoped_pool_takes_any_workspace_of_its_organization() {
         let p = pool(true);
-        assert!(p.check_assignable(&ws("ws-000000000000000a", "acme", "a")).is_ok());
+        assert!(p
+            .check_assignable(&ws("ws-000000000000000a", "acme", "a"))
+            .is_ok());
         let err = p
             .check_assignable(&ws("ws-000000000000000b", "other", "b"))
             .unwrap_err();
@@ -179,7 +187,10 @@ mod tests {
         let p = pool(true);
         assert!(p.check_deletable(&[]).is_ok());
         let err = p
-            .check_deletable(&[ws("ws-000000000000000b", "acme", "web"), ws("ws-000000000000000a", "acme", "api")])
+            .check_deletable(&[
+                ws("ws-000000000000000b", "acme", "web"),
+                ws("ws-000000000000000a", "acme", "api"),
+            ])
             .unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -57,7 +57,10 @@ impl PhaseStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            PhaseStatus::Finished | PhaseStatus::Errored | PhaseStatus::Canceled | PhaseStatus::Unreachable
+            PhaseStatus::Finished
+                | PhaseStatus::Errored
+                | PhaseStatus::Canceled
+                | PhaseStatus::Unreachable
         )
     }
 }
@@ -127,15 +130,22 @@ pub enum RunEvent {
     PlanStarted,
     /// The plan's runner was lost; a new attempt is queued.
     PlanRequeued,
-    PlanFinished { counts: ResourceCounts, has_changes: bool },
+    PlanFinished {
+        counts: ResourceCounts,
+        has_changes: bool,
+    },
     /// A user (or auto-apply) confirmed the plan.
     Confirm,
     /// The apply job was created.
     ApplyQueued,
     ApplyStarted,
-    ApplyFinished { counts: ResourceCounts },
+    ApplyFinished {
+        counts: ResourceCounts,
+    },
     /// The active phase failed.
-    Error { message: String },
+    Error {
+        message: String,
+    },
     Discard,
     /// A user asked to cancel. Queued runs stop at once; running ones get a
     /// signal and stay as they are until the runner stops.
@@ -308,7 +318,13 @@ impl Run {
                 self.set(PlanQueued, now);
                 self.plan.set(PhaseStatus::Queued, now);
             }
-            (RunEvent::PlanFinished { counts, has_changes }, Planning) => {
+            (
+                RunEvent::PlanFinished {
+                    counts,
+                    has_changes,
+                },
+                Planning,
+            ) => {
                 self.plan.counts = *counts;
                 self.plan.set(PhaseStatus::Finished, now);
                 self.has_changes = *has_changes;
@@ -333,7 +349,10 @@ impl Run {
                 self.apply.set(PhaseStatus::Finished, now);
                 self.set(Applied, now);
             }
-            (RunEvent::Error { message }, PlanQueued | Planning | Confirmed | ApplyQueued | Applying) => {
+            (
+                RunEvent::Error { message },
+                PlanQueued | Planning | Confirmed | ApplyQueued | Applying,
+            ) => {
                 let is_apply = matches!(s, Confirmed | ApplyQueued | Applying);
                 self.active_phase().set(PhaseStatus::Errored, now);
                 if !is_apply {
@@ -363,11 +382,12 @@ impl Run {
                 self.cancel_requested_at = Some(now);
             }
             (RunEvent::Cancel, Planning | Applying) => {
-                return Err(self.refuse(&event, "; a cancel was already requested, force-cancel it if it does not stop"))
+                return Err(self.refuse(
+                    &event,
+                    "; a cancel was already requested, force-cancel it if it does not stop",
+                ))
             }
-            (RunEvent::Cancel, Planned) => {
-                return Err(self.refuse(&event, "; discard it instead"))
-            }
+            (RunEvent::Cancel, Planned) => return Err(self.refuse(&event, "; discard it instead")),
             (RunEvent::CancelCompleted, Planning | Applying) => {
                 let is_apply = s == Applying;
                 self.active_phase().set(PhaseStatus::Canceled, now);
@@ -391,7 +411,11 @@ impl Run {
                 self.set(ForceCanceled, now);
             }
             _ => {
-                let hint = if s.is_final() { "; it is over, start a new run" } else { "" };
+                let hint = if s.is_final() {
+                    "; it is over, start a new run"
+                } else {
+                    ""
+                };
                 return Err(self.refuse(&event, hint));
             }
         }

@@ -97,8 +97,13 @@ struct AgentEntry {
 
 impl AgentEntry {
     fn ready_key(&self) -> Option<ReadyKey> {
-        (self.slot.status.is_schedulable() && self.load < self.slot.max_jobs)
-            .then(|| (self.load, Reverse(self.slot.last_seen), self.slot.id.clone()))
+        (self.slot.status.is_schedulable() && self.load < self.slot.max_jobs).then(|| {
+            (
+                self.load,
+                Reverse(self.slot.last_seen),
+                self.slot.id.clone(),
+            )
+        })
     }
 }
 
@@ -132,7 +137,9 @@ impl Scheduler {
 
     /// Remove an agent from its pool's indexes (before changing it).
     fn unindex_agent(&mut self, id: &AgentId) {
-        let Some(entry) = self.agents.get(id) else { return };
+        let Some(entry) = self.agents.get(id) else {
+            return;
+        };
         let key = entry.ready_key();
         let live = entry.slot.status.is_schedulable();
         let pool_key = entry.slot.pool.clone();
@@ -146,7 +153,9 @@ impl Scheduler {
     }
 
     fn index_agent(&mut self, id: &AgentId) {
-        let Some(entry) = self.agents.get(id) else { return };
+        let Some(entry) = self.agents.get(id) else {
+            return;
+        };
         let key = entry.ready_key();
         let live = entry.slot.status.is_schedulable();
         let pool_key = entry.slot.pool.clone();
@@ -202,7 +211,9 @@ impl Scheduler {
             match &old.agent {
                 Some(a) => self.add_load(a, -1),
                 None => {
-                    self.pool(&old.pool).queue.remove(&(old.queued_at, id.clone()));
+                    self.pool(&old.pool)
+                        .queue
+                        .remove(&(old.queued_at, id.clone()));
                 }
             }
         }

@@ -39,14 +39,20 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait OrganizationRepo {
     async fn insert_organization(&mut self, org: &Organization) -> StoreResult<()>;
-    async fn get_organization(&mut self, name: &OrganizationName) -> StoreResult<Option<Organization>>;
+    async fn get_organization(
+        &mut self,
+        name: &OrganizationName,
+    ) -> StoreResult<Option<Organization>>;
     async fn list_organizations(&mut self) -> StoreResult<Vec<Organization>>;
     /// Deletes the organization and everything in it.
     async fn delete_organization(&mut self, name: &OrganizationName) -> StoreResult<()>;
     async fn insert_org_token(&mut self, token: &OrganizationToken) -> StoreResult<()>;
     async fn update_org_token(&mut self, token: &OrganizationToken) -> StoreResult<()>;
     async fn get_org_token(&mut self, id: &OrgTokenId) -> StoreResult<Option<OrganizationToken>>;
-    async fn list_org_tokens(&mut self, org: &OrganizationName) -> StoreResult<Vec<OrganizationToken>>;
+    async fn list_org_tokens(
+        &mut self,
+        org: &OrganizationName,
+    ) -> StoreResult<Vec<OrganizationToken>>;
     async fn delete_org_token(&mut self, id: &OrgTokenId) -> StoreResult<()>;
 }
 
@@ -150,16 +156,21 @@ pub trait ConfigRepo {
         &mut self,
         ws: &WorkspaceId,
     ) -> StoreResult<Option<ConfigurationVersion>>;
-    async fn put_config_tarball(&mut self, id: &ConfigVersionId, tarball: &[u8]) -> StoreResult<()>;
+    async fn put_config_tarball(&mut self, id: &ConfigVersionId, tarball: &[u8])
+        -> StoreResult<()>;
     async fn get_config_tarball(&mut self, id: &ConfigVersionId) -> StoreResult<Option<Vec<u8>>>;
 }
 
 #[async_trait]
 pub trait StateRepo {
     async fn insert_state_version(&mut self, sv: &StateVersion, state: &[u8]) -> StoreResult<()>;
-    async fn get_state_version(&mut self, id: &StateVersionId) -> StoreResult<Option<StateVersion>>;
+    async fn get_state_version(&mut self, id: &StateVersionId)
+        -> StoreResult<Option<StateVersion>>;
     /// The newest state version of the workspace.
-    async fn current_state_version(&mut self, ws: &WorkspaceId) -> StoreResult<Option<StateVersion>>;
+    async fn current_state_version(
+        &mut self,
+        ws: &WorkspaceId,
+    ) -> StoreResult<Option<StateVersion>>;
     /// Newest first.
     async fn list_state_versions(&mut self, ws: &WorkspaceId) -> StoreResult<Vec<StateVersion>>;
     async fn get_state_bytes(&mut self, id: &StateVersionId) -> StoreResult<Option<Vec<u8>>>;
@@ -179,7 +190,12 @@ pub trait VariableRepo {
 pub trait LogRepo {
     /// Append at the end of the phase's log; returns the chunk as stored (with
     /// its offset).
-    async fn append_log(&mut self, run: &RunId, phase: JobPhase, data: &[u8]) -> StoreResult<LogChunk>;
+    async fn append_log(
+        &mut self,
+        run: &RunId,
+        phase: JobPhase,
+        data: &[u8],
+    ) -> StoreResult<LogChunk>;
     /// Up to `limit` bytes of the log starting at `offset`.
     async fn read_log(
         &mut self,
@@ -192,8 +208,17 @@ pub trait LogRepo {
 
 #[async_trait]
 pub trait ArtifactRepo {
-    async fn put_artifact(&mut self, run: &RunId, kind: ArtifactKind, data: &[u8]) -> StoreResult<()>;
-    async fn get_artifact(&mut self, run: &RunId, kind: ArtifactKind) -> StoreResult<Option<Vec<u8>>>;
+    async fn put_artifact(
+        &mut self,
+        run: &RunId,
+        kind: ArtifactKind,
+        data: &[u8],
+    ) -> StoreResult<()>;
+    async fn get_artifact(
+        &mut self,
+        run: &RunId,
+        kind: ArtifactKind,
+    ) -> StoreResult<Option<Vec<u8>>>;
 }
 
 /// One transaction over every aggregate.

@@ -131,7 +131,10 @@ impl Workspace {
                 // would let a second run start beside the active one.
                 Err(LockError::LockedByOther {
                     workspace: self.name.clone(),
-                    holder: self.lock.clone().unwrap_or(WorkspaceLock::Holder(String::new())),
+                    holder: self
+                        .lock
+                        .clone()
+                        .unwrap_or(WorkspaceLock::Holder(String::new())),
                 })
             }
             Some(other) => Err(LockError::LockedByOther {
@@ -179,10 +182,19 @@ mod tests {
     fn lock_and_unlock() {
         let mut w = ws();
         w.lock_by("ot-a").unwrap();
-        assert!(matches!(w.lock_by("ot-b"), Err(LockError::AlreadyLocked { .. })));
-        assert!(matches!(w.unlock_by("ot-b", false), Err(LockError::LockedByOther { .. })));
+        assert!(matches!(
+            w.lock_by("ot-b"),
+            Err(LockError::AlreadyLocked { .. })
+        ));
+        assert!(matches!(
+            w.unlock_by("ot-b", false),
+            Err(LockError::LockedByOther { .. })
+        ));
         w.unlock_by("ot-a", false).unwrap();
-        assert!(matches!(w.unlock_by("ot-a", false), Err(LockError::NotLocked { .. })));
+        assert!(matches!(
+            w.unlock_by("ot-a", false),
+            Err(LockError::NotLocked { .. })
+        ));
         w.lock_by("ot-a").unwrap();
         w.unlock_by("ot-b", true).unwrap();
         assert!(!w.locked());
@@ -193,7 +205,10 @@ mod tests {
         let mut w = ws();
         w.lock = Some(WorkspaceLock::Run("run-0123456789abcdef".parse().unwrap()));
         let err = w.unlock_by("ot-a", true).unwrap_err();
-        assert!(err.to_string().contains("by run run-0123456789abcdef"), "{err}");
+        assert!(
+            err.to_string().contains("by run run-0123456789abcdef"),
+            "{err}"
+        );
         assert!(w.locked());
     }
 }

@@ -103,7 +103,10 @@ fn transition_table_without_cancel_request() {
             let before = r.clone();
             let name = ev.name();
             let res = r.apply_event(ev, Timestamp(100), COOL_OFF);
-            let want = allowed.iter().find(|(f, e, _)| *f == from && *e == name).map(|t| t.2);
+            let want = allowed
+                .iter()
+                .find(|(f, e, _)| *f == from && *e == name)
+                .map(|t| t.2);
             match want {
                 Some(to) => {
                     assert!(res.is_ok(), "{from} + {name}: {res:?}");
@@ -155,9 +158,16 @@ fn happy_path_with_changes() {
     ] {
         r.apply_event(ev, Timestamp(2), COOL_OFF).unwrap();
     }
-    assert_eq!((r.status, r.apply.status, r.apply.counts), (Applied, PhaseStatus::Finished, c));
+    assert_eq!(
+        (r.status, r.apply.status, r.apply.counts),
+        (Applied, PhaseStatus::Finished, c)
+    );
     assert!(r.timestamp(Confirmed).is_some());
-    assert!(r.apply_event(RunEvent::Cancel, Timestamp(3), COOL_OFF).unwrap_err().to_string().contains("start a new run"));
+    assert!(r
+        .apply_event(RunEvent::Cancel, Timestamp(3), COOL_OFF)
+        .unwrap_err()
+        .to_string()
+        .contains("start a new run"));
 }
 
 #[test]
@@ -172,13 +182,19 @@ fn no_changes_or_speculative_ends_planned_and_finished() {
         COOL_OFF,
     )
     .unwrap();
-    assert_eq!((r.status, r.apply.status), (PlannedAndFinished, PhaseStatus::Unreachable));
+    assert_eq!(
+        (r.status, r.apply.status),
+        (PlannedAndFinished, PhaseStatus::Unreachable)
+    );
 
     let mut r = run_in(Planning);
     r.options.plan_only = true;
     r.apply_event(
         RunEvent::PlanFinished {
-            counts: ResourceCounts { additions: 1, ..Default::default() },
+            counts: ResourceCounts {
+                additions: 1,
+                ..Default::default()
+            },
             has_changes: true,
         },
         Timestamp(1),
@@ -193,10 +209,25 @@ fn no_changes_or_speculative_ends_planned_and_finished() {
 fn speculative_runs_never_auto_apply() {
     let mut ws = workspace();
     ws.auto_apply = true;
-    let opts = RunOptions { plan_only: true, ..Default::default() };
-    let r = Run::new("run-0123456789abcdef".parse().unwrap(), &ws, "cv-0123456789abcdef".parse().unwrap(), opts, Timestamp(0));
+    let opts = RunOptions {
+        plan_only: true,
+        ..Default::default()
+    };
+    let r = Run::new(
+        "run-0123456789abcdef".parse().unwrap(),
+        &ws,
+        "cv-0123456789abcdef".parse().unwrap(),
+        opts,
+        Timestamp(0),
+    );
     assert!(!r.auto_apply);
-    let r = Run::new("run-0123456789abcdef".parse().unwrap(), &ws, "cv-0123456789abcdef".parse().unwrap(), RunOptions::default(), Timestamp(0));
+    let r = Run::new(
+        "run-0123456789abcdef".parse().unwrap(),
+        &ws,
+        "cv-0123456789abcdef".parse().unwrap(),
+        RunOptions::default(),
+        Timestamp(0),
+    );
     assert!(r.auto_apply);
 }
 
@@ -204,35 +235,77 @@ fn speculative_runs_never_auto_apply() {
 fn cancel_of_a_running_phase_signals_then_completes() {
     let mut r = run_in(Planning);
     assert!(r.is_cancelable());
-    r.apply_event(RunEvent::Cancel, Timestamp(5), COOL_OFF).unwrap();
-    assert_eq!((r.status, r.cancel_requested_at), (Planning, Some(Timestamp(5))));
+    r.apply_event(RunEvent::Cancel, Timestamp(5), COOL_OFF)
+        .unwrap();
+    assert_eq!(
+        (r.status, r.cancel_requested_at),
+        (Planning, Some(Timestamp(5)))
+    );
     assert!(!r.is_cancelable());
-    let err = r.apply_event(RunEvent::Cancel, Timestamp(6), COOL_OFF).unwrap_err();
+    let err = r
+        .apply_event(RunEvent::Cancel, Timestamp(6), COOL_OFF)
+        .unwrap_err();
     assert!(err.to_string().contains("force-cancel"), "{err}");
-    r.apply_event(RunEvent::CancelCompleted, Timestamp(7), COOL_OFF).unwrap();
-    assert_eq!((r.status, r.plan.status, r.apply.status), (Canceled, PhaseStatus::Canceled, PhaseStatus::Unreachable));
+    r.apply_event(RunEvent::CancelCompleted, Timestamp(7), COOL_OFF)
+        .unwrap();
+    assert_eq!(
+        (r.status, r.plan.status, r.apply.status),
+        (Canceled, PhaseStatus::Canceled, PhaseStatus::Unreachable)
+    );
 }
 
 #[test]
 fn force_cancel_needs_a_cancel_request_and_the_cool_off() {
     let mut r = run_in(Applying);
-    let err = r.apply_event(RunEvent::ForceCancel, Timestamp(1), COOL_OFF).unwrap_err();
-    assert!(err.to_string().contains("after a cancel was requested"), "{err}");
-    r.apply_event(RunEvent::Cancel, Timestamp(1_000), COOL_OFF).unwrap();
+    let err = r
+        .apply_event(RunEvent::ForceCancel, Timestamp(1), COOL_OFF)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("after a cancel was requested"),
+        "{err}"
+    );
+    r.apply_event(RunEvent::Cancel, Timestamp(1_000), COOL_OFF)
+        .unwrap();
     assert!(!r.is_force_cancelable(Timestamp(10_999), COOL_OFF));
-    assert!(r.apply_event(RunEvent::ForceCancel, Timestamp(10_999), COOL_OFF).is_err());
+    assert!(r
+        .apply_event(RunEvent::ForceCancel, Timestamp(10_999), COOL_OFF)
+        .is_err());
     assert!(r.is_force_cancelable(Timestamp(11_000), COOL_OFF));
-    r.apply_event(RunEvent::ForceCancel, Timestamp(11_000), COOL_OFF).unwrap();
-    assert_eq!((r.status, r.apply.status), (ForceCanceled, PhaseStatus::Canceled));
+    r.apply_event(RunEvent::ForceCancel, Timestamp(11_000), COOL_OFF)
+        .unwrap();
+    assert_eq!(
+        (r.status, r.apply.status),
+        (ForceCanceled, PhaseStatus::Canceled)
+    );
     assert_eq!(r.force_cancel_available_at(COOL_OFF), None);
 }
 
 #[test]
 fn errors_keep_their_message_and_mark_the_active_phase() {
     let mut r = run_in(Applying);
-    r.apply_event(RunEvent::Error { message: "agent x lost".into() }, Timestamp(1), COOL_OFF).unwrap();
-    assert_eq!((r.status, r.apply.status, r.error.as_deref()), (Errored, PhaseStatus::Errored, Some("agent x lost")));
+    r.apply_event(
+        RunEvent::Error {
+            message: "agent x lost".into(),
+        },
+        Timestamp(1),
+        COOL_OFF,
+    )
+    .unwrap();
+    assert_eq!(
+        (r.status, r.apply.status, r.error.as_deref()),
+        (Errored, PhaseStatus::Errored, Some("agent x lost"))
+    );
     let mut r = run_in(Planning);
-    r.apply_event(RunEvent::Error { message: "bad".into() }, Timestamp(1), COOL_OFF).unwrap();
-    assert_eq!((r.plan.status, r.apply.status), (PhaseStatus::Errored, PhaseStatus::Unreachable));
+    r.apply_event(
+        RunEvent::Error {
+            message: "bad".into(),
+        },
+        Timestamp(1),
+        COOL_OFF,
+    )
+    .unwrap();
+    assert_eq!(
+        (r.plan.status, r.apply.status),
+        (PhaseStatus::Errored, PhaseStatus::Unreachable)
+    );
 }

@@ -57,7 +57,10 @@ fn jobs_go_only_to_agents_of_their_pool() {
     s.upsert_job(queued(2, None, 2));
     s.upsert_job(queued(3, pool(9), 3));
     assert_eq!(show(&s.allocate_all()), "2->3 1->2");
-    assert_eq!(s.waiting(&pool(9)), (vec![job_id(3)], Some(WaitReason::NoAgent)));
+    assert_eq!(
+        s.waiting(&pool(9)),
+        (vec![job_id(3)], Some(WaitReason::NoAgent))
+    );
 }
 
 #[test]
@@ -81,7 +84,10 @@ fn first_come_first_served_and_capacity_respected() {
     s.upsert_job(queued(1, pool(1), 10));
     s.upsert_job(queued(3, pool(1), 30));
     assert_eq!(show(&s.allocate(&pool(1))), "1->1");
-    assert_eq!(s.waiting(&pool(1)), (vec![job_id(2), job_id(3)], Some(WaitReason::NoCapacity)));
+    assert_eq!(
+        s.waiting(&pool(1)),
+        (vec![job_id(2), job_id(3)], Some(WaitReason::NoCapacity))
+    );
     // The job finishes: capacity frees up for the next in line.
     s.upsert_job(JobSlot {
         status: JobStatus::Finished,
@@ -94,7 +100,11 @@ fn first_come_first_served_and_capacity_respected() {
 #[test]
 fn unschedulable_agents_get_nothing() {
     let mut s = Scheduler::new();
-    for (n, st) in [(1, AgentStatus::Unknown), (2, AgentStatus::Errored), (3, AgentStatus::Exited)] {
+    for (n, st) in [
+        (1, AgentStatus::Unknown),
+        (2, AgentStatus::Errored),
+        (3, AgentStatus::Exited),
+    ] {
         s.upsert_agent(AgentSlot {
             status: st,
             ..agent(n, pool(1), 5, 0)
@@ -155,7 +165,10 @@ fn repeated_upserts_are_idempotent() {
     };
     s.upsert_job(held.clone());
     s.upsert_job(held.clone());
-    s.upsert_job(JobSlot { status: JobStatus::Running, ..held });
+    s.upsert_job(JobSlot {
+        status: JobStatus::Running,
+        ..held
+    });
     s.upsert_agent(agent(1, pool(1), 2, 5));
     assert_eq!(s.load(&agent_id(1)), 1);
     assert_eq!(s.assignments().len(), 1);

@@ -28,18 +28,31 @@ pub struct AgentView {
 
 impl<S: Store> Core<S> {
     /// Register an agent for the subject's pool (or the server runner).
-    pub async fn register_agent(&self, subject: &Subject, req: RegisterAgent) -> Result<Agent, Error> {
+    pub async fn register_agent(
+        &self,
+        subject: &Subject,
+        req: RegisterAgent,
+    ) -> Result<Agent, Error> {
         let (pool, organization, token) = match subject {
-            Subject::AgentToken { pool, organization, token } => {
-                (Some(pool.clone()), Some(organization.clone()), Some(token.clone()))
-            }
+            Subject::AgentToken {
+                pool,
+                organization,
+                token,
+            } => (
+                Some(pool.clone()),
+                Some(organization.clone()),
+                Some(token.clone()),
+            ),
             Subject::ServerRunner => (None, None, None),
             _ => return Err(Error::Forbidden("only agent tokens may register agents")),
         };
         if req.max_jobs == 0 || req.max_jobs > 1000 {
             return Err(Error::Invalid {
                 field: "max-jobs",
-                reason: format!("{} is out of range: an agent runs 1 to 1000 jobs at once", req.max_jobs),
+                reason: format!(
+                    "{} is out of range: an agent runs 1 to 1000 jobs at once",
+                    req.max_jobs
+                ),
             });
         }
         let name = req.name.trim();
@@ -52,7 +65,11 @@ impl<S: Store> Core<S> {
         let now = self.now();
         let id = AgentId::generate(self.rng.as_ref());
         let agent = Agent {
-            name: if name.is_empty() { id.to_string() } else { name.to_string() },
+            name: if name.is_empty() {
+                id.to_string()
+            } else {
+                name.to_string()
+            },
             id,
             version: req.version,
             pool,
@@ -73,9 +90,18 @@ impl<S: Store> Core<S> {
 
     /// The agent `id`, if the subject may act as it. Agents that are final
     /// answer [`Error::AgentGone`]: they must register again.
-    async fn agent_for(&self, tx: &mut S::Tx, subject: &Subject, id: &AgentId) -> Result<Agent, Error> {
+    async fn agent_for(
+        &self,
+        tx: &mut S::Tx,
+        subject: &Subject,
+        id: &AgentId,
+    ) -> Result<Agent, Error> {
         let agent = found(tx.get_agent(id).await?, "agent", id)?;
-        allow(authorize_agent_protocol(subject, agent.pool.as_ref()), "agent", id)?;
+        allow(
+            authorize_agent_protocol(subject, agent.pool.as_ref()),
+            "agent",
+            id,
+        )?;
         if let Subject::AgentToken { token, .. } = subject {
             if agent.token.as_ref() != Some(token) {
                 return Err(Error::NotFound {
@@ -96,7 +122,12 @@ impl<S: Store> Core<S> {
     /// A status ping. A ping that changes nothing is only remembered in
     /// memory and flushed in batches; a status change is committed before it
     /// is acknowledged.
-    pub async fn ping(&self, subject: &Subject, agent: &str, status: ReportedStatus) -> Result<AgentStatus, Error> {
+    pub async fn ping(
+        &self,
+        subject: &Subject,
+        agent: &str,
+        status: ReportedStatus,
+    ) -> Result<AgentStatus, Error> {
         let id: AgentId = agent.parse()?;
         let now = self.now();
         let mut tx = self.begin().await?;
@@ -134,7 +165,11 @@ impl<S: Store> Core<S> {
 
     /// Wait until jobs are allocated to the agent and return them. Adapters
     /// bound the wait (long-poll) by dropping the future.
-    pub async fn await_allocated_jobs(&self, subject: &Subject, agent: &str) -> Result<Vec<Job>, Error> {
+    pub async fn await_allocated_jobs(
+        &self,
+        subject: &Subject,
+        agent: &str,
+    ) -> Result<Vec<Job>, Error> {
         let id: AgentId = agent.parse()?;
         loop {
             // Subscribe before looking, so nothing slips between the two.
@@ -154,7 +189,11 @@ impl<S: Store> Core<S> {
             }
             loop {
                 match sub.recv().await {
-                    Ok(Event::Job(j)) if j.agent.as_ref() == Some(&id) && j.status == JobStatus::Allocated => break,
+                    Ok(Event::Job(j))
+                        if j.agent.as_ref() == Some(&id) && j.status == JobStatus::Allocated =>
+                    {
+                        break
+                    }
                     Ok(Event::Agent(a)) if a.id == id => break,
                     Ok(Event::AgentDeleted(a)) if a == id => break,
                     Ok(Event::TokenRevoked(_)) => break,
@@ -168,7 +207,12 @@ impl<S: Store> Core<S> {
 
     /// Wait for a signal for a job the agent holds. `None`: the job ended
     /// without one, stop waiting.
-    pub async fn await_signal(&self, subject: &Subject, agent: &str, job: &str) -> Result<Option<Signal>, Error> {
+    pub async fn await_signal(
+        &self,
+        subject: &Subject,
+        agent: &str,
+        job: &str,
+    ) -> Result<Option<Signal>, Error> {
         let agent_id: AgentId = agent.parse()?;
         let job_id: JobId = job.parse()?;
         loop {
@@ -176,7 +220,11 @@ impl<S: Store> Core<S> {
             {
                 let mut tx = self.begin().await?;
                 let agent = found(tx.get_agent(&agent_id).await?, "agent", &agent_id)?;
-                allow(authorize_agent_protocol(subject, agent.pool.as_ref()), "agent", &agent_id)?;
+                allow(
+                    authorize_agent_protocol(subject, agent.pool.as_ref()),
+                    "agent",
+                    &agent_id,
+                )?;
                 let job = found(tx.get_job(&job_id).await?, "job", &job_id)?;
                 if job.agent.as_ref() != Some(&agent_id) {
                     return Err(Error::NotFound {
@@ -203,14 +251,22 @@ impl<S: Store> Core<S> {
     }
 
     /// Agents of a pool with their job counts.
-    pub async fn list_agents(&self, subject: &Subject, pool: &str) -> Result<Vec<AgentView>, Error> {
+    pub async fn list_agents(
+        &self,
+        subject: &Subject,
+        pool: &str,
+    ) -> Result<Vec<AgentView>, Error> {
         let pool = self.get_pool(subject, pool).await?;
         self.agent_views(Some(&pool.id)).await
     }
 
     /// The server runner's agents (site administrator only).
     pub async fn list_server_agents(&self, subject: &Subject) -> Result<Vec<AgentView>, Error> {
-        allow(crate::auth::authorize_site(subject, Access::Read), "agent", "server")?;
+        allow(
+            crate::auth::authorize_site(subject, Access::Read),
+            "agent",
+            "server",
+        )?;
         self.agent_views(None).await
     }
 
@@ -219,7 +275,10 @@ impl<S: Store> Core<S> {
         let mut out = Vec::new();
         for agent in tx.list_agents_in_pool(pool).await? {
             let current_jobs = tx.list_jobs_of_agent(&agent.id).await?.len() as u32;
-            out.push(AgentView { agent, current_jobs });
+            out.push(AgentView {
+                agent,
+                current_jobs,
+            });
         }
         Ok(out)
     }
@@ -230,7 +289,10 @@ impl<S: Store> Core<S> {
         let agent = found(tx.get_agent(&id).await?, "agent", &id)?;
         authorize_agent_view(subject, &agent, Access::Read)?;
         let current_jobs = tx.list_jobs_of_agent(&id).await?.len() as u32;
-        Ok(AgentView { agent, current_jobs })
+        Ok(AgentView {
+            agent,
+            current_jobs,
+        })
     }
 
     /// Delete an agent that is unknown, errored or exited.
@@ -252,7 +314,15 @@ impl<S: Store> Core<S> {
 
 fn authorize_agent_view(subject: &Subject, agent: &Agent, access: Access) -> Result<(), Error> {
     match &agent.organization {
-        Some(org) => allow(authorize_organization(subject, org, access), "agent", &agent.id),
-        None => allow(crate::auth::authorize_site(subject, access), "agent", &agent.id),
+        Some(org) => allow(
+            authorize_organization(subject, org, access),
+            "agent",
+            &agent.id,
+        ),
+        None => allow(
+            crate::auth::authorize_site(subject, access),
+            "agent",
+            &agent.id,
+        ),
     }
 }

@@ -64,7 +64,9 @@ impl<S: Store> Dispatcher<S> {
         let known: HashSet<&AgentId> = agents.iter().map(|a| &a.id).collect();
         for j in &jobs {
             if let Some(agent) = j.agent.as_ref().filter(|a| !known.contains(a)) {
-                self.core.handle_lost_job(&j.id, agent, agent.as_str(), true).await?;
+                self.core
+                    .handle_lost_job(&j.id, agent, agent.as_str(), true)
+                    .await?;
                 self.refresh_job(&j.id).await?;
             }
         }
@@ -88,7 +90,9 @@ impl<S: Store> Dispatcher<S> {
                     tx.list_jobs_of_agent(id).await?
                 };
                 for j in jobs {
-                    self.core.handle_lost_job(&j.id, id, id.as_str(), true).await?;
+                    self.core
+                        .handle_lost_job(&j.id, id, id.as_str(), true)
+                        .await?;
                     self.refresh_job(&j.id).await?;
                 }
                 self.allocate_all().await
@@ -127,7 +131,9 @@ impl<S: Store> Dispatcher<S> {
         let gone = agent.status.is_final();
         let name = label(agent);
         for j in jobs {
-            self.core.handle_lost_job(&j.id, &agent.id, &name, gone).await?;
+            self.core
+                .handle_lost_job(&j.id, &agent.id, &name, gone)
+                .await?;
             self.refresh_job(&j.id).await?;
         }
         Ok(())
@@ -137,7 +143,9 @@ impl<S: Store> Dispatcher<S> {
     /// into the index.
     async fn refresh_job(&mut self, id: &crate::ids::JobId) -> Result<(), Error> {
         let mut tx = self.core.begin().await?;
-        let Some(job) = tx.get_job(id).await? else { return Ok(()) };
+        let Some(job) = tx.get_job(id).await? else {
+            return Ok(());
+        };
         for j in tx.list_jobs_of_run(&job.run).await? {
             self.scheduler.upsert_job(JobSlot::from(&j));
         }
@@ -154,7 +162,10 @@ impl<S: Store> Dispatcher<S> {
         self.persist(allocations).await
     }
 
-    async fn persist(&mut self, allocations: Vec<crate::scheduler::Allocation>) -> Result<(), Error> {
+    async fn persist(
+        &mut self,
+        allocations: Vec<crate::scheduler::Allocation>,
+    ) -> Result<(), Error> {
         for a in allocations {
             match self.core.allocate_job(&a.job, &a.agent).await {
                 Ok(job) => self.scheduler.upsert_job(JobSlot::from(&job)),
@@ -184,7 +195,9 @@ impl<S: Store> Core<S> {
         };
         let now = self.now();
         let mut tx = self.begin().await?;
-        let Some(mut agent) = tx.lock_agent(id).await? else { return Ok(None) };
+        let Some(mut agent) = tx.lock_agent(id).await? else {
+            return Ok(None);
+        };
         // Re-decide on fresh data: a ping may have arrived meanwhile.
         let still = liveness_changes(std::slice::from_ref(&agent), now, &self.config.liveness);
         if still.first() != Some(change) {

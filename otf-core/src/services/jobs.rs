@@ -12,7 +12,8 @@ use crate::job::{lost_job_action, Job, JobEvent, JobPhase, JobStatus, LostJobAct
 use crate::run::{ResourceCounts, Run, RunEvent, RunStatus};
 use crate::secret::IssuedSecret;
 use crate::store::{
-    ArtifactRepo, ConfigRepo, JobRepo, LogRepo, RunRepo, StateRepo, Store, VariableRepo, WorkspaceRepo,
+    ArtifactRepo, ConfigRepo, JobRepo, LogRepo, RunRepo, StateRepo, Store, VariableRepo,
+    WorkspaceRepo,
 };
 use crate::workspace::Workspace;
 
@@ -29,8 +30,13 @@ pub struct StartedJob {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
     /// Success. `has_changes` matters for plans only.
-    Finished { counts: ResourceCounts, has_changes: bool },
-    Errored { message: String },
+    Finished {
+        counts: ResourceCounts,
+        has_changes: bool,
+    },
+    Errored {
+        message: String,
+    },
     /// Terraform stopped after a cancel signal (or the agent shut down).
     Canceled,
 }
@@ -63,14 +69,23 @@ impl<S: Store> Core<S> {
 
     /// The agent starts a job allocated to it and receives the job token of
     /// this attempt.
-    pub async fn start_job(&self, subject: &Subject, agent: &str, job: &str) -> Result<StartedJob, Error> {
+    pub async fn start_job(
+        &self,
+        subject: &Subject,
+        agent: &str,
+        job: &str,
+    ) -> Result<StartedJob, Error> {
         let agent_id: AgentId = agent.parse()?;
         let job_id: JobId = job.parse()?;
         let now = self.now();
         let mut tx = self.begin().await?;
         self.agent_for_start(&mut tx, subject, &agent_id).await?;
         let peek = found(tx.get_job(&job_id).await?, "job", &job_id)?;
-        let ws = found(tx.lock_workspace(&peek.workspace).await?, "workspace", &peek.workspace)?;
+        let ws = found(
+            tx.lock_workspace(&peek.workspace).await?,
+            "workspace",
+            &peek.workspace,
+        )?;
         let mut job = found(tx.get_job(&job_id).await?, "job", &job_id)?;
         if job.agent.as_ref() != Some(&agent_id) {
             return Err(Error::NotFound {
@@ -89,7 +104,8 @@ impl<S: Store> Core<S> {
         run.apply_event(event, now, self.config.force_cancel_cool_off)?;
         tx.update_job(&job).await?;
         tx.update_run(&run).await?;
-        self.commit(tx, vec![Event::Job(job.clone()), Event::Run(run.clone())]).await?;
+        self.commit(tx, vec![Event::Job(job.clone()), Event::Run(run.clone())])
+            .await?;
         Ok(StartedJob {
             job,
             run,
@@ -98,10 +114,19 @@ impl<S: Store> Core<S> {
         })
     }
 
-    async fn agent_for_start(&self, tx: &mut S::Tx, subject: &Subject, id: &AgentId) -> Result<(), Error> {
+    async fn agent_for_start(
+        &self,
+        tx: &mut S::Tx,
+        subject: &Subject,
+        id: &AgentId,
+    ) -> Result<(), Error> {
         use crate::store::AgentRepo;
         let agent = found(tx.get_agent(id).await?, "agent", id)?;
-        allow(crate::auth::authorize_agent_protocol(subject, agent.pool.as_ref()), "agent", id)?;
+        allow(
+            crate::auth::authorize_agent_protocol(subject, agent.pool.as_ref()),
+            "agent",
+            id,
+        )?;
         if agent.status.is_final() {
             return Err(Error::AgentGone {
                 agent: id.to_string(),
@@ -120,7 +145,11 @@ impl<S: Store> Core<S> {
         let cool_off = self.config.force_cancel_cool_off;
         let mut tx = self.begin().await?;
         let peek = found(tx.get_job(job_id).await?, "job", job_id)?;
-        let mut ws = found(tx.lock_workspace(&peek.workspace).await?, "workspace", &peek.workspace)?;
+        let mut ws = found(
+            tx.lock_workspace(&peek.workspace).await?,
+            "workspace",
+            &peek.workspace,
+        )?;
         let mut job = found(tx.get_job(job_id).await?, "job", job_id)?;
         if job.attempt != attempt || job.status != JobStatus::Running {
             // The attempt is over or superseded: its token is dead.
@@ -129,17 +158,30 @@ impl<S: Store> Core<S> {
         let mut run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
         let mut events = Vec::new();
         match outcome {
-            JobOutcome::Finished { counts, has_changes } => {
+            JobOutcome::Finished {
+                counts,
+                has_changes,
+            } => {
                 job.apply(JobEvent::Finish, now)?;
                 match job.phase {
                     JobPhase::Plan => {
-                        run.apply_event(RunEvent::PlanFinished { counts, has_changes }, now, cool_off)?;
+                        run.apply_event(
+                            RunEvent::PlanFinished {
+                                counts,
+                                has_changes,
+                            },
+                            now,
+                            cool_off,
+                        )?;
                         if run.status == RunStatus::Planned && run.auto_apply {
                             run.apply_event(RunEvent::Confirm, now, cool_off)?;
-                            self.queue_apply(&mut tx, &ws, &mut run, &mut events).await?;
+                            self.queue_apply(&mut tx, &ws, &mut run, &mut events)
+                                .await?;
                         }
                     }
-                    JobPhase::Apply => run.apply_event(RunEvent::ApplyFinished { counts }, now, cool_off)?,
+                    JobPhase::Apply => {
+                        run.apply_event(RunEvent::ApplyFinished { counts }, now, cool_off)?
+                    }
                 }
             }
             JobOutcome::Errored { message } => {
@@ -160,7 +202,8 @@ impl<S: Store> Core<S> {
         events.insert(0, Event::Job(job));
         events.push(Event::Run(run.clone()));
         if run.status.is_final() {
-            self.release_workspace(&mut tx, &mut ws, &run, &mut events).await?;
+            self.release_workspace(&mut tx, &mut ws, &run, &mut events)
+                .await?;
         }
         self.commit(tx, events).await?;
         Ok(run)
@@ -168,12 +211,24 @@ impl<S: Store> Core<S> {
 
     /// What happens to a job whose agent is lost (`gone`: errored, exited or
     /// deleted; otherwise unknown). `agent_label` names the agent for people.
-    pub async fn handle_lost_job(&self, job: &JobId, agent: &AgentId, agent_label: &str, gone: bool) -> Result<(), Error> {
+    pub async fn handle_lost_job(
+        &self,
+        job: &JobId,
+        agent: &AgentId,
+        agent_label: &str,
+        gone: bool,
+    ) -> Result<(), Error> {
         let now = self.now();
         let cool_off = self.config.force_cancel_cool_off;
         let mut tx = self.begin().await?;
-        let Some(peek) = tx.get_job(job).await? else { return Ok(()) };
-        let mut ws = found(tx.lock_workspace(&peek.workspace).await?, "workspace", &peek.workspace)?;
+        let Some(peek) = tx.get_job(job).await? else {
+            return Ok(());
+        };
+        let mut ws = found(
+            tx.lock_workspace(&peek.workspace).await?,
+            "workspace",
+            &peek.workspace,
+        )?;
         let mut job = found(tx.get_job(job).await?, "job", job)?;
         if job.agent.as_ref() != Some(agent) {
             return Ok(());
@@ -187,34 +242,54 @@ impl<S: Store> Core<S> {
                 tx.update_job(&job).await?;
                 events.push(Event::Job(job));
             }
-            LostJobAction::RetryPlan { next_attempt, message } => {
+            LostJobAction::RetryPlan {
+                next_attempt,
+                message,
+            } => {
                 job.error = Some(message.clone());
                 job.apply(JobEvent::Error, now)?;
-                let mut retry = self.new_job(&ws, &run, JobPhase::Plan, next_attempt, job.queued_at);
+                let mut retry =
+                    self.new_job(&ws, &run, JobPhase::Plan, next_attempt, job.queued_at);
                 retry.pool = job.pool.clone();
                 run.apply_event(RunEvent::PlanRequeued, now, cool_off)?;
                 tx.update_job(&job).await?;
                 tx.insert_job(&retry).await?;
                 tx.update_run(&run).await?;
-                events.push(self.log_notice(&mut tx, &run, JobPhase::Plan, &message).await?);
+                events.push(
+                    self.log_notice(&mut tx, &run, JobPhase::Plan, &message)
+                        .await?,
+                );
                 events.extend([Event::Job(job), Event::Job(retry), Event::Run(run)]);
             }
             LostJobAction::Fail { message } => {
                 job.error = Some(message.clone());
                 job.apply(JobEvent::Error, now)?;
-                run.apply_event(RunEvent::Error { message: message.clone() }, now, cool_off)?;
+                run.apply_event(
+                    RunEvent::Error {
+                        message: message.clone(),
+                    },
+                    now,
+                    cool_off,
+                )?;
                 tx.update_job(&job).await?;
                 tx.update_run(&run).await?;
                 events.push(self.log_notice(&mut tx, &run, job.phase, &message).await?);
                 events.extend([Event::Job(job), Event::Run(run.clone())]);
-                self.release_workspace(&mut tx, &mut ws, &run, &mut events).await?;
+                self.release_workspace(&mut tx, &mut ws, &run, &mut events)
+                    .await?;
             }
         }
         self.commit(tx, events).await
     }
 
     /// Append a line from otf itself to a phase's log.
-    async fn log_notice(&self, tx: &mut S::Tx, run: &Run, phase: JobPhase, message: &str) -> Result<Event, Error> {
+    async fn log_notice(
+        &self,
+        tx: &mut S::Tx,
+        run: &Run,
+        phase: JobPhase,
+        message: &str,
+    ) -> Result<Event, Error> {
         let line = format!("\n[otf] {message}\n");
         let chunk = tx.append_log(&run.id, phase, line.as_bytes()).await?;
         Ok(Event::Log {
@@ -225,13 +300,25 @@ impl<S: Store> Core<S> {
     }
 
     /// The run and workspace of the subject's job, if it may do `action`.
-    pub async fn job_context(&self, subject: &Subject, action: JobAction) -> Result<(Job, Run, Workspace), Error> {
+    pub async fn job_context(
+        &self,
+        subject: &Subject,
+        action: JobAction,
+    ) -> Result<(Job, Run, Workspace), Error> {
         let (job_id, _) = job_of(subject)?;
         let mut tx = self.begin().await?;
         let job = found(tx.get_job(job_id).await?, "job", job_id)?;
-        allow(authorize_job(subject, &job.run, &job.workspace, action), "job", job_id)?;
+        allow(
+            authorize_job(subject, &job.run, &job.workspace, action),
+            "job",
+            job_id,
+        )?;
         let run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
-        let ws = found(tx.get_workspace(&job.workspace).await?, "workspace", &job.workspace)?;
+        let ws = found(
+            tx.get_workspace(&job.workspace).await?,
+            "workspace",
+            &job.workspace,
+        )?;
         Ok((job, run, ws))
     }
 
@@ -241,7 +328,15 @@ impl<S: Store> Core<S> {
         let mut tx = self.begin().await?;
         let chunk = tx.append_log(&run.id, job.phase, data).await?;
         let end = chunk.offset + data.len() as u64;
-        self.commit(tx, vec![Event::Log { run: run.id, phase: job.phase, end }]).await?;
+        self.commit(
+            tx,
+            vec![Event::Log {
+                run: run.id,
+                phase: job.phase,
+                end,
+            }],
+        )
+        .await?;
         Ok(end)
     }
 
@@ -250,7 +345,11 @@ impl<S: Store> Core<S> {
         let (_, run, _) = self.job_context(subject, JobAction::DownloadConfig).await?;
         let mut tx = self.begin().await?;
         let cv = &run.configuration_version;
-        found(tx.get_config_tarball(cv).await?, "configuration version", cv)
+        found(
+            tx.get_config_tarball(cv).await?,
+            "configuration version",
+            cv,
+        )
     }
 
     /// The workspace's variables, sensitive values included (for the runner).
@@ -261,16 +360,28 @@ impl<S: Store> Core<S> {
     }
 
     /// The workspace's current state, if any.
-    pub async fn job_current_state(&self, subject: &Subject) -> Result<Option<(StateVersion, Vec<u8>)>, Error> {
-        let (_, _, ws) = self.job_context(subject, JobAction::ReadCurrentState).await?;
+    pub async fn job_current_state(
+        &self,
+        subject: &Subject,
+    ) -> Result<Option<(StateVersion, Vec<u8>)>, Error> {
+        let (_, _, ws) = self
+            .job_context(subject, JobAction::ReadCurrentState)
+            .await?;
         let mut tx = self.begin().await?;
-        let Some(sv) = tx.current_state_version(&ws.id).await? else { return Ok(None) };
+        let Some(sv) = tx.current_state_version(&ws.id).await? else {
+            return Ok(None);
+        };
         let bytes = found(tx.get_state_bytes(&sv.id).await?, "state version", &sv.id)?;
         Ok(Some((sv, bytes)))
     }
 
     /// Store a plan artifact (plan phase only).
-    pub async fn upload_artifact(&self, subject: &Subject, kind: ArtifactKind, data: &[u8]) -> Result<(), Error> {
+    pub async fn upload_artifact(
+        &self,
+        subject: &Subject,
+        kind: ArtifactKind,
+        data: &[u8],
+    ) -> Result<(), Error> {
         let action = match kind {
             ArtifactKind::Plan => JobAction::UploadPlan,
             ArtifactKind::JsonPlan => JobAction::UploadJsonPlan,
@@ -283,7 +394,11 @@ impl<S: Store> Core<S> {
     }
 
     /// Read a plan artifact of the job's run.
-    pub async fn download_artifact(&self, subject: &Subject, kind: ArtifactKind) -> Result<Option<Vec<u8>>, Error> {
+    pub async fn download_artifact(
+        &self,
+        subject: &Subject,
+        kind: ArtifactKind,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let action = match kind {
             ArtifactKind::LockFile => JobAction::DownloadLockFile,
             _ => JobAction::DownloadPlan,
@@ -294,8 +409,16 @@ impl<S: Store> Core<S> {
     }
 
     /// Store the state an apply produced (apply phase only).
-    pub async fn job_create_state_version(&self, subject: &Subject, serial: i64, lineage: &str, state: &[u8]) -> Result<StateVersion, Error> {
-        let (job, run, ws) = self.job_context(subject, JobAction::CreateStateVersion).await?;
+    pub async fn job_create_state_version(
+        &self,
+        subject: &Subject,
+        serial: i64,
+        lineage: &str,
+        state: &[u8],
+    ) -> Result<StateVersion, Error> {
+        let (job, run, ws) = self
+            .job_context(subject, JobAction::CreateStateVersion)
+            .await?;
         let mut tx = self.begin().await?;
         // The job must still be running this attempt when the write commits.
         tx.lock_workspace(&ws.id).await?;
@@ -320,7 +443,11 @@ impl<S: Store> Core<S> {
     }
 
     /// The active job of a run (for views).
-    pub async fn active_job_of_run(&self, subject: &Subject, run: &str) -> Result<Option<Job>, Error> {
+    pub async fn active_job_of_run(
+        &self,
+        subject: &Subject,
+        run: &str,
+    ) -> Result<Option<Job>, Error> {
         let run = self.get_run(subject, run).await?;
         let mut tx = self.begin().await?;
         active_job(&mut tx, &run.id).await

@@ -40,9 +40,17 @@ impl<S: Store> Core<S> {
         Ok(org)
     }
 
-    pub async fn get_organization(&self, subject: &Subject, name: &str) -> Result<Organization, Error> {
+    pub async fn get_organization(
+        &self,
+        subject: &Subject,
+        name: &str,
+    ) -> Result<Organization, Error> {
         let name = parse_org(name)?;
-        allow(authorize_organization(subject, &name, Access::Read), "organization", &name)?;
+        allow(
+            authorize_organization(subject, &name, Access::Read),
+            "organization",
+            &name,
+        )?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&name).await?, "organization", &name)
     }
@@ -61,7 +69,11 @@ impl<S: Store> Core<S> {
     /// Delete an organization and everything in it.
     pub async fn delete_organization(&self, subject: &Subject, name: &str) -> Result<(), Error> {
         let name = parse_org(name)?;
-        allow(authorize_organization(subject, &name, Access::Write), "organization", &name)?;
+        allow(
+            authorize_organization(subject, &name, Access::Write),
+            "organization",
+            &name,
+        )?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&name).await?, "organization", &name)?;
         tx.delete_organization(&name).await?;
@@ -76,7 +88,11 @@ impl<S: Store> Core<S> {
         description: &str,
     ) -> Result<(OrganizationToken, IssuedSecret), Error> {
         let org = parse_org(org)?;
-        allow(authorize_organization(subject, &org, Access::Write), "organization", &org)?;
+        allow(
+            authorize_organization(subject, &org, Access::Write),
+            "organization",
+            &org,
+        )?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         let id = OrgTokenId::generate(self.rng.as_ref());
@@ -94,9 +110,17 @@ impl<S: Store> Core<S> {
         Ok((token, secret))
     }
 
-    pub async fn list_org_tokens(&self, subject: &Subject, org: &str) -> Result<Vec<OrganizationToken>, Error> {
+    pub async fn list_org_tokens(
+        &self,
+        subject: &Subject,
+        org: &str,
+    ) -> Result<Vec<OrganizationToken>, Error> {
         let org = parse_org(org)?;
-        allow(authorize_organization(subject, &org, Access::Read), "organization", &org)?;
+        allow(
+            authorize_organization(subject, &org, Access::Read),
+            "organization",
+            &org,
+        )?;
         let mut tx = self.begin().await?;
         Ok(tx.list_org_tokens(&org).await?)
     }

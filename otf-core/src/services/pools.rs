@@ -44,7 +44,9 @@ fn validate_pool_name(name: &str) -> Result<String, Error> {
     if name.is_empty() || name.chars().count() > 90 || name.chars().any(char::is_control) {
         return Err(Error::Invalid {
             field: "name",
-            reason: format!("{name:?} is not a valid agent pool name: use 1 to 90 printable characters"),
+            reason: format!(
+                "{name:?} is not a valid agent pool name: use 1 to 90 printable characters"
+            ),
         });
     }
     Ok(name.to_string())
@@ -75,9 +77,18 @@ async fn check_workspaces<T: Tx>(
 }
 
 impl<S: Store> Core<S> {
-    pub async fn create_pool(&self, subject: &Subject, org: &str, spec: PoolSpec) -> Result<AgentPool, Error> {
+    pub async fn create_pool(
+        &self,
+        subject: &Subject,
+        org: &str,
+        spec: PoolSpec,
+    ) -> Result<AgentPool, Error> {
         let org = parse_org(org)?;
-        allow(authorize_organization(subject, &org, Access::Write), "organization", &org)?;
+        allow(
+            authorize_organization(subject, &org, Access::Write),
+            "organization",
+            &org,
+        )?;
         let name = validate_pool_name(&spec.name)?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
@@ -99,20 +110,32 @@ impl<S: Store> Core<S> {
         let id: PoolId = id.parse()?;
         let mut tx = self.begin().await?;
         let pool = found(tx.get_pool(&id).await?, "agent pool", &id)?;
-        allow(authorize_organization(subject, &pool.organization, Access::Read), "agent pool", &id)?;
+        allow(
+            authorize_organization(subject, &pool.organization, Access::Read),
+            "agent pool",
+            &id,
+        )?;
         Ok(pool)
     }
 
     pub async fn list_pools(&self, subject: &Subject, org: &str) -> Result<Vec<AgentPool>, Error> {
         let org = parse_org(org)?;
-        allow(authorize_organization(subject, &org, Access::Read), "organization", &org)?;
+        allow(
+            authorize_organization(subject, &org, Access::Read),
+            "organization",
+            &org,
+        )?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         Ok(tx.list_pools(&org).await?)
     }
 
     /// The workspaces assigned to the pool (derived from execution modes).
-    pub async fn pool_workspaces(&self, subject: &Subject, id: &str) -> Result<Vec<Workspace>, Error> {
+    pub async fn pool_workspaces(
+        &self,
+        subject: &Subject,
+        id: &str,
+    ) -> Result<Vec<Workspace>, Error> {
         let pool = self.get_pool(subject, id).await?;
         let mut tx = self.begin().await?;
         Ok(tx.list_workspaces_in_pool(&pool.id).await?)
@@ -120,12 +143,21 @@ impl<S: Store> Core<S> {
 
     /// Update a pool; refused if a restricted pool would no longer be granted
     /// to a workspace assigned to it.
-    pub async fn update_pool(&self, subject: &Subject, id: &str, update: PoolUpdate) -> Result<AgentPool, Error> {
+    pub async fn update_pool(
+        &self,
+        subject: &Subject,
+        id: &str,
+        update: PoolUpdate,
+    ) -> Result<AgentPool, Error> {
         let id: PoolId = id.parse()?;
         let name = update.name.as_deref().map(validate_pool_name).transpose()?;
         let mut tx = self.begin().await?;
         let mut pool = found(tx.lock_pool(&id).await?, "agent pool", &id)?;
-        allow(authorize_organization(subject, &pool.organization, Access::Write), "agent pool", &id)?;
+        allow(
+            authorize_organization(subject, &pool.organization, Access::Write),
+            "agent pool",
+            &id,
+        )?;
         if let Some(n) = name {
             pool.name = n;
         }
@@ -133,7 +165,8 @@ impl<S: Store> Core<S> {
             pool.organization_scoped = s;
         }
         if let Some(list) = update.allowed_workspaces {
-            pool.allowed_workspaces = check_workspaces(&mut tx, &pool.organization, &pool.name, &list).await?;
+            pool.allowed_workspaces =
+                check_workspaces(&mut tx, &pool.organization, &pool.name, &list).await?;
         }
         let assigned = tx.list_workspaces_in_pool(&id).await?;
         pool.check_keeps_assigned(&assigned)?;
@@ -143,22 +176,52 @@ impl<S: Store> Core<S> {
     }
 
     /// Add a workspace to the pool's allow list.
-    pub async fn grant_workspace(&self, subject: &Subject, pool: &str, workspace: &str) -> Result<AgentPool, Error> {
+    pub async fn grant_workspace(
+        &self,
+        subject: &Subject,
+        pool: &str,
+        workspace: &str,
+    ) -> Result<AgentPool, Error> {
         let current = self.get_pool(subject, pool).await?;
         let ws: WorkspaceId = workspace.parse()?;
         let mut list: Vec<WorkspaceId> = current.allowed_workspaces.into_iter().collect();
         if !list.contains(&ws) {
             list.push(ws);
         }
-        self.update_pool(subject, pool, PoolUpdate { allowed_workspaces: Some(list), ..Default::default() }).await
+        self.update_pool(
+            subject,
+            pool,
+            PoolUpdate {
+                allowed_workspaces: Some(list),
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     /// Remove a workspace from the pool's allow list.
-    pub async fn revoke_workspace(&self, subject: &Subject, pool: &str, workspace: &str) -> Result<AgentPool, Error> {
+    pub async fn revoke_workspace(
+        &self,
+        subject: &Subject,
+        pool: &str,
+        workspace: &str,
+    ) -> Result<AgentPool, Error> {
         let current = self.get_pool(subject, pool).await?;
         let ws: WorkspaceId = workspace.parse()?;
-        let list: Vec<WorkspaceId> = current.allowed_workspaces.into_iter().filter(|w| w != &ws).collect();
-        self.update_pool(subject, pool, PoolUpdate { allowed_workspaces: Some(list), ..Default::default() }).await
+        let list: Vec<WorkspaceId> = current
+            .allowed_workspaces
+            .into_iter()
+            .filter(|w| w != &ws)
+            .collect();
+        self.update_pool(
+            subject,
+            pool,
+            PoolUpdate {
+                allowed_workspaces: Some(list),
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     /// Delete a pool with its tokens (their agents are shut out). Refused
@@ -167,12 +230,17 @@ impl<S: Store> Core<S> {
         let id: PoolId = id.parse()?;
         let mut tx = self.begin().await?;
         let pool = found(tx.lock_pool(&id).await?, "agent pool", &id)?;
-        allow(authorize_organization(subject, &pool.organization, Access::Write), "agent pool", &id)?;
+        allow(
+            authorize_organization(subject, &pool.organization, Access::Write),
+            "agent pool",
+            &id,
+        )?;
         let assigned = tx.list_workspaces_in_pool(&id).await?;
         pool.check_deletable(&assigned)?;
         let mut events = Vec::new();
         for token in tx.list_agent_tokens(&id).await? {
-            self.revoke_token_agents(&mut tx, &token.id, &mut events).await?;
+            self.revoke_token_agents(&mut tx, &token.id, &mut events)
+                .await?;
             events.push(Event::TokenRevoked(token.id));
         }
         tx.delete_pool(&id).await?;

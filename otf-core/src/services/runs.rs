@@ -39,7 +39,11 @@ impl<S: Store> Core<S> {
         spec: ConfigSpec,
     ) -> Result<ConfigurationVersion, Error> {
         let ws = self.get_workspace(subject, workspace).await?;
-        allow(authorize_organization(subject, &ws.organization, Access::Write), "workspace", &ws.id)?;
+        allow(
+            authorize_organization(subject, &ws.organization, Access::Write),
+            "workspace",
+            &ws.id,
+        )?;
         let cv = ConfigurationVersion {
             id: ConfigVersionId::generate(self.rng.as_ref()),
             workspace: ws.id,
@@ -56,17 +60,34 @@ impl<S: Store> Core<S> {
         Ok(cv)
     }
 
-    pub async fn get_configuration_version(&self, subject: &Subject, id: &str) -> Result<ConfigurationVersion, Error> {
+    pub async fn get_configuration_version(
+        &self,
+        subject: &Subject,
+        id: &str,
+    ) -> Result<ConfigurationVersion, Error> {
         let id: ConfigVersionId = id.parse()?;
         let mut tx = self.begin().await?;
-        let cv = found(tx.get_config_version(&id).await?, "configuration version", &id)?;
-        allow(authorize_organization(subject, &cv.organization, Access::Read), "configuration version", &id)?;
+        let cv = found(
+            tx.get_config_version(&id).await?,
+            "configuration version",
+            &id,
+        )?;
+        allow(
+            authorize_organization(subject, &cv.organization, Access::Read),
+            "configuration version",
+            &id,
+        )?;
         Ok(cv)
     }
 
     /// Store the configuration tarball; the version becomes `uploaded` (and a
     /// run is queued if it asked for one).
-    pub async fn upload_configuration(&self, subject: &Subject, id: &str, tarball: &[u8]) -> Result<ConfigurationVersion, Error> {
+    pub async fn upload_configuration(
+        &self,
+        subject: &Subject,
+        id: &str,
+        tarball: &[u8],
+    ) -> Result<ConfigurationVersion, Error> {
         let id: ConfigVersionId = id.parse()?;
         if tarball.len() > self.config.max_config_bytes {
             return Err(Error::Invalid {
@@ -79,12 +100,23 @@ impl<S: Store> Core<S> {
             });
         }
         let mut tx = self.begin().await?;
-        let mut cv = found(tx.get_config_version(&id).await?, "configuration version", &id)?;
-        allow(authorize_organization(subject, &cv.organization, Access::Write), "configuration version", &id)?;
+        let mut cv = found(
+            tx.get_config_version(&id).await?,
+            "configuration version",
+            &id,
+        )?;
+        allow(
+            authorize_organization(subject, &cv.organization, Access::Write),
+            "configuration version",
+            &id,
+        )?;
         if cv.status != ConfigStatus::Pending {
             return Err(Error::Invalid {
                 field: "configuration",
-                reason: format!("configuration version {id} is already {}; create a new one", cv.status),
+                reason: format!(
+                    "configuration version {id} is already {}; create a new one",
+                    cv.status
+                ),
             });
         }
         tx.put_config_tarball(&id, tarball).await?;
@@ -115,14 +147,22 @@ impl<S: Store> Core<S> {
         let ws_id: WorkspaceId = spec.workspace.parse()?;
         let mut tx = self.begin().await?;
         let mut ws = found(tx.lock_workspace(&ws_id).await?, "workspace", &ws_id)?;
-        allow(authorize_organization(subject, &ws.organization, Access::Write), "workspace", &ws_id)?;
+        allow(
+            authorize_organization(subject, &ws.organization, Access::Write),
+            "workspace",
+            &ws_id,
+        )?;
         if ws.execution_mode == ExecutionMode::Local {
             return Err(Error::LocalExecution { workspace: ws.name });
         }
         let cv = match &spec.configuration_version {
             Some(id) => {
                 let id: ConfigVersionId = id.parse()?;
-                let cv = found(tx.get_config_version(&id).await?, "configuration version", &id)?;
+                let cv = found(
+                    tx.get_config_version(&id).await?,
+                    "configuration version",
+                    &id,
+                )?;
                 if cv.workspace != ws.id {
                     return Err(Error::NotFound {
                         kind: "configuration version",
@@ -131,10 +171,16 @@ impl<S: Store> Core<S> {
                 }
                 cv
             }
-            None => tx.latest_config_version(&ws.id).await?.ok_or_else(|| Error::Invalid {
-                field: "configuration-version",
-                reason: format!("workspace {} has no uploaded configuration; upload one first", ws.name),
-            })?,
+            None => tx
+                .latest_config_version(&ws.id)
+                .await?
+                .ok_or_else(|| Error::Invalid {
+                    field: "configuration-version",
+                    reason: format!(
+                        "workspace {} has no uploaded configuration; upload one first",
+                        ws.name
+                    ),
+                })?,
         };
         if cv.status != ConfigStatus::Uploaded {
             return Err(Error::ConfigNotReady {
@@ -142,11 +188,24 @@ impl<S: Store> Core<S> {
                 status: cv.status,
             });
         }
-        let mut run = Run::new(RunId::generate(self.rng.as_ref()), &ws, cv.id, spec.options, self.now());
+        // Creation times strictly increase within a workspace: they order its
+        // queue, also for runs created within the same millisecond.
+        let mut created_at = self.now();
+        if let Some(newest) = tx.list_runs(&ws.id, 0, 1).await?.0.first() {
+            created_at = created_at.max(crate::clock::Timestamp(newest.created_at.0 + 1));
+        }
+        let mut run = Run::new(
+            RunId::generate(self.rng.as_ref()),
+            &ws,
+            cv.id,
+            spec.options,
+            created_at,
+        );
         tx.insert_run(&run).await?;
         let mut events = Vec::new();
         if run.is_speculative() {
-            self.enqueue_plan(&mut tx, &ws, &mut run, &mut events).await?;
+            self.enqueue_plan(&mut tx, &ws, &mut run, &mut events)
+                .await?;
             tx.update_run(&run).await?;
             events.push(Event::Run(run.clone()));
         } else {
@@ -164,12 +223,22 @@ impl<S: Store> Core<S> {
         let id: RunId = id.parse()?;
         let mut tx = self.begin().await?;
         let run = found(tx.get_run(&id).await?, "run", &id)?;
-        allow(authorize_organization(subject, &run.organization, Access::Read), "run", &id)?;
+        allow(
+            authorize_organization(subject, &run.organization, Access::Read),
+            "run",
+            &id,
+        )?;
         Ok(run)
     }
 
     /// Runs of a workspace, newest first, with the total.
-    pub async fn list_runs(&self, subject: &Subject, workspace: &str, offset: u64, limit: u64) -> Result<(Vec<Run>, u64), Error> {
+    pub async fn list_runs(
+        &self,
+        subject: &Subject,
+        workspace: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<Run>, u64), Error> {
         let ws = self.get_workspace(subject, workspace).await?;
         let mut tx = self.begin().await?;
         Ok(tx.list_runs(&ws.id, offset, limit).await?)
@@ -183,7 +252,14 @@ impl<S: Store> Core<S> {
     }
 
     /// Up to `limit` bytes of a phase's log from `offset`.
-    pub async fn read_log(&self, subject: &Subject, run: &str, phase: JobPhase, offset: u64, limit: u64) -> Result<Vec<u8>, Error> {
+    pub async fn read_log(
+        &self,
+        subject: &Subject,
+        run: &str,
+        phase: JobPhase,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<u8>, Error> {
         let run = self.get_run(subject, run).await?;
         let mut tx = self.begin().await?;
         Ok(tx.read_log(&run.id, phase, offset, limit).await?)
@@ -193,7 +269,11 @@ impl<S: Store> Core<S> {
     pub async fn confirm_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
         self.run_action(subject, id, |core, tx, ws, run, events| {
             Box::pin(async move {
-                run.apply_event(RunEvent::Confirm, core.now(), core.config.force_cancel_cool_off)?;
+                run.apply_event(
+                    RunEvent::Confirm,
+                    core.now(),
+                    core.config.force_cancel_cool_off,
+                )?;
                 core.queue_apply(tx, ws, run, events).await
             })
         })
@@ -204,7 +284,11 @@ impl<S: Store> Core<S> {
     pub async fn discard_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
         self.run_action(subject, id, |core, _tx, _ws, run, _events| {
             Box::pin(async move {
-                run.apply_event(RunEvent::Discard, core.now(), core.config.force_cancel_cool_off)?;
+                run.apply_event(
+                    RunEvent::Discard,
+                    core.now(),
+                    core.config.force_cancel_cool_off,
+                )?;
                 Ok(())
             })
         })
@@ -239,7 +323,11 @@ impl<S: Store> Core<S> {
         self.run_action(subject, id, |core, tx, _ws, run, events| {
             Box::pin(async move {
                 let now = core.now();
-                run.apply_event(RunEvent::ForceCancel, now, core.config.force_cancel_cool_off)?;
+                run.apply_event(
+                    RunEvent::ForceCancel,
+                    now,
+                    core.config.force_cancel_cool_off,
+                )?;
                 if let Some(mut job) = active_job(tx, &run.id).await? {
                     job.signal(Signal::ForceCancel);
                     job.apply(JobEvent::Cancel, now)?;
@@ -267,15 +355,24 @@ impl<S: Store> Core<S> {
         let id: RunId = id.parse()?;
         let mut tx = self.begin().await?;
         let peek = found(tx.get_run(&id).await?, "run", &id)?;
-        allow(authorize_organization(subject, &peek.organization, Access::Write), "run", &id)?;
-        let mut ws = found(tx.lock_workspace(&peek.workspace).await?, "workspace", &peek.workspace)?;
+        allow(
+            authorize_organization(subject, &peek.organization, Access::Write),
+            "run",
+            &id,
+        )?;
+        let mut ws = found(
+            tx.lock_workspace(&peek.workspace).await?,
+            "workspace",
+            &peek.workspace,
+        )?;
         let mut run = found(tx.get_run(&id).await?, "run", &id)?;
         let mut events = Vec::new();
         act(self, &mut tx, &mut ws, &mut run, &mut events).await?;
         tx.update_run(&run).await?;
         events.push(Event::Run(run.clone()));
         if run.status.is_final() {
-            self.release_workspace(&mut tx, &mut ws, &run, &mut events).await?;
+            self.release_workspace(&mut tx, &mut ws, &run, &mut events)
+                .await?;
         }
         self.commit(tx, events).await?;
         Ok(run)
@@ -283,7 +380,14 @@ impl<S: Store> Core<S> {
 
     /// A new job for a phase of `run`, routed by the workspace's execution
     /// mode at this moment.
-    pub(super) fn new_job(&self, ws: &Workspace, run: &Run, phase: JobPhase, attempt: u32, queued_at: crate::clock::Timestamp) -> Job {
+    pub(super) fn new_job(
+        &self,
+        ws: &Workspace,
+        run: &Run,
+        phase: JobPhase,
+        attempt: u32,
+        queued_at: crate::clock::Timestamp,
+    ) -> Job {
         Job {
             id: JobId::generate(self.rng.as_ref()),
             run: run.id.clone(),
@@ -304,12 +408,25 @@ impl<S: Store> Core<S> {
 
     /// Move a pending run to plan_queued and create its plan job. A workspace
     /// that switched to local execution cannot run it: the run errors.
-    pub(super) async fn enqueue_plan(&self, tx: &mut S::Tx, ws: &Workspace, run: &mut Run, events: &mut Vec<Event>) -> Result<(), Error> {
+    pub(super) async fn enqueue_plan(
+        &self,
+        tx: &mut S::Tx,
+        ws: &Workspace,
+        run: &mut Run,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
         let now = self.now();
         run.apply_event(RunEvent::Enqueue, now, self.config.force_cancel_cool_off)?;
         if ws.execution_mode == ExecutionMode::Local {
-            let message = Error::LocalExecution { workspace: ws.name.clone() }.to_string();
-            run.apply_event(RunEvent::Error { message }, now, self.config.force_cancel_cool_off)?;
+            let message = Error::LocalExecution {
+                workspace: ws.name.clone(),
+            }
+            .to_string();
+            run.apply_event(
+                RunEvent::Error { message },
+                now,
+                self.config.force_cancel_cool_off,
+            )?;
             return Ok(());
         }
         let job = self.new_job(ws, run, JobPhase::Plan, 1, now);
@@ -319,12 +436,29 @@ impl<S: Store> Core<S> {
     }
 
     /// After a confirm: queue the apply and create its job.
-    pub(super) async fn queue_apply(&self, tx: &mut S::Tx, ws: &Workspace, run: &mut Run, events: &mut Vec<Event>) -> Result<(), Error> {
+    pub(super) async fn queue_apply(
+        &self,
+        tx: &mut S::Tx,
+        ws: &Workspace,
+        run: &mut Run,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
         let now = self.now();
-        run.apply_event(RunEvent::ApplyQueued, now, self.config.force_cancel_cool_off)?;
+        run.apply_event(
+            RunEvent::ApplyQueued,
+            now,
+            self.config.force_cancel_cool_off,
+        )?;
         if ws.execution_mode == ExecutionMode::Local {
-            let message = Error::LocalExecution { workspace: ws.name.clone() }.to_string();
-            run.apply_event(RunEvent::Error { message }, now, self.config.force_cancel_cool_off)?;
+            let message = Error::LocalExecution {
+                workspace: ws.name.clone(),
+            }
+            .to_string();
+            run.apply_event(
+                RunEvent::Error { message },
+                now,
+                self.config.force_cancel_cool_off,
+            )?;
             return Ok(());
         }
         let job = self.new_job(ws, run, JobPhase::Apply, 1, now);
@@ -335,9 +469,16 @@ impl<S: Store> Core<S> {
 
     /// If the workspace is free, make its oldest pending run the active one.
     /// The caller saves `ws`.
-    pub(super) async fn start_next_run(&self, tx: &mut S::Tx, ws: &mut Workspace, events: &mut Vec<Event>) -> Result<(), Error> {
+    pub(super) async fn start_next_run(
+        &self,
+        tx: &mut S::Tx,
+        ws: &mut Workspace,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
         while ws.lock.is_none() {
-            let Some(mut run) = tx.next_pending_run(&ws.id).await? else { break };
+            let Some(mut run) = tx.next_pending_run(&ws.id).await? else {
+                break;
+            };
             ws.lock = Some(WorkspaceLock::Run(run.id.clone()));
             ws.current_run = Some(run.id.clone());
             self.enqueue_plan(tx, ws, &mut run, events).await?;
@@ -353,7 +494,13 @@ impl<S: Store> Core<S> {
 
     /// A run ended: release the workspace if it held it, start the next run,
     /// and save the workspace.
-    pub(super) async fn release_workspace(&self, tx: &mut S::Tx, ws: &mut Workspace, run: &Run, events: &mut Vec<Event>) -> Result<(), Error> {
+    pub(super) async fn release_workspace(
+        &self,
+        tx: &mut S::Tx,
+        ws: &mut Workspace,
+        run: &Run,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
         if ws.lock == Some(WorkspaceLock::Run(run.id.clone())) {
             ws.lock = None;
         }
@@ -365,7 +512,10 @@ impl<S: Store> Core<S> {
 }
 
 /// The newest non-final job of a run.
-pub(super) async fn active_job<T: JobRepo + Send>(tx: &mut T, run: &RunId) -> Result<Option<Job>, Error> {
+pub(super) async fn active_job<T: JobRepo + Send>(
+    tx: &mut T,
+    run: &RunId,
+) -> Result<Option<Job>, Error> {
     Ok(tx
         .list_jobs_of_run(run)
         .await?

@@ -20,14 +20,28 @@ impl<S: Store> Core<S> {
         let pool_id: PoolId = pool.parse()?;
         let mut tx = self.begin().await?;
         let pool = found(tx.lock_pool(&pool_id).await?, "agent pool", &pool_id)?;
-        allow(authorize_organization(subject, &pool.organization, Access::Write), "agent pool", &pool_id)?;
-        let (token, secret) = AgentToken::issue(pool.id, pool.organization, description, self.now(), self.rng.as_ref())?;
+        allow(
+            authorize_organization(subject, &pool.organization, Access::Write),
+            "agent pool",
+            &pool_id,
+        )?;
+        let (token, secret) = AgentToken::issue(
+            pool.id,
+            pool.organization,
+            description,
+            self.now(),
+            self.rng.as_ref(),
+        )?;
         tx.insert_agent_token(&token).await?;
         self.commit(tx, vec![]).await?;
         Ok((token, secret))
     }
 
-    pub async fn list_agent_tokens(&self, subject: &Subject, pool: &str) -> Result<Vec<AgentToken>, Error> {
+    pub async fn list_agent_tokens(
+        &self,
+        subject: &Subject,
+        pool: &str,
+    ) -> Result<Vec<AgentToken>, Error> {
         let pool = self.get_pool(subject, pool).await?;
         let mut tx = self.begin().await?;
         Ok(tx.list_agent_tokens(&pool.id).await?)
@@ -37,7 +51,11 @@ impl<S: Store> Core<S> {
         let id: AgentTokenId = id.parse()?;
         let mut tx = self.begin().await?;
         let token = found(tx.get_agent_token(&id).await?, "agent token", &id)?;
-        allow(authorize_organization(subject, &token.organization, Access::Read), "agent token", &id)?;
+        allow(
+            authorize_organization(subject, &token.organization, Access::Read),
+            "agent token",
+            &id,
+        )?;
         Ok(token)
     }
 
@@ -48,7 +66,11 @@ impl<S: Store> Core<S> {
         let id: AgentTokenId = id.parse()?;
         let mut tx = self.begin().await?;
         let token = found(tx.get_agent_token(&id).await?, "agent token", &id)?;
-        allow(authorize_organization(subject, &token.organization, Access::Write), "agent token", &id)?;
+        allow(
+            authorize_organization(subject, &token.organization, Access::Write),
+            "agent token",
+            &id,
+        )?;
         let mut events = Vec::new();
         self.revoke_token_agents(&mut tx, &id, &mut events).await?;
         tx.delete_agent_token(&id).await?;
@@ -65,7 +87,9 @@ impl<S: Store> Core<S> {
     ) -> Result<(), Error> {
         let now = self.now();
         for agent in tx.list_agents_of_token(token).await? {
-            let Some(mut agent) = tx.lock_agent(&agent.id).await? else { continue };
+            let Some(mut agent) = tx.lock_agent(&agent.id).await? else {
+                continue;
+            };
             if agent.status.is_final() {
                 continue;
             }

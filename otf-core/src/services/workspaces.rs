@@ -32,7 +32,8 @@ pub struct WorkspaceUpdate {
 fn validate_version(v: &str) -> Result<(), Error> {
     let ok = !v.is_empty()
         && v.len() <= 32
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".-+~<>=, ".contains(&b));
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-+~<>=, ".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -63,7 +64,11 @@ impl<S: Store> Core<S> {
         spec: WorkspaceSpec,
     ) -> Result<Workspace, Error> {
         let org = parse_org(org)?;
-        allow(authorize_organization(subject, &org, Access::Write), "organization", &org)?;
+        allow(
+            authorize_organization(subject, &org, Access::Write),
+            "organization",
+            &org,
+        )?;
         validate_name("workspace", &spec.name)?;
         if let Some(v) = &spec.terraform_version {
             validate_version(v)?;
@@ -99,8 +104,11 @@ impl<S: Store> Core<S> {
                 name: ws.name,
             });
         }
-        tx.insert_workspace(&ws).await.map_err(|e| conflict_as_exists(e, &ws.name))?;
-        self.commit(tx, vec![Event::Workspace(ws.id.clone())]).await?;
+        tx.insert_workspace(&ws)
+            .await
+            .map_err(|e| conflict_as_exists(e, &ws.name))?;
+        self.commit(tx, vec![Event::Workspace(ws.id.clone())])
+            .await?;
         Ok(ws)
     }
 
@@ -108,7 +116,11 @@ impl<S: Store> Core<S> {
         let id: WorkspaceId = id.parse()?;
         let mut tx = self.begin().await?;
         let ws = found(tx.get_workspace(&id).await?, "workspace", &id)?;
-        allow(authorize_organization(subject, &ws.organization, Access::Read), "workspace", &id)?;
+        allow(
+            authorize_organization(subject, &ws.organization, Access::Read),
+            "workspace",
+            &id,
+        )?;
         Ok(ws)
     }
 
@@ -120,14 +132,30 @@ impl<S: Store> Core<S> {
     ) -> Result<Workspace, Error> {
         let org = parse_org(org)?;
         let id = format!("{org}/{name}");
-        allow(authorize_organization(subject, &org, Access::Read), "workspace", &id)?;
+        allow(
+            authorize_organization(subject, &org, Access::Read),
+            "workspace",
+            &id,
+        )?;
         let mut tx = self.begin().await?;
-        found(tx.get_workspace_by_name(&org, name).await?, "workspace", &id)
+        found(
+            tx.get_workspace_by_name(&org, name).await?,
+            "workspace",
+            &id,
+        )
     }
 
-    pub async fn list_workspaces(&self, subject: &Subject, org: &str) -> Result<Vec<Workspace>, Error> {
+    pub async fn list_workspaces(
+        &self,
+        subject: &Subject,
+        org: &str,
+    ) -> Result<Vec<Workspace>, Error> {
         let org = parse_org(org)?;
-        allow(authorize_organization(subject, &org, Access::Read), "organization", &org)?;
+        allow(
+            authorize_organization(subject, &org, Access::Read),
+            "organization",
+            &org,
+        )?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         Ok(tx.list_workspaces(&org).await?)
@@ -159,7 +187,11 @@ impl<S: Store> Core<S> {
             None => None,
         };
         let mut ws = found(tx.lock_workspace(&id).await?, "workspace", &id)?;
-        allow(authorize_organization(subject, &ws.organization, Access::Write), "workspace", &id)?;
+        allow(
+            authorize_organization(subject, &ws.organization, Access::Write),
+            "workspace",
+            &id,
+        )?;
         if let Some(n) = update.name {
             ws.name = n;
         }
@@ -180,8 +212,11 @@ impl<S: Store> Core<S> {
         }
         ws.updated_at = self.now();
         let name = ws.name.clone();
-        tx.update_workspace(&ws).await.map_err(|e| conflict_as_exists(e, &name))?;
-        self.commit(tx, vec![Event::Workspace(ws.id.clone())]).await?;
+        tx.update_workspace(&ws)
+            .await
+            .map_err(|e| conflict_as_exists(e, &name))?;
+        self.commit(tx, vec![Event::Workspace(ws.id.clone())])
+            .await?;
         Ok(ws)
     }
 
@@ -191,7 +226,11 @@ impl<S: Store> Core<S> {
         let id: WorkspaceId = id.parse()?;
         let mut tx = self.begin().await?;
         let ws = found(tx.lock_workspace(&id).await?, "workspace", &id)?;
-        allow(authorize_organization(subject, &ws.organization, Access::Write), "workspace", &id)?;
+        allow(
+            authorize_organization(subject, &ws.organization, Access::Write),
+            "workspace",
+            &id,
+        )?;
         if let Some(WorkspaceLock::Run(run)) = &ws.lock {
             return Err(Error::WorkspaceBusy {
                 workspace: ws.name.clone(),
@@ -207,7 +246,11 @@ impl<S: Store> Core<S> {
         let id: WorkspaceId = id.parse()?;
         let mut tx = self.begin().await?;
         let mut ws = found(tx.lock_workspace(&id).await?, "workspace", &id)?;
-        allow(authorize_organization(subject, &ws.organization, Access::Write), "workspace", &id)?;
+        allow(
+            authorize_organization(subject, &ws.organization, Access::Write),
+            "workspace",
+            &id,
+        )?;
         ws.lock_by(&subject.describe())?;
         ws.updated_at = self.now();
         tx.update_workspace(&ws).await?;
@@ -217,11 +260,20 @@ impl<S: Store> Core<S> {
 
     /// Unlock a lock the subject holds (any user lock when `force`); the next
     /// pending run then starts.
-    pub async fn unlock_workspace(&self, subject: &Subject, id: &str, force: bool) -> Result<Workspace, Error> {
+    pub async fn unlock_workspace(
+        &self,
+        subject: &Subject,
+        id: &str,
+        force: bool,
+    ) -> Result<Workspace, Error> {
         let id: WorkspaceId = id.parse()?;
         let mut tx = self.begin().await?;
         let mut ws = found(tx.lock_workspace(&id).await?, "workspace", &id)?;
-        allow(authorize_organization(subject, &ws.organization, Access::Write), "workspace", &id)?;
+        allow(
+            authorize_organization(subject, &ws.organization, Access::Write),
+            "workspace",
+            &id,
+        )?;
         ws.unlock_by(&subject.describe(), force)?;
         ws.updated_at = self.now();
         let mut events = vec![Event::Workspace(id)];

@@ -1,0 +1,215 @@
+//! Authorization through the services: organization tokens, agent tokens and
+//! job tokens stay in their scope; reads outside it are "not found", writes
+//! "forbidden"; wrong or revoked tokens are unauthorized.
+
+mod common;
+
+use common::World;
+use otf_core::auth::Subject;
+use otf_core::services::{PoolSpec, WorkspaceSpec};
+use otf_core::workspace::ExecutionMode;
+use otf_core::Error;
+
+#[tokio::test]
+async fn organization_tokens_stay_in_their_organization() {
+    let w = World::new(30).await;
+    w.org("acme").await;
+    w.org("other").await;
+    let theirs = w.workspace("other", "secret", ExecutionMode::Remote).await;
+    let (_, secret) = w
+        .core
+        .create_org_token(&w.site, "acme", "ci")
+        .await
+        .unwrap();
+    let acme = w.core.authenticate(secret.expose()).await.unwrap();
+    assert!(matches!(acme, Subject::Organization { .. }));
+    // Own organization: full access.
+    let mine = w
+        .core
+        .create_workspace(
+            &acme,
+            "acme",
+            WorkspaceSpec {
+                name: "mine".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    w.core.get_workspace(&acme, mine.id.as_str()).await.unwrap();
+    // Another organization: reads are not found, writes forbidden.
+    assert!(matches!(
+        w.core.get_workspace(&acme, theirs.id.as_str()).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        w.core.list_workspaces(&acme, "other").await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        w.core.get_organization(&acme, "other").await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        w.core
+            .create_pool(
+                &acme,
+                "other",
+                PoolSpec {
+                    name: "p".into(),
+                    ..Default::default()
+                }
+            )
+            .await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        w.core.delete_workspace(&acme, theirs.id.as_str()).await,
+        Err(Error::Forbidden(_))
+    ));
+    // Only the site administrator creates organizations.
+    assert!(matches!(
+        w.core.create_organization(&acme, "mine", "a@b.c").await,
+        Err(Error::Forbidden(_))
+    ));
+    let orgs = w.core.list_organizations(&acme).await.unwrap();
+    assert_eq!(
+        orgs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
+        ["acme"]
+    );
+}
+
+#[tokio::test]
+async fn agent_tokens_only_speak_the_agent_protocol_of_their_pool() {
+    let mut w = World::new(31).await;
+    w.org("acme").await;
+    let pool_a = w.pool("acme", "a").await;
+    let pool_b = w.pool("acme", "b").await;
+    let ws = w
+        .workspace("acme", "dev", ExecutionMode::Agent(pool_b.id.clone()))
+        .await;
+    let (token_a, _) = w.agent_subject(&pool_a).await;
+    let (token_b, _) = w.agent_subject(&pool_b).await;
+    let agent_b = w.register(&token_b, "b", 1).await;
+    w.run(&ws).await;
+    let jobs = w.allocated(&token_b, &agent_b).await;
+    // Pool A's token sees nothing of pool B.
+    let err = w
+        .core
+        .start_job(&token_a, agent_b.id.as_str(), jobs[0].id.as_str())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let err = w
+        .core
+        .await_allocated_jobs(&token_a, agent_b.id.as_str())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let err = w
+        .core
+        .await_signal(&token_a, agent_b.id.as_str(), jobs[0].id.as_str())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    // Agent tokens are not API tokens.
+    assert!(matches!(
+        w.core.get_workspace(&token_b, ws.id.as_str()).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        w.core.list_pools(&token_b, "acme").await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        w.core
+            .create_agent_token(&token_b, pool_b.id.as_str(), "more")
+            .await,
+        Err(Error::Forbidden(_))
+    ));
+    // Another token of the same pool cannot act as this agent either.
+    let (token_b2, _) = w.agent_subject(&pool_b).await;
+    assert!(matches!(
+        w.core
+            .ping(
+                &token_b2,
+                agent_b.id.as_str(),
+                otf_core::agent::ReportedStatus::Busy
+            )
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn job_tokens_cannot_reach_another_workspaces_run() {
+    let mut w = World::new(32).await;
+    w.org("acme").await;
+    let dev = w.workspace("acme", "dev", ExecutionMode::Remote).await;
+    let prod = w.workspace("acme", "prod", ExecutionMode::Remote).await;
+    let server = w.register(&Subject::ServerRunner, "server", 2).await;
+    w.run(&dev).await;
+    let prod_run = w.run(&prod).await;
+    let jobs = w.allocated(&Subject::ServerRunner, &server).await;
+    let dev_job = jobs.iter().find(|j| j.workspace == dev.id).unwrap();
+    let started = w
+        .core
+        .start_job(
+            &Subject::ServerRunner,
+            server.id.as_str(),
+            dev_job.id.as_str(),
+        )
+        .await
+        .unwrap();
+    let dev_token = w.core.authenticate(started.token.expose()).await.unwrap();
+    assert!(matches!(
+        w.core.get_run(&dev_token, prod_run.id.as_str()).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        w.core
+            .read_log(
+                &dev_token,
+                prod_run.id.as_str(),
+                otf_core::job::JobPhase::Plan,
+                0,
+                10
+            )
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    // Its own job context is the dev run only.
+    let (_, run, ws) = w
+        .core
+        .job_context(&dev_token, otf_core::auth::JobAction::ReadCurrentState)
+        .await
+        .unwrap();
+    assert_eq!((run.workspace, ws.id), (dev.id.clone(), dev.id));
+}
+
+#[tokio::test]
+async fn wrong_and_malformed_tokens_are_unauthorized() {
+    let w = World::new(33).await;
+    w.org("acme").await;
+    let pool = w.pool("acme", "p").await;
+    let (_, secret) = w.agent_subject(&pool).await;
+    assert!(matches!(
+        w.core.authenticate(common::SITE_TOKEN).await,
+        Ok(Subject::SiteAdmin)
+    ));
+    let mut tampered = secret.clone();
+    tampered.pop();
+    tampered.push(if secret.ends_with('0') { '1' } else { '0' });
+    for bad in [
+        "",
+        "nope",
+        "at-xxxx.yyyy",
+        tampered.as_str(),
+        &format!("job-0000000000000000.{}", "0".repeat(64)),
+    ] {
+        assert!(
+            matches!(w.core.authenticate(bad).await, Err(Error::Unauthorized)),
+            "{bad}"
+        );
+    }
+}
