@@ -128,11 +128,34 @@ impl<S: Store> Core<S> {
     /// Commit, then tell everyone what changed.
     async fn commit(&self, tx: S::Tx, events: Vec<Event>) -> Result<(), Error> {
         crate::store::Tx::commit(tx).await?;
+        let events = last_per_aggregate(events);
         if !events.is_empty() {
             self.bus.publish(events).await;
         }
         Ok(())
     }
+}
+
+/// Within one transaction only the final state of an aggregate matters:
+/// keep the last event per run, job, agent and workspace, in order.
+fn last_per_aggregate(events: Vec<Event>) -> Vec<Event> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<Event> = events
+        .into_iter()
+        .rev()
+        .filter(|e| {
+            let key = match e {
+                Event::Run(r) => format!("{}", r.id),
+                Event::Job(j) => format!("{}", j.id),
+                Event::Agent(a) => format!("{}", a.id),
+                Event::Workspace(w) => format!("{w}"),
+                _ => return true,
+            };
+            seen.insert(key)
+        })
+        .collect();
+    out.reverse();
+    out
 }
 
 /// Turn an authorization decision into a service error about `kind` `id`.

@@ -1,0 +1,82 @@
+//! Architecture rules as ordinary tests: the dependency direction between
+//! crates, and the doc comment at the top of every crate.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the workspace root")
+        .to_path_buf()
+}
+
+/// Dependency names of a manifest, from every dependency section.
+fn dependencies(krate: &str) -> Vec<String> {
+    let manifest = std::fs::read_to_string(root().join(krate).join("Cargo.toml"))
+        .unwrap_or_else(|e| panic!("reading {krate}/Cargo.toml: {e}"));
+    let mut in_deps = false;
+    let mut deps = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line.ends_with("dependencies]");
+            continue;
+        }
+        if in_deps {
+            if let Some((name, _)) = line.split_once('=') {
+                let name = name.trim().trim_end_matches(".workspace").trim();
+                if !name.is_empty() && !name.starts_with('#') {
+                    deps.push(name.to_string());
+                }
+            }
+        }
+    }
+    deps
+}
+
+fn assert_none_of(krate: &str, forbidden: &[&str]) {
+    let deps = dependencies(krate);
+    for f in forbidden {
+        assert!(
+            !deps.iter().any(|d| d == f),
+            "{krate} must not depend on {f} (see ARCHITECTURE.md)"
+        );
+    }
+}
+
+#[test]
+fn core_depends_on_no_io_framework_and_no_other_otf_crate() {
+    assert_none_of(
+        "otf-core",
+        &[
+            "sea-orm", "sea-orm-migration", "sqlx", "hyper", "axum", "reqwest", "ratatui",
+            "crossterm", "clap", "otf-store", "otf-http", "otf-agent", "otf-tui",
+        ],
+    );
+}
+
+#[test]
+fn store_depends_only_on_core_among_otf_crates() {
+    assert_none_of("otf-store", &["otf-http", "otf-agent", "otf-tui", "hyper", "ratatui"]);
+}
+
+#[test]
+fn runner_and_tui_never_touch_the_database() {
+    assert_none_of("otf-agent", &["otf-store", "otf-tui", "sea-orm", "sqlx"]);
+    assert_none_of("otf-tui", &["otf-store", "otf-agent", "sea-orm", "sqlx"]);
+}
+
+#[test]
+fn every_crate_root_says_what_it_owns() {
+    for krate in ["otf-core", "otf-store", "otf-http", "otf-agent", "otf-tui"] {
+        let lib = std::fs::read_to_string(root().join(krate).join("src/lib.rs"))
+            .unwrap_or_else(|e| panic!("reading {krate}/src/lib.rs: {e}"));
+        assert!(
+            lib.trim_start().starts_with("//!"),
+            "{krate}/src/lib.rs must start with a //! paragraph saying what it owns and must not depend on"
+        );
+        assert!(
+            lib.contains("#![forbid(unsafe_code)]"),
+            "{krate} must forbid unsafe code"
+        );
+    }
+}
