@@ -17,9 +17,7 @@ use otf_core::memory::MemoryStore;
 use otf_core::random::OsRandom;
 use otf_core::run::{ResourceCounts, RunOptions, RunStatus};
 use otf_core::secret::SecretHash;
-use otf_core::services::{
-    ConfigSpec, JobOutcome, PoolSpec, RegisterAgent, RunSpec, WorkspaceSpec,
-};
+use otf_core::services::{ConfigSpec, JobOutcome, PoolSpec, RegisterAgent, RunSpec, WorkspaceSpec};
 use otf_core::workspace::ExecutionMode;
 use otf_core::{Core, CoreConfig, Dispatcher};
 
@@ -57,20 +55,40 @@ async fn fake_runner(core: Core<MemoryStore>, token: Subject) -> Result<()> {
             },
         )
         .await?;
-    println!("agent {} registered in pool {:?}", agent.id, agent.pool.as_ref().map(|p| p.to_string()));
+    println!(
+        "agent {} registered in pool {:?}",
+        agent.id,
+        agent.pool.as_ref().map(|p| p.to_string())
+    );
     loop {
         for job in core.await_allocated_jobs(&token, agent.id.as_str()).await? {
-            core.ping(&token, agent.id.as_str(), ReportedStatus::Busy).await?;
-            let started = core.start_job(&token, agent.id.as_str(), job.id.as_str()).await?;
+            core.ping(&token, agent.id.as_str(), ReportedStatus::Busy)
+                .await?;
+            let started = core
+                .start_job(&token, agent.id.as_str(), job.id.as_str())
+                .await?;
             let job_token = core.authenticate(started.token.expose()).await?;
             let verb = match started.job.phase {
                 JobPhase::Plan => "Plan: 1 to add, 0 to change, 0 to destroy.",
                 JobPhase::Apply => "Apply complete! Resources: 1 added, 0 changed, 0 destroyed.",
             };
-            core.append_job_log(&job_token, format!("{verb}\n").as_bytes()).await?;
-            let counts = ResourceCounts { additions: 1, changes: 0, destructions: 0 };
-            core.finish_job(&job_token, JobOutcome::Finished { counts, has_changes: true }).await?;
-            core.ping(&token, agent.id.as_str(), ReportedStatus::Idle).await?;
+            core.append_job_log(&job_token, format!("{verb}\n").as_bytes())
+                .await?;
+            let counts = ResourceCounts {
+                additions: 1,
+                changes: 0,
+                destructions: 0,
+            };
+            core.finish_job(
+                &job_token,
+                JobOutcome::Finished {
+                    counts,
+                    has_changes: true,
+                },
+            )
+            .await?;
+            core.ping(&token, agent.id.as_str(), ReportedStatus::Idle)
+                .await?;
         }
     }
 }
@@ -93,9 +111,18 @@ async fn main() -> Result<()> {
     let mut runs = bus.subscribe();
     let leader = tokio::spawn(lead(core.clone(), bus.clone()));
 
-    let org = core.create_organization(&admin, "acme", "ops@acme.test").await?;
+    let org = core
+        .create_organization(&admin, "acme", "ops@acme.test")
+        .await?;
     let pool = core
-        .create_pool(&admin, org.name.as_str(), PoolSpec { name: "private".into(), ..PoolSpec::default() })
+        .create_pool(
+            &admin,
+            org.name.as_str(),
+            PoolSpec {
+                name: "private".into(),
+                ..PoolSpec::default()
+            },
+        )
         .await?;
     let ws = core
         .create_workspace(
@@ -108,21 +135,36 @@ async fn main() -> Result<()> {
             },
         )
         .await?;
-    println!("organization {}, workspace {} ({}), pool {}", org.name, ws.name, ws.id, pool.id);
-    let (token, secret) = core.create_agent_token(&admin, pool.id.as_str(), "embedded runner").await?;
-    println!("agent token {} created (secret shown once, {} characters)", token.id, secret.expose().len());
+    println!(
+        "organization {}, workspace {} ({}), pool {}",
+        org.name, ws.name, ws.id, pool.id
+    );
+    let (token, secret) = core
+        .create_agent_token(&admin, pool.id.as_str(), "embedded runner")
+        .await?;
+    println!(
+        "agent token {} created (secret shown once, {} characters)",
+        token.id,
+        secret.expose().len()
+    );
     let agent_subject = core.authenticate(secret.expose()).await?;
     let runner = tokio::spawn(fake_runner(core.clone(), agent_subject));
 
-    let cv = core.create_configuration_version(&admin, ws.id.as_str(), ConfigSpec::default()).await?;
-    core.upload_configuration(&admin, cv.id.as_str(), b"a configuration tarball").await?;
+    let cv = core
+        .create_configuration_version(&admin, ws.id.as_str(), ConfigSpec::default())
+        .await?;
+    core.upload_configuration(&admin, cv.id.as_str(), b"a configuration tarball")
+        .await?;
     let run = core
         .create_run(
             &admin,
             RunSpec {
                 workspace: ws.id.to_string(),
                 configuration_version: Some(cv.id.to_string()),
-                options: RunOptions { refresh: true, ..RunOptions::default() },
+                options: RunOptions {
+                    refresh: true,
+                    ..RunOptions::default()
+                },
             },
         )
         .await?;
@@ -139,7 +181,9 @@ async fn main() -> Result<()> {
                         RunStatus::Planned => {
                             core.confirm_run(&admin, r.id.as_str()).await?;
                         }
-                        s if s.is_final() => return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s),
+                        s if s.is_final() => {
+                            return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
+                        }
                         _ => {}
                     }
                 }
@@ -149,7 +193,9 @@ async fn main() -> Result<()> {
         }
     })
     .await??;
-    let log = core.read_log(&admin, run.id.as_str(), JobPhase::Apply, 0, 4096).await?;
+    let log = core
+        .read_log(&admin, run.id.as_str(), JobPhase::Apply, 0, 4096)
+        .await?;
     print!("apply log: {}", String::from_utf8_lossy(&log));
     leader.abort();
     runner.abort();

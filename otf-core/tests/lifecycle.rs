@@ -352,3 +352,37 @@ async fn job_tokens_are_phase_limited_and_scoped_to_their_run() {
     let (current, bytes) = w.core.job_current_state(&apply).await.unwrap().unwrap();
     assert_eq!((current.id, bytes), (sv.id, b"{\"serial\":1}".to_vec()));
 }
+
+#[tokio::test]
+async fn phase_logs_start_with_stx_and_end_with_etx_when_the_phase_ends() {
+    use otf_core::job::JobPhase;
+    let mut w = World::new(18).await;
+    w.org("acme").await;
+    let ws = w.workspace("acme", "dev", ExecutionMode::Remote).await;
+    let server = w.register(&SERVER, "server", 1).await;
+    let run = w.run(&ws).await;
+    let log = |w: &World, phase| {
+        let core = w.core.clone();
+        let site = w.site.clone();
+        let id = run.id.to_string();
+        async move { core.read_log(&site, &id, phase, 0, 1 << 20).await.unwrap() }
+    };
+    assert!(
+        log(&w, JobPhase::Plan).await.is_empty(),
+        "nothing before the phase starts"
+    );
+    let (_, token) = w.start(&SERVER, &server).await;
+    assert_eq!(log(&w, JobPhase::Plan).await, vec![0x02]);
+    w.core
+        .append_job_log(&token, b"Plan: 1 to add\n")
+        .await
+        .unwrap();
+    w.finish(&token, changes(1)).await;
+    assert_eq!(
+        log(&w, JobPhase::Plan).await,
+        b"\x02Plan: 1 to add\n\x03".to_vec()
+    );
+    // A run discarded before its apply never opens the apply log.
+    w.core.discard_run(&w.site, run.id.as_str()).await.unwrap();
+    assert!(log(&w, JobPhase::Apply).await.is_empty());
+}

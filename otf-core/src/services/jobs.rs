@@ -102,10 +102,21 @@ impl<S: Store> Core<S> {
             JobPhase::Apply => RunEvent::ApplyStarted,
         };
         run.apply_event(event, now, self.config.force_cancel_cool_off)?;
+        let mut events = vec![Event::Job(job.clone()), Event::Run(run.clone())];
+        // A phase log starts with STX (a retried plan continues the same log).
+        if tx.read_log(&run.id, job.phase, 0, 1).await?.is_empty() {
+            let chunk = tx
+                .append_log(&run.id, job.phase, &[super::runs::LOG_START])
+                .await?;
+            events.push(Event::Log {
+                run: run.id.clone(),
+                phase: job.phase,
+                end: chunk.offset + 1,
+            });
+        }
         tx.update_job(&job).await?;
-        tx.update_run(&run).await?;
-        self.commit(tx, vec![Event::Job(job.clone()), Event::Run(run.clone())])
-            .await?;
+        self.save_run(&mut tx, &run, &mut events).await?;
+        self.commit(tx, events).await?;
         Ok(StartedJob {
             job,
             run,
@@ -198,7 +209,7 @@ impl<S: Store> Core<S> {
             }
         }
         tx.update_job(&job).await?;
-        tx.update_run(&run).await?;
+        self.save_run(&mut tx, &run, &mut events).await?;
         events.insert(0, Event::Job(job));
         events.push(Event::Run(run.clone()));
         if run.status.is_final() {
@@ -254,11 +265,11 @@ impl<S: Store> Core<S> {
                 run.apply_event(RunEvent::PlanRequeued, now, cool_off)?;
                 tx.update_job(&job).await?;
                 tx.insert_job(&retry).await?;
-                tx.update_run(&run).await?;
                 events.push(
                     self.log_notice(&mut tx, &run, JobPhase::Plan, &message)
                         .await?,
                 );
+                self.save_run(&mut tx, &run, &mut events).await?;
                 events.extend([Event::Job(job), Event::Job(retry), Event::Run(run)]);
             }
             LostJobAction::Fail { message } => {
@@ -272,8 +283,8 @@ impl<S: Store> Core<S> {
                     cool_off,
                 )?;
                 tx.update_job(&job).await?;
-                tx.update_run(&run).await?;
                 events.push(self.log_notice(&mut tx, &run, job.phase, &message).await?);
+                self.save_run(&mut tx, &run, &mut events).await?;
                 events.extend([Event::Job(job), Event::Run(run.clone())]);
                 self.release_workspace(&mut tx, &mut ws, &run, &mut events)
                     .await?;

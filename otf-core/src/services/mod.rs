@@ -11,6 +11,7 @@ mod jobs;
 mod organizations;
 mod pools;
 mod runs;
+mod state;
 mod tokens;
 mod workspaces;
 
@@ -23,7 +24,8 @@ pub use dispatch::Dispatcher;
 pub use errors::Error;
 pub use jobs::{JobOutcome, StartedJob};
 pub use pools::{PoolSpec, PoolUpdate};
-pub use runs::{ConfigSpec, RunSpec};
+pub use runs::{ConfigSpec, RunSpec, LOG_END, LOG_START};
+pub use state::{StateSpec, VariableSpec};
 pub use workspaces::{WorkspaceSpec, WorkspaceUpdate};
 
 use crate::agent::LivenessConfig;

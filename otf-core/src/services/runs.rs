@@ -11,6 +11,11 @@ use crate::run::{Run, RunEvent, RunOptions};
 use crate::store::{ConfigRepo, JobRepo, LogRepo, RunRepo, Store, WorkspaceRepo};
 use crate::workspace::{ExecutionMode, Workspace, WorkspaceLock};
 
+/// First byte of every phase log (STX), written when the phase starts.
+pub const LOG_START: u8 = 0x02;
+/// Last byte of a finished phase log (ETX), written when the phase ends.
+pub const LOG_END: u8 = 0x03;
+
 /// A boxed future borrowing the transaction, for actions run inside one.
 type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -206,7 +211,7 @@ impl<S: Store> Core<S> {
         if run.is_speculative() {
             self.enqueue_plan(&mut tx, &ws, &mut run, &mut events)
                 .await?;
-            tx.update_run(&run).await?;
+            self.save_run(&mut tx, &run, &mut events).await?;
             events.push(Event::Run(run.clone()));
         } else {
             events.push(Event::Run(run.clone()));
@@ -368,7 +373,7 @@ impl<S: Store> Core<S> {
         let mut run = found(tx.get_run(&id).await?, "run", &id)?;
         let mut events = Vec::new();
         act(self, &mut tx, &mut ws, &mut run, &mut events).await?;
-        tx.update_run(&run).await?;
+        self.save_run(&mut tx, &run, &mut events).await?;
         events.push(Event::Run(run.clone()));
         if run.status.is_final() {
             self.release_workspace(&mut tx, &mut ws, &run, &mut events)
@@ -376,6 +381,36 @@ impl<S: Store> Core<S> {
         }
         self.commit(tx, events).await?;
         Ok(run)
+    }
+
+    /// Save a run. A phase that becomes final here gets its log closed with
+    /// ETX in the same transaction (log readers stop on ETX plus a terminal
+    /// phase status, so both must appear at once).
+    pub(super) async fn save_run(
+        &self,
+        tx: &mut S::Tx,
+        run: &Run,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
+        let before = found(tx.get_run(&run.id).await?, "run", &run.id)?;
+        tx.update_run(run).await?;
+        for (phase, was, now) in [
+            (JobPhase::Plan, before.plan.status, run.plan.status),
+            (JobPhase::Apply, before.apply.status, run.apply.status),
+        ] {
+            if now.is_final()
+                && !was.is_final()
+                && !tx.read_log(&run.id, phase, 0, 1).await?.is_empty()
+            {
+                let chunk = tx.append_log(&run.id, phase, &[LOG_END]).await?;
+                events.push(Event::Log {
+                    run: run.id.clone(),
+                    phase,
+                    end: chunk.offset + 1,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// A new job for a phase of `run`, routed by the workspace's execution
@@ -482,7 +517,7 @@ impl<S: Store> Core<S> {
             ws.lock = Some(WorkspaceLock::Run(run.id.clone()));
             ws.current_run = Some(run.id.clone());
             self.enqueue_plan(tx, ws, &mut run, events).await?;
-            tx.update_run(&run).await?;
+            self.save_run(tx, &run, events).await?;
             if run.status.is_final() {
                 ws.lock = None;
             }

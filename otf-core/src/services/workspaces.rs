@@ -29,11 +29,17 @@ pub struct WorkspaceUpdate {
     pub working_directory: Option<String>,
 }
 
+/// `latest` or a release version such as `1.0.3` or `1.6.0-rc1`.
 fn validate_version(v: &str) -> Result<(), Error> {
-    let ok = !v.is_empty()
-        && v.len() <= 32
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-+~<>=, ".contains(&b));
+    let (release, pre) = v.split_once('-').unwrap_or((v, ""));
+    let parts: Vec<&str> = release.split('.').collect();
+    let ok = v == "latest"
+        || (parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit()))
+            && pre.len() <= 20
+            && pre.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
     if ok {
         Ok(())
     } else {
