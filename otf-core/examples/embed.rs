@@ -153,7 +153,12 @@ async fn main() -> Result<()> {
     let cv = core
         .create_configuration_version(&admin, ws.id.as_str(), ConfigSpec::default())
         .await?;
-    core.upload_configuration(&admin, cv.id.as_str(), b"a configuration tarball")
+    let tarball = otf_core::tarball::pack([(
+        "main.tf",
+        &b"resource \"null_resource\" \"a\" {}
+"[..],
+    )]);
+    core.upload_configuration(&admin, cv.id.as_str(), &tarball)
         .await?;
     let run = core
         .create_run(

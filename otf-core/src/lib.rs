@@ -30,6 +30,7 @@ pub mod scheduler;
 pub mod secret;
 pub mod services;
 pub mod store;
+pub mod tarball;
 pub mod transition;
 pub mod workspace;
 

@@ -295,7 +295,10 @@ async fn job_tokens_are_phase_limited_and_scoped_to_their_run() {
         .upload_artifact(&plan, ArtifactKind::Plan, b"plan")
         .await
         .unwrap();
-    assert_eq!(w.core.job_config(&plan).await.unwrap(), b"tarball");
+    assert_eq!(
+        w.core.job_config(&plan).await.unwrap(),
+        common::config_tarball()
+    );
     let err = w
         .core
         .job_create_state_version(&plan, 1, "l", b"{}")
@@ -385,4 +388,36 @@ async fn phase_logs_start_with_stx_and_end_with_etx_when_the_phase_ends() {
     // A run discarded before its apply never opens the apply log.
     w.core.discard_run(&w.site, run.id.as_str()).await.unwrap();
     assert!(log(&w, JobPhase::Apply).await.is_empty());
+}
+
+#[tokio::test]
+async fn bad_archives_are_refused_and_change_nothing() {
+    let w = World::new(19).await;
+    w.org("acme").await;
+    let ws = w.workspace("acme", "dev", ExecutionMode::Remote).await;
+    let cv = w
+        .core
+        .create_configuration_version(
+            &w.site,
+            ws.id.as_str(),
+            otf_core::services::ConfigSpec::default(),
+        )
+        .await
+        .unwrap();
+    let err = w
+        .core
+        .upload_configuration(&w.site, cv.id.as_str(), b"not a tarball")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Tarball(_)), "{err}");
+    let after = w
+        .core
+        .get_configuration_version(&w.site, cv.id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(after.status, otf_core::artifacts::ConfigStatus::Pending);
+    w.core
+        .upload_configuration(&w.site, cv.id.as_str(), &common::config_tarball())
+        .await
+        .unwrap();
 }

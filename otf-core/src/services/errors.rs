@@ -44,6 +44,8 @@ pub enum Error {
     ConfigNotReady { id: String, status: ConfigStatus },
     #[error("workspace {workspace} has an active run {run}; cancel or finish it first")]
     WorkspaceBusy { workspace: String, run: String },
+    #[error(transparent)]
+    Tarball(#[from] crate::tarball::TarballError),
     #[error("state conflict: {reason}")]
     StateConflict { reason: String },
     #[error(transparent)]

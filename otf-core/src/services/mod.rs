@@ -49,6 +49,8 @@ pub struct CoreConfig {
     pub token_touch_interval: Duration,
     /// Largest configuration tarball accepted.
     pub max_config_bytes: usize,
+    /// Limits on what a configuration tarball unpacks to.
+    pub tarball_limits: crate::tarball::TarballLimits,
 }
 
 impl Default for CoreConfig {
@@ -59,6 +61,7 @@ impl Default for CoreConfig {
             site_token: None,
             token_touch_interval: Duration::from_secs(60),
             max_config_bytes: 100 * 1024 * 1024,
+            tarball_limits: crate::tarball::TarballLimits::default(),
         }
     }
 }

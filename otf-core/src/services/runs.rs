@@ -86,14 +86,41 @@ impl<S: Store> Core<S> {
     }
 
     /// Store the configuration tarball; the version becomes `uploaded` (and a
-    /// run is queued if it asked for one).
+    /// run is queued if it asked for one). A bad archive is refused and
+    /// changes nothing.
     pub async fn upload_configuration(
         &self,
         subject: &Subject,
         id: &str,
         tarball: &[u8],
     ) -> Result<ConfigurationVersion, Error> {
-        let id: ConfigVersionId = id.parse()?;
+        let cv = self.get_configuration_version(subject, id).await?;
+        allow(
+            authorize_organization(subject, &cv.organization, Access::Write),
+            "configuration version",
+            &cv.id,
+        )?;
+        self.store_configuration(subject, cv.id, tarball).await
+    }
+
+    /// The same for a caller holding a capability for this configuration
+    /// version: an upload URL that otfd signed and handed to someone allowed
+    /// to upload (clients PUT it without a token).
+    pub async fn upload_configuration_by_capability(
+        &self,
+        id: &ConfigVersionId,
+        tarball: &[u8],
+    ) -> Result<ConfigurationVersion, Error> {
+        self.store_configuration(&Subject::SiteAdmin, id.clone(), tarball)
+            .await
+    }
+
+    async fn store_configuration(
+        &self,
+        queue_as: &Subject,
+        id: ConfigVersionId,
+        tarball: &[u8],
+    ) -> Result<ConfigurationVersion, Error> {
         if tarball.len() > self.config.max_config_bytes {
             return Err(Error::Invalid {
                 field: "configuration",
@@ -104,14 +131,10 @@ impl<S: Store> Core<S> {
                 ),
             });
         }
+        crate::tarball::read_tarball(tarball, self.config.tarball_limits)?;
         let mut tx = self.begin().await?;
         let mut cv = found(
             tx.get_config_version(&id).await?,
-            "configuration version",
-            &id,
-        )?;
-        allow(
-            authorize_organization(subject, &cv.organization, Access::Write),
             "configuration version",
             &id,
         )?;
@@ -130,7 +153,7 @@ impl<S: Store> Core<S> {
         self.commit(tx, vec![]).await?;
         if cv.auto_queue_runs {
             self.create_run(
-                subject,
+                queue_as,
                 RunSpec {
                     workspace: cv.workspace.to_string(),
                     configuration_version: Some(cv.id.to_string()),
@@ -268,6 +291,21 @@ impl<S: Store> Core<S> {
         let run = self.get_run(subject, run).await?;
         let mut tx = self.begin().await?;
         Ok(tx.read_log(&run.id, phase, offset, limit).await?)
+    }
+
+    /// A phase log for a caller holding a capability for it: a log-read URL
+    /// otfd signed for someone allowed to read the run (the CLI reads logs
+    /// without a token).
+    pub async fn read_log_by_capability(
+        &self,
+        run: &RunId,
+        phase: JobPhase,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let mut tx = self.begin().await?;
+        found(tx.get_run(run).await?, "run", run)?;
+        Ok(tx.read_log(run, phase, offset, limit).await?)
     }
 
     /// Apply a planned run (TFE's `actions/apply`).

@@ -164,7 +164,7 @@ impl World {
             .await
             .expect("create cv");
         self.core
-            .upload_configuration(&self.site, cv.id.as_str(), b"tarball")
+            .upload_configuration(&self.site, cv.id.as_str(), &config_tarball())
             .await
             .expect("upload");
         cv.id.to_string()
@@ -251,6 +251,11 @@ impl World {
             .await
             .expect("ping");
     }
+}
+
+/// A small valid configuration archive.
+pub fn config_tarball() -> Vec<u8> {
+    otf_core::tarball::pack([("main.tf", &b"resource \"null_resource\" \"a\" {}\n"[..])])
 }
 
 pub fn changes(additions: u32) -> JobOutcome {
