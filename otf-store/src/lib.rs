@@ -1,13 +1,32 @@
-//! `otf-store` maps otf-core's aggregates to database rows and back: it will
-//! implement [`otf_core::store::Store`] on SQLite (the embedded default) and
-//! PostgreSQL (several otfd replicas), with events and a leader lock.
+//! `otf-store` maps otf-core's aggregates to database rows and back: it
+//! implements [`otf_core::store::Store`] on SQLite (the embedded default: one
+//! file, WAL, foreign keys on, writers serialised in-process) and on
+//! PostgreSQL (several otfd replicas: row locks with `SELECT ... FOR UPDATE`),
+//! with the same sea-orm code and migrations for both. It also carries change
+//! events between replicas ([`PgBus`], LISTEN/NOTIFY) and elects the replica
+//! that runs the scheduler ([`PgLeader`], an advisory lock).
 //!
-//! It depends on `otf-core` only; database entities never leave this crate.
-//! It must not depend on `otf-http`, `otf-agent` or `otf-tui`.
+//! Entry type: [`DbStore`] (`DbStore::connect(url)`); [`Runtime`] bundles a
+//! store with the event bus and leader election that suit its backend.
 //!
-//! Not built yet (issue 3): until then the in-memory store of `otf-core` is
-//! the only implementation.
+//! It depends on `otf-core` only; sea-orm entities (`entity`) never leave
+//! this crate and all row <-> core conversions live in `convert`. It must not
+//! depend on `otf-http`, `otf-agent` or `otf-tui`.
 
 #![forbid(unsafe_code)]
 
+mod convert;
+mod entity;
+mod error;
+mod leader;
+mod migration;
+mod pg_bus;
+mod repo;
+mod runtime;
+mod store;
+
+pub use leader::{PgLeader, LEADER_LOCK};
 pub use otf_core::memory::MemoryStore;
+pub use pg_bus::{PgBus, LAG_MARKER_RUN};
+pub use runtime::Runtime;
+pub use store::{Backend, DbStore, DbTx};

@@ -1,0 +1,16 @@
+//! Schema migrations, in code, named by date and sequence. They run at every
+//! start ([`crate::DbStore::connect`]); applied ones are recorded in
+//! `seaql_migrations`, so running them again changes nothing.
+
+use sea_orm_migration::prelude::*;
+
+mod m20250601_000001_create_tables;
+
+pub(crate) struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20250601_000001_create_tables::Migration)]
+    }
+}

@@ -1,0 +1,73 @@
+//! Runs (with their plan and apply).
+
+use async_trait::async_trait;
+use otf_core::ids::{RunId, WorkspaceId};
+use otf_core::run::{Run, RunStatus};
+use otf_core::store::{RunRepo, StoreResult};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::all;
+use crate::entity::run;
+use crate::error::db_err;
+use crate::{convert, DbTx};
+
+#[async_trait]
+impl RunRepo for DbTx {
+    async fn insert_run(&mut self, r: &Run) -> StoreResult<()> {
+        self.insert_row(convert::run_row(r)).await
+    }
+
+    async fn update_run(&mut self, r: &Run) -> StoreResult<()> {
+        self.update_row(
+            convert::run_row(r),
+            run::Column::Id.eq(r.id.as_str()),
+            "run",
+            r.id.as_str(),
+        )
+        .await
+    }
+
+    async fn get_run(&mut self, id: &RunId) -> StoreResult<Option<Run>> {
+        run::Entity::find_by_id(id.as_str())
+            .one(&self.tx)
+            .await
+            .map_err(db_err)?
+            .map(convert::run)
+            .transpose()
+    }
+
+    async fn list_runs(
+        &mut self,
+        ws: &WorkspaceId,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<Run>, u64)> {
+        let of_ws = || run::Entity::find().filter(run::Column::WorkspaceId.eq(ws.as_str()));
+        let total = of_ws().count(&self.tx).await.map_err(db_err)?;
+        // Both backends take at most i64::MAX for OFFSET and LIMIT.
+        let cap = |v: u64| v.min(i64::MAX as u64);
+        let rows = of_ws()
+            .order_by_desc(run::Column::CreatedAt)
+            .order_by_desc(run::Column::Id)
+            .offset(cap(offset))
+            .limit(cap(limit))
+            .all(&self.tx)
+            .await
+            .map_err(db_err)?;
+        Ok((all(rows, convert::run)?, total))
+    }
+
+    async fn next_pending_run(&mut self, ws: &WorkspaceId) -> StoreResult<Option<Run>> {
+        run::Entity::find()
+            .filter(run::Column::WorkspaceId.eq(ws.as_str()))
+            .filter(run::Column::Status.eq(RunStatus::Pending.as_str()))
+            .filter(run::Column::PlanOnly.eq(false))
+            .order_by_asc(run::Column::CreatedAt)
+            .order_by_asc(run::Column::Id)
+            .one(&self.tx)
+            .await
+            .map_err(db_err)?
+            .map(convert::run)
+            .transpose()
+    }
+}

@@ -1,0 +1,218 @@
+//! [`DbStore`]: opening a database (SQLite file or PostgreSQL URL), running
+//! the migrations, and handing out transactions ([`DbTx`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use otf_core::store::{Store, StoreError, StoreResult, Tx};
+use sea_orm::{
+    DatabaseConnection, DatabaseTransaction, DbBackend, SqlxPostgresConnector, SqlxSqliteConnector,
+    TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, PgPool};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::error::{db_err, sqlx_err};
+use crate::migration::Migrator;
+
+/// Which database a [`DbStore`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Advisory lock key (one 64-bit key: "otfmigr" in ASCII) that serialises
+/// migrations of replicas starting at the same time.
+const MIGRATION_LOCK: i64 = 0x006f_7466_6d69_6772;
+
+/// How long SQLite waits for another process's write lock before the
+/// statement fails with a conflict.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections of a PostgreSQL store's pool.
+const PG_MAX_CONNECTIONS: u32 = 16;
+
+/// A durable store on SQLite or PostgreSQL. Clones share the connection pool.
+#[derive(Clone)]
+pub struct DbStore {
+    db: DatabaseConnection,
+    backend: Backend,
+    /// SQLite only: every transaction holds this for its whole life, so
+    /// writers of this process never interleave (SQLite allows one writer;
+    /// serialising here avoids deadlocks between deferred transactions that
+    /// read, then try to write). Shared by every store on the same file.
+    writer: Option<Arc<Mutex<()>>>,
+    /// PostgreSQL only: the pool behind `db`, and how to open dedicated
+    /// connections (LISTEN, the leader lock).
+    pg: Option<(PgPool, PgConnectOptions)>,
+}
+
+impl std::fmt::Debug for DbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writer lock of each SQLite file opened by this process.
+fn writer_for(path: &str) -> Arc<Mutex<()>> {
+    static WRITERS: OnceLock<StdMutex<HashMap<String, Weak<Mutex<()>>>>> = OnceLock::new();
+    let mut map = WRITERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    map.retain(|_, w| w.strong_count() > 0);
+    if let Some(w) = map.get(path).and_then(Weak::upgrade) {
+        return w;
+    }
+    let w = Arc::new(Mutex::new(()));
+    map.insert(path.to_string(), Arc::downgrade(&w));
+    w
+}
+
+impl DbStore {
+    /// Open `sqlite://PATH` (created if missing) or `postgres://...` and
+    /// bring its schema up to date.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url).map_err(|e| sqlx_err(&e))?;
+            Self::open_sqlite_with(options).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect_postgres(url).await
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "unsupported database URL {url:?}: use sqlite://PATH or postgres://USER@HOST/DB"
+            )))
+        }
+    }
+
+    /// Open (or create) the SQLite database in the file at `path`.
+    pub async fn open_sqlite(path: impl AsRef<Path>) -> StoreResult<Self> {
+        Self::open_sqlite_with(SqliteConnectOptions::new().filename(path)).await
+    }
+
+    async fn open_sqlite_with(options: SqliteConnectOptions) -> StoreResult<Self> {
+        let path = options.get_filename().to_string_lossy().into_owned();
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Every commit reaches the disk before it is acknowledged.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        // One connection: transactions are serialised by `writer` anyway.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| sqlx_err(&e))?;
+        let db = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+        Migrator::up(&db, None).await.map_err(db_err)?;
+        Ok(Self {
+            db,
+            backend: Backend::Sqlite,
+            writer: Some(writer_for(&path)),
+            pg: None,
+        })
+    }
+
+    /// Connect to PostgreSQL at `url` and bring its schema up to date.
+    pub async fn connect_postgres(url: &str) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| sqlx_err(&e))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(PG_MAX_CONNECTIONS)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| sqlx_err(&e))?;
+        let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
+        // Replicas that start together migrate one after the other; the lock
+        // lives on a dedicated session so it outlives the migration's own
+        // connection use.
+        let mut lock = sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| sqlx_err(&e))?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut lock)
+            .await
+            .map_err(|e| sqlx_err(&e))?;
+        let migrated = Migrator::up(&db, None).await.map_err(db_err);
+        // Closing the session releases the lock whatever happened.
+        let _ = lock.close().await;
+        migrated?;
+        Ok(Self {
+            db,
+            backend: Backend::Postgres,
+            writer: None,
+            pg: Some((pool, options)),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool and connection options of a PostgreSQL store.
+    pub(crate) fn postgres(&self) -> Option<&(PgPool, PgConnectOptions)> {
+        self.pg.as_ref()
+    }
+
+    /// Close every connection of the pool (clones of this store stop working).
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+}
+
+/// A transaction of a [`DbStore`]. Dropping it without [`Tx::commit`] rolls
+/// it back.
+pub struct DbTx {
+    // Field order matters: the transaction (and its rollback) goes before the
+    // writer lock is released.
+    pub(crate) tx: DatabaseTransaction,
+    pub(crate) backend: Backend,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl DbTx {
+    pub(crate) fn db_backend(&self) -> DbBackend {
+        match self.backend {
+            Backend::Sqlite => DbBackend::Sqlite,
+            Backend::Postgres => DbBackend::Postgres,
+        }
+    }
+}
+
+#[async_trait]
+impl Store for DbStore {
+    type Tx = DbTx;
+
+    async fn begin(&self) -> StoreResult<DbTx> {
+        let writer = match &self.writer {
+            Some(w) => Some(w.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self.db.begin().await.map_err(db_err)?;
+        Ok(DbTx {
+            tx,
+            backend: self.backend,
+            _writer: writer,
+        })
+    }
+}
+
+#[async_trait]
+impl Tx for DbTx {
+    async fn commit(self) -> StoreResult<()> {
+        let DbTx { tx, _writer, .. } = self;
+        tx.commit().await.map_err(db_err)
+    }
+}

@@ -1,0 +1,167 @@
+//! What only the SQLite store has: a file that outlives the process, and
+//! stays consistent when a writer is killed mid-transaction.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use otf_core::artifacts::ConfigStatus;
+use otf_core::job::JobPhase;
+use otf_core::store::*;
+use sqlx::{ConnectOptions, Row};
+
+use crate::checks::{begin, commit};
+use crate::fixtures::*;
+use crate::harness::{open_sqlite, SqliteDb};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_reopening_the_file() {
+    let db = SqliteDb::new();
+    let o = org("acme");
+    let w = workspace(&o, "ws");
+    let cv = config_version(&w, 1, ConfigStatus::Uploaded);
+    let r = run(&w, &cv, 1);
+    let store = db.open().await;
+    let mut tx = begin(&store).await;
+    tx.insert_organization(&o).await.unwrap();
+    tx.insert_workspace(&w).await.unwrap();
+    tx.insert_config_version(&cv).await.unwrap();
+    tx.insert_run(&r).await.unwrap();
+    tx.append_log(&r.id, JobPhase::Plan, b"kept").await.unwrap();
+    commit(tx).await;
+    store.close().await;
+
+    // Reopening runs the migrations again: they change nothing.
+    for _ in 0..2 {
+        let store = db.open().await;
+        let mut tx = begin(&store).await;
+        assert_eq!(tx.get_organization(&o.name).await.unwrap(), Some(o.clone()));
+        assert_eq!(tx.get_workspace(&w.id).await.unwrap(), Some(w.clone()));
+        assert_eq!(tx.get_run(&r.id).await.unwrap(), Some(r.clone()));
+        assert_eq!(
+            tx.read_log(&r.id, JobPhase::Plan, 0, 100).await.unwrap(),
+            b"kept"
+        );
+        drop(tx);
+        store.close().await;
+    }
+}
+
+/// Env var that turns `child_writer` into the writer process.
+const CHILD_DB: &str = "OTF_STORE_TEST_CHILD_DB";
+
+/// Run by `a_killed_writer_leaves_the_file_consistent` in a child process:
+/// commit transactions of several rows each, forever, saying after each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the writer process of a_killed_writer_leaves_the_file_consistent"]
+async fn child_writer() {
+    let Ok(path) = std::env::var(CHILD_DB) else {
+        return;
+    };
+    let store = open_sqlite(std::path::Path::new(&path)).await;
+    let o = org("acme");
+    let mut w = workspace(&o, "ws");
+    let cv = config_version(&w, 1, ConfigStatus::Uploaded);
+    let mut tx = begin(&store).await;
+    tx.insert_organization(&o).await.unwrap();
+    tx.insert_workspace(&w).await.unwrap();
+    tx.insert_config_version(&cv).await.unwrap();
+    commit(tx).await;
+    for i in 0.. {
+        let r = run(&w, &cv, i);
+        let mut tx = begin(&store).await;
+        tx.lock_workspace(&w.id).await.unwrap();
+        tx.insert_run(&r).await.unwrap();
+        tx.insert_job(&job(&r, JobPhase::Plan, 1, i)).await.unwrap();
+        tx.append_log(&r.id, JobPhase::Plan, &vec![b'x'; 4096])
+            .await
+            .unwrap();
+        w.current_run = Some(r.id.clone());
+        tx.update_workspace(&w).await.unwrap();
+        commit(tx).await;
+        println!("committed {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_writer_leaves_the_file_consistent() {
+    let db = SqliteDb::new();
+    let mut child = Command::new(std::env::current_exe().expect("the test binary"))
+        .args([
+            "sqlite_only::child_writer",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DB, db.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the writer process");
+    let stdout = child.stdout.take().expect("the writer's stdout");
+    // Wait (on its output, not a timer) until it is well into writing.
+    let mut committed = 0;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read the writer's output");
+        if let Some(n) = line.strip_prefix("committed ") {
+            committed = n.parse::<u64>().expect("a count") + 1;
+            if committed >= 30 {
+                break;
+            }
+        }
+    }
+    assert!(
+        committed >= 30,
+        "the writer stopped before committing 30 transactions"
+    );
+    child.kill().expect("kill the writer");
+    child.wait().expect("reap the writer");
+
+    // SQLite's own checks first.
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db.path())
+        .connect()
+        .await
+        .expect("open the file");
+    let integrity: String = sqlx::query("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(integrity, "ok");
+    let broken = sqlx::query("PRAGMA foreign_key_check")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(broken.is_empty(), "rows without their parents");
+    drop(conn);
+
+    // Then the story's: every committed transaction is whole.
+    let store = db.open().await;
+    let mut tx = begin(&store).await;
+    let o = org("acme");
+    let w = tx
+        .get_workspace_by_name(&o.name, "ws")
+        .await
+        .unwrap()
+        .expect("the workspace");
+    let (runs, total) = tx.list_runs(&w.id, 0, u64::MAX).await.unwrap();
+    assert!(total >= committed, "{total} runs, {committed} acknowledged");
+    assert_eq!(
+        w.current_run.as_ref(),
+        Some(&runs[0].id),
+        "the newest run is current"
+    );
+    for r in &runs {
+        assert_eq!(tx.list_jobs_of_run(&r.id).await.unwrap().len(), 1);
+        assert_eq!(
+            tx.read_log(&r.id, JobPhase::Plan, 0, u64::MAX)
+                .await
+                .unwrap()
+                .len(),
+            4096
+        );
+    }
+    drop(tx);
+    store.close().await;
+}
