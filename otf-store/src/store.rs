@@ -110,8 +110,11 @@ impl DbStore {
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
         // One connection: transactions are serialised by `writer` anyway.
+        // No ping before each use: a dead connection fails the transaction
+        // anyway, and the ping would cost every transaction a round trip.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|e| sqlx_err(&e))?;
@@ -130,6 +133,7 @@ impl DbStore {
         let options = PgConnectOptions::from_str(url).map_err(|e| sqlx_err(&e))?;
         let pool = PgPoolOptions::new()
             .max_connections(PG_MAX_CONNECTIONS)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(|e| sqlx_err(&e))?;
