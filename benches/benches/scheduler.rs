@@ -18,7 +18,11 @@ const POOLS: usize = 100;
 const AGENTS: usize = 10_000;
 
 fn pool(p: usize) -> PoolKey {
-    Some(format!("apool-{p:016}").parse::<PoolId>().expect("valid id"))
+    Some(
+        format!("apool-{p:016}")
+            .parse::<PoolId>()
+            .expect("valid id"),
+    )
 }
 
 fn agent_id(n: usize) -> AgentId {
@@ -131,23 +135,26 @@ fn main() {
         c = c.sample_size(10).measurement_time(Duration::from_secs(5));
     }
 
-    c.bench_function("allocate 100k queued jobs over 10k agents in 100 pools", |b| {
-        b.iter_batched(
-            || {
-                let mut s = with_agents(10);
-                for n in 0..100_000 {
-                    s.upsert_job(queued(n));
-                }
-                s
-            },
-            |mut s| {
-                let allocs = s.allocate_all();
-                assert_eq!(allocs.len(), 100_000);
-                allocs
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    c.bench_function(
+        "allocate 100k queued jobs over 10k agents in 100 pools",
+        |b| {
+            b.iter_batched(
+                || {
+                    let mut s = with_agents(10);
+                    for n in 0..100_000 {
+                        s.upsert_job(queued(n));
+                    }
+                    s
+                },
+                |mut s| {
+                    let allocs = s.allocate_all();
+                    assert_eq!(allocs.len(), 100_000);
+                    allocs
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
 
     let mut group = c.benchmark_group("one scheduling event");
     for queued_jobs in [1_000, 10_000, 100_000] {

@@ -40,20 +40,26 @@ pub enum RecvError {
     Closed,
 }
 
+/// What travels on a local bus: an event, or the news that events may have
+/// been missed (e.g. a distributed bus reconnected).
+#[derive(Debug, Clone)]
+enum Message {
+    Event(Box<Event>),
+    Resync,
+}
+
 /// A stream of events from the moment of subscription.
 pub struct Subscription {
-    rx: broadcast::Receiver<Event>,
+    rx: broadcast::Receiver<Message>,
 }
 
 impl Subscription {
-    pub fn new(rx: broadcast::Receiver<Event>) -> Self {
-        Self { rx }
-    }
-
     pub async fn recv(&mut self) -> Result<Event, RecvError> {
         match self.rx.recv().await {
-            Ok(e) => Ok(e),
-            Err(broadcast::error::RecvError::Lagged(_)) => Err(RecvError::Lagged),
+            Ok(Message::Event(e)) => Ok(*e),
+            Ok(Message::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                Err(RecvError::Lagged)
+            }
             Err(broadcast::error::RecvError::Closed) => Err(RecvError::Closed),
         }
     }
@@ -61,9 +67,11 @@ impl Subscription {
     /// The next event if one is already there; `None` when there is none yet.
     pub fn try_recv(&mut self) -> Option<Result<Event, RecvError>> {
         match self.rx.try_recv() {
-            Ok(e) => Some(Ok(e)),
+            Ok(Message::Event(e)) => Some(Ok(*e)),
+            Ok(Message::Resync) | Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                Some(Err(RecvError::Lagged))
+            }
             Err(broadcast::error::TryRecvError::Empty) => None,
-            Err(broadcast::error::TryRecvError::Lagged(_)) => Some(Err(RecvError::Lagged)),
             Err(broadcast::error::TryRecvError::Closed) => Some(Err(RecvError::Closed)),
         }
     }
@@ -81,7 +89,7 @@ pub trait EventBus: Send + Sync {
 /// The single-process bus.
 #[derive(Debug, Clone)]
 pub struct LocalBus {
-    tx: broadcast::Sender<Event>,
+    tx: broadcast::Sender<Message>,
 }
 
 impl LocalBus {
@@ -93,13 +101,21 @@ impl LocalBus {
 
     /// A subscription without going through the trait object.
     pub fn subscribe_local(&self) -> Subscription {
-        Subscription::new(self.tx.subscribe())
+        Subscription {
+            rx: self.tx.subscribe(),
+        }
     }
 
     /// Deliver locally; used by distributed buses to fan out what they receive.
     pub fn deliver(&self, event: Event) {
         // No subscriber is not an error: nobody is waiting.
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(Message::Event(Box::new(event)));
+    }
+
+    /// Tell every current subscriber that events may have been missed: its
+    /// next `recv` answers [`RecvError::Lagged`], so it re-reads the store.
+    pub fn resync(&self) {
+        let _ = self.tx.send(Message::Resync);
     }
 }
 
@@ -118,7 +134,25 @@ impl EventBus for LocalBus {
     }
 
     fn subscribe(&self) -> Subscription {
-        Subscription::new(self.tx.subscribe())
+        self.subscribe_local()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn resync_reads_as_lagged_then_events_flow_again() {
+        let bus = LocalBus::new(8);
+        let mut sub = bus.subscribe_local();
+        bus.resync();
+        bus.deliver(Event::AgentDeleted(
+            "agent-0123456789abcdef".parse().unwrap(),
+        ));
+        assert_eq!(sub.recv().await, Err(RecvError::Lagged));
+        assert!(matches!(sub.try_recv(), Some(Ok(Event::AgentDeleted(_)))));
+        assert!(sub.try_recv().is_none());
     }
 }
 

@@ -27,6 +27,6 @@ mod store;
 
 pub use leader::{PgLeader, LEADER_LOCK};
 pub use otf_core::memory::MemoryStore;
-pub use pg_bus::{PgBus, LAG_MARKER_RUN};
+pub use pg_bus::PgBus;
 pub use runtime::Runtime;
 pub use store::{Backend, DbStore, DbTx};

@@ -15,8 +15,8 @@
 //! exact aggregates) and ignores their echo.
 //!
 //! When the listening connection is lost, notifications sent meanwhile are
-//! gone. Once it is back, every subscriber gets [`RecvError::Lagged`] (see
-//! [`LAG_MARKER_RUN`]) so it re-reads from the store instead of trusting the
+//! gone. Once it is back, every subscriber gets [`RecvError::Lagged`]
+//! (`LocalBus::resync`) so it re-reads from the store instead of trusting the
 //! stream.
 //!
 //! [`RecvError::Lagged`]: otf_core::events::RecvError::Lagged
@@ -44,21 +44,6 @@ const MAX_PAYLOAD: usize = 7000;
 /// Events buffered per local subscriber before it lags (a power of two, as
 /// tokio's broadcast rounds up to one).
 const CAPACITY: usize = 1024;
-
-/// The run id of the filler events that make subscribers lag after the
-/// listening connection was lost: [`LAG_BURST`] of them overflow every
-/// subscriber's buffer. A subscriber may see a few of them, then gets
-/// [`RecvError::Lagged`](otf_core::events::RecvError::Lagged), then up to
-/// [`CAPACITY`] more: `Event::Log` events of a run that does not exist, which
-/// subscribers ignore like any log event of a run they do not follow.
-///
-/// (A broadcast receiver only lags by overflow, and a subscriber that reads
-/// as fast as the bus writes could in principle keep up with the burst; the
-/// burst is four buffers long so that in practice it cannot.)
-pub const LAG_MARKER_RUN: &str = "run-otfbuslagmarker0";
-
-/// Filler events sent to make every subscriber lag.
-const LAG_BURST: usize = 4 * CAPACITY;
 
 /// Wait between attempts to re-establish the listening connection.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
@@ -199,18 +184,9 @@ impl Relay {
         }
     }
 
-    /// Make every current subscriber see `Lagged`: overflow its buffer.
+    /// Make every current subscriber see `Lagged`, so it re-reads the store.
     fn lag(&self) {
-        let Ok(run) = LAG_MARKER_RUN.parse::<RunId>() else {
-            return;
-        };
-        for _ in 0..LAG_BURST {
-            self.local.deliver(Event::Log {
-                run: run.clone(),
-                phase: JobPhase::Plan,
-                end: 0,
-            });
-        }
+        self.local.resync();
     }
 
     async fn relay(&self, payload: &str) {
@@ -287,10 +263,5 @@ mod tests {
         let back: Vec<&str> = p.iter().flat_map(|p| p.lines().skip(1)).collect();
         assert_eq!(back, lines.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(payloads("origin", &[]).is_empty());
-    }
-
-    #[test]
-    fn the_lag_marker_is_a_valid_run_id() {
-        assert!(LAG_MARKER_RUN.parse::<RunId>().is_ok());
     }
 }

@@ -1,3 +1,3 @@
-//! End-to-end and architecture tests of otf. The end-to-end tests start the
-//! real binaries on loopback as they land; the architecture tests check the
-//! crate boundaries of ARCHITECTURE.md. Nothing here is used by the product.
+//! End-to-end and architecture tests of otf. The tests (in `tests/`) start
+//! the real binaries through the thin wrappers in `src/bin`; their harness is
+//! `tests/support`. Nothing here is used by the product.

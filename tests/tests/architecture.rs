@@ -48,15 +48,29 @@ fn core_depends_on_no_io_framework_and_no_other_otf_crate() {
     assert_none_of(
         "otf-core",
         &[
-            "sea-orm", "sea-orm-migration", "sqlx", "hyper", "axum", "reqwest", "ratatui",
-            "crossterm", "clap", "otf-store", "otf-http", "otf-agent", "otf-tui",
+            "sea-orm",
+            "sea-orm-migration",
+            "sqlx",
+            "hyper",
+            "axum",
+            "reqwest",
+            "ratatui",
+            "crossterm",
+            "clap",
+            "otf-store",
+            "otf-http",
+            "otf-agent",
+            "otf-tui",
         ],
     );
 }
 
 #[test]
 fn store_depends_only_on_core_among_otf_crates() {
-    assert_none_of("otf-store", &["otf-http", "otf-agent", "otf-tui", "hyper", "ratatui"]);
+    assert_none_of(
+        "otf-store",
+        &["otf-http", "otf-agent", "otf-tui", "hyper", "ratatui"],
+    );
 }
 
 #[test]

@@ -210,6 +210,9 @@ impl<S: Store> Core<S> {
                     ),
                 })?,
         };
+        // A speculative configuration only ever plans.
+        let mut spec = spec;
+        spec.options.plan_only |= cv.speculative;
         if cv.status != ConfigStatus::Uploaded {
             return Err(Error::ConfigNotReady {
                 id: cv.id.to_string(),
@@ -277,6 +280,19 @@ impl<S: Store> Core<S> {
         let run = self.get_run(subject, run).await?;
         let mut tx = self.begin().await?;
         Ok(tx.list_jobs_of_run(&run.id).await?)
+    }
+
+    /// A file the plan produced (plan, JSON plan, lock file), if any.
+    pub async fn run_artifact(
+        &self,
+        subject: &Subject,
+        run: &str,
+        kind: crate::artifacts::ArtifactKind,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        use crate::store::ArtifactRepo;
+        let run = self.get_run(subject, run).await?;
+        let mut tx = self.begin().await?;
+        Ok(tx.get_artifact(&run.id, kind).await?)
     }
 
     /// Up to `limit` bytes of a phase's log from `offset`.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use otf_core::events::{Event, EventBus, LeaderElection, RecvError, Subscription};
 use otf_core::job::JobPhase;
 use otf_core::store::*;
-use otf_store::{DbStore, PgBus, PgLeader, LAG_MARKER_RUN, LEADER_LOCK};
+use otf_store::{DbStore, PgBus, PgLeader, LEADER_LOCK};
 use sqlx::{Connection, Row};
 
 use crate::checks::{begin, commit};
@@ -16,17 +16,11 @@ use crate::harness::{announce, PgDb};
 /// Every wait in these tests ends by this deadline.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// The next event that is not a lag marker.
+/// The next event (or lag notice).
 async fn next_event(sub: &mut Subscription) -> Result<Event, RecvError> {
-    loop {
-        match tokio::time::timeout(DEADLINE, sub.recv())
-            .await
-            .expect("an event before the deadline")
-        {
-            Ok(Event::Log { run, .. }) if run.as_str() == LAG_MARKER_RUN => continue,
-            other => return other,
-        }
-    }
+    tokio::time::timeout(DEADLINE, sub.recv())
+        .await
+        .expect("an event before the deadline")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,148 @@
+//! The agent protocol's wire types, shared by the server (otf-http) and the
+//! HTTP transport of the runner. Paths are relative to the server's base URL.
+//!
+//! Agent-token endpoints (the agent identifies itself with the
+//! [`AGENT_ID_HEADER`] after registering):
+//! * `POST /api/agent/register` [`RegisterRequest`] -> [`RegisterResponse`]
+//! * `POST /api/agent/status` [`StatusRequest`] -> [`StatusResponse`]
+//!   (409 when the agent is no longer known: register again)
+//! * `GET  /api/agent/jobs` long-poll -> [`JobsResponse`] (empty after the
+//!   server's bounded wait)
+//! * `POST /api/agent/jobs/{job}/start` -> [`StartResponse`] with the job token
+//! * `GET  /api/agent/jobs/{job}/signal` long-poll -> [`SignalResponse`]
+//!
+//! Job-token endpoints (only for the job's own run):
+//! * `GET  /api/agent/job/config` -> the configuration tarball
+//! * `GET  /api/agent/job/variables` -> [`VariablesResponse`]
+//! * `GET  /api/agent/job/state` -> the current state file (204 when none)
+//! * `PUT/GET /api/agent/job/artifacts/{plan|json-plan|lock-file}` (PUT: plan
+//!   phase only)
+//! * `POST /api/agent/job/logs` raw bytes appended to the phase log
+//! * `POST /api/agent/job/state` [`StateUpload`] (apply phase only)
+//! * `POST /api/agent/job/finish` [`FinishRequest`]
+
+use serde::{Deserialize, Serialize};
+
+/// Header naming the agent on agent-token requests after registration.
+pub const AGENT_ID_HEADER: &str = "otf-agent-id";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RegisterRequest {
+    pub name: String,
+    pub version: String,
+    /// Jobs the agent runs at once.
+    pub concurrency: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RegisterResponse {
+    pub id: String,
+    pub pool_id: Option<String>,
+    pub status: String,
+    /// The caller's address as the server saw it.
+    pub ip_address: String,
+    /// How often the server expects a status ping.
+    pub ping_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusRequest {
+    /// `idle`, `busy` or `exited`.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusResponse {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobSummary {
+    pub id: String,
+    pub run_id: String,
+    pub workspace_id: String,
+    /// `plan` or `apply`.
+    pub phase: String,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobsResponse {
+    pub jobs: Vec<JobSummary>,
+}
+
+/// What a runner needs to know of the run it executes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunSpec {
+    pub id: String,
+    pub is_destroy: bool,
+    pub refresh: bool,
+    pub refresh_only: bool,
+    pub plan_only: bool,
+    pub target_addrs: Vec<String>,
+    pub replace_addrs: Vec<String>,
+    pub terraform_version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkspaceSpec {
+    pub id: String,
+    pub name: String,
+    pub organization: String,
+    pub working_directory: String,
+    pub terraform_version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StartResponse {
+    /// The job token of this attempt: valid while the attempt runs.
+    pub token: String,
+    pub job: JobSummary,
+    pub run: RunSpec,
+    pub workspace: WorkspaceSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignalResponse {
+    /// `cancel`, `force-cancel`, or none when the job ended without one.
+    pub signal: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VariableSpec {
+    pub key: String,
+    pub value: String,
+    /// `terraform` or `env`.
+    pub category: String,
+    pub hcl: bool,
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VariablesResponse {
+    pub variables: Vec<VariableSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StateUpload {
+    pub serial: i64,
+    pub lineage: String,
+    /// Standard base64 of the state file.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FinishRequest {
+    /// `finished`, `errored` or `canceled`.
+    pub outcome: String,
+    #[serde(default)]
+    pub additions: u32,
+    #[serde(default)]
+    pub changes: u32,
+    #[serde(default)]
+    pub destructions: u32,
+    #[serde(default)]
+    pub has_changes: bool,
+    #[serde(default)]
+    pub message: Option<String>,
+}

@@ -1,0 +1,241 @@
+//! The agent protocol (see `otf_agent::protocol`): registration, pings,
+//! long-polls for jobs and signals, and the job-token endpoints.
+
+use base64::Engine;
+use hyper::{Method, StatusCode};
+use otf_agent::protocol::*;
+use otf_core::agent::ReportedStatus;
+use otf_core::artifacts::ArtifactKind;
+use otf_core::auth::Subject;
+use otf_core::job::Job;
+use otf_core::run::ResourceCounts;
+use otf_core::services::{JobOutcome, RegisterAgent};
+use otf_core::store::Store;
+
+use crate::app::{method_not_allowed, App};
+use crate::errors::ApiError;
+use crate::request::Req;
+use crate::response::{self, Resp};
+use crate::router::Route;
+
+fn decode<T: serde::de::DeserializeOwned>(req: &Req) -> Result<T, ApiError> {
+    serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::unprocessable(format!("invalid request body: {e}")))
+}
+
+fn ok<T: serde::Serialize>(v: &T) -> Result<Resp, ApiError> {
+    Ok(response::json(StatusCode::OK, v))
+}
+
+fn agent_id(req: &Req) -> Result<&str, ApiError> {
+    req.header(AGENT_ID_HEADER).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "the `{AGENT_ID_HEADER}` header is required: register first"
+        ))
+    })
+}
+
+pub fn job_summary(j: &Job) -> JobSummary {
+    JobSummary {
+        id: j.id.to_string(),
+        run_id: j.run.to_string(),
+        workspace_id: j.workspace.to_string(),
+        phase: j.phase.to_string(),
+        attempt: j.attempt,
+    }
+}
+
+pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<Resp, ApiError> {
+    let subject = app.subject(req).await?;
+    let core = &app.core;
+    match (route, &req.method) {
+        (Route::AgentRegister, &Method::POST) => {
+            let body: RegisterRequest = decode(req)?;
+            let ip = req.peer.to_string();
+            let agent = core
+                .register_agent(
+                    &subject,
+                    RegisterAgent {
+                        name: body.name,
+                        version: body.version,
+                        max_jobs: body.concurrency,
+                        ip_address: ip.clone(),
+                    },
+                )
+                .await?;
+            ok(&RegisterResponse {
+                id: agent.id.to_string(),
+                pool_id: agent.pool.map(|p| p.to_string()),
+                status: agent.status.to_string(),
+                ip_address: ip,
+                ping_interval_ms: core.config().liveness.ping_interval.as_millis() as u64,
+            })
+        }
+        (Route::AgentStatus, &Method::POST) => {
+            let body: StatusRequest = decode(req)?;
+            let status = match body.status.as_str() {
+                "idle" => ReportedStatus::Idle,
+                "busy" => ReportedStatus::Busy,
+                "exited" => ReportedStatus::Exited,
+                other => {
+                    return Err(ApiError::unprocessable(format!(
+                        "status {other:?} must be idle, busy or exited"
+                    )))
+                }
+            };
+            let status = core.ping(&subject, agent_id(req)?, status).await?;
+            ok(&StatusResponse {
+                status: status.to_string(),
+            })
+        }
+        (Route::AgentJobs, &Method::GET) => {
+            let wait = core.await_allocated_jobs(&subject, agent_id(req)?);
+            let jobs = match tokio::time::timeout(app.long_poll, wait).await {
+                Ok(jobs) => jobs?,
+                Err(_) => Vec::new(),
+            };
+            ok(&JobsResponse {
+                jobs: jobs.iter().map(job_summary).collect(),
+            })
+        }
+        (Route::AgentJobStart, &Method::POST) => {
+            let started = core
+                .start_job(&subject, agent_id(req)?, req.param("job"))
+                .await?;
+            let (r, w) = (&started.run, &started.workspace);
+            ok(&StartResponse {
+                token: started.token.expose().to_string(),
+                job: job_summary(&started.job),
+                run: RunSpec {
+                    id: r.id.to_string(),
+                    is_destroy: r.options.is_destroy,
+                    refresh: r.options.refresh,
+                    refresh_only: r.options.refresh_only,
+                    plan_only: r.options.plan_only,
+                    target_addrs: r.options.target_addrs.clone(),
+                    replace_addrs: r.options.replace_addrs.clone(),
+                    terraform_version: r.terraform_version.clone(),
+                },
+                workspace: WorkspaceSpec {
+                    id: w.id.to_string(),
+                    name: w.name.clone(),
+                    organization: w.organization.to_string(),
+                    working_directory: w.working_directory.clone(),
+                    terraform_version: w.terraform_version.clone(),
+                },
+            })
+        }
+        (Route::AgentJobSignal, &Method::GET) => {
+            let wait = core.await_signal(&subject, agent_id(req)?, req.param("job"));
+            let signal = match tokio::time::timeout(app.long_poll, wait).await {
+                Ok(s) => s?,
+                Err(_) => None,
+            };
+            ok(&SignalResponse {
+                signal: signal.map(|s| s.to_string()),
+            })
+        }
+        _ => job_endpoints(app, route, req, &subject).await,
+    }
+}
+
+/// Endpoints of a job token, for its own run only.
+async fn job_endpoints<S: Store>(
+    app: &App<S>,
+    route: Route,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    let core = &app.core;
+    if !matches!(subject, Subject::Job { .. }) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "job endpoints need the job token of the job",
+        ));
+    }
+    let artifact = || -> Result<ArtifactKind, ApiError> {
+        req.param("kind")
+            .parse()
+            .map_err(|e: otf_core::UnknownVariant| ApiError::not_found(e.to_string()))
+    };
+    match (route, &req.method) {
+        (Route::JobConfig, &Method::GET) => Ok(response::bytes(
+            StatusCode::OK,
+            core.job_config(subject).await?,
+            "application/octet-stream",
+        )),
+        (Route::JobVariables, &Method::GET) => {
+            let vars = core.job_variables(subject).await?;
+            ok(&VariablesResponse {
+                variables: vars
+                    .into_iter()
+                    .map(|v| VariableSpec {
+                        key: v.key,
+                        value: v.value,
+                        category: v.category.to_string(),
+                        hcl: v.hcl,
+                        sensitive: v.sensitive,
+                    })
+                    .collect(),
+            })
+        }
+        (Route::JobState, &Method::GET) => match core.job_current_state(subject).await? {
+            Some((_, bytes)) => Ok(response::bytes(StatusCode::OK, bytes, "application/json")),
+            None => Ok(response::empty(StatusCode::NO_CONTENT)),
+        },
+        (Route::JobState, &Method::POST) => {
+            let body: StateUpload = decode(req)?;
+            let state = base64::engine::general_purpose::STANDARD
+                .decode(body.state.trim())
+                .map_err(|e| ApiError::unprocessable(format!("state is not base64: {e}")))?;
+            let sv = core
+                .job_create_state_version(subject, body.serial, &body.lineage, &state)
+                .await?;
+            ok(&serde_json::json!({ "id": sv.id.to_string() }))
+        }
+        (Route::JobArtifact, &Method::PUT) => {
+            core.upload_artifact(subject, artifact()?, &req.body)
+                .await?;
+            Ok(response::empty(StatusCode::NO_CONTENT))
+        }
+        (Route::JobArtifact, &Method::GET) => {
+            match core.download_artifact(subject, artifact()?).await? {
+                Some(bytes) => Ok(response::bytes(
+                    StatusCode::OK,
+                    bytes,
+                    "application/octet-stream",
+                )),
+                None => Ok(response::empty(StatusCode::NO_CONTENT)),
+            }
+        }
+        (Route::JobLogs, &Method::POST) => {
+            let end = core.append_job_log(subject, &req.body).await?;
+            ok(&serde_json::json!({ "end": end }))
+        }
+        (Route::JobFinish, &Method::POST) => {
+            let body: FinishRequest = decode(req)?;
+            let outcome = match body.outcome.as_str() {
+                "finished" => JobOutcome::Finished {
+                    counts: ResourceCounts {
+                        additions: body.additions,
+                        changes: body.changes,
+                        destructions: body.destructions,
+                    },
+                    has_changes: body.has_changes,
+                },
+                "errored" => JobOutcome::Errored {
+                    message: body.message.unwrap_or_else(|| "the job failed".into()),
+                },
+                "canceled" => JobOutcome::Canceled,
+                other => {
+                    return Err(ApiError::unprocessable(format!(
+                        "outcome {other:?} must be finished, errored or canceled"
+                    )))
+                }
+            };
+            let run = core.finish_job(subject, outcome).await?;
+            ok(&serde_json::json!({ "run_status": run.status.to_string() }))
+        }
+        (_, m) => Err(method_not_allowed(m)),
+    }
+}

@@ -1,0 +1,183 @@
+//! Agent pools, their agents and their tokens.
+
+use hyper::{Method, StatusCode};
+use otf_core::auth::Subject;
+use otf_core::ids::WorkspaceId;
+use otf_core::pool::AgentPool;
+use otf_core::services::{PoolSpec, PoolUpdate};
+use otf_core::store::Store;
+use serde_json::{json, Value};
+
+use crate::app::{method_not_allowed, App};
+use crate::errors::ApiError;
+use crate::jsonapi::{many, one, Page};
+use crate::request::Req;
+use crate::response::{self, Resp};
+use crate::router::Route;
+use crate::wire;
+
+fn workspace_ids(ids: Option<Vec<String>>) -> Result<Option<Vec<WorkspaceId>>, ApiError> {
+    ids.map(|ids| {
+        ids.iter()
+            .map(|i| {
+                i.parse()
+                    .map_err(|e: otf_core::ids::InvalidId| ApiError::unprocessable(e.to_string()))
+            })
+            .collect()
+    })
+    .transpose()
+}
+
+/// A pool document with its assigned workspaces and agent count, and the
+/// workspaces themselves when `include=workspaces`.
+async fn pool_doc<S: Store>(
+    app: &App<S>,
+    subject: &Subject,
+    pool: &AgentPool,
+    req: &Req,
+) -> Result<(Value, Vec<Value>), ApiError> {
+    let assigned = app.core.pool_workspaces(subject, pool.id.as_str()).await?;
+    let agents = app.core.list_agents(subject, pool.id.as_str()).await?;
+    let live = agents.iter().filter(|a| !a.agent.status.is_final()).count();
+    let included = if req.includes("workspaces") {
+        assigned.iter().map(wire::workspace).collect()
+    } else {
+        vec![]
+    };
+    Ok((wire::pool(pool, &assigned, live), included))
+}
+
+pub async fn handle<S: Store>(
+    app: &App<S>,
+    route: Route,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    let core = &app.core;
+    let id = req.param("id");
+    match (route, &req.method) {
+        (Route::OrgPools, &Method::GET) => {
+            let page = Page::from_request(req)?;
+            let mut pools = core.list_pools(subject, req.param("org")).await?;
+            if let Some(q) = req.query("q").filter(|q| !q.is_empty()) {
+                pools.retain(|p| p.name.contains(q));
+            }
+            if let Some(name) = req
+                .query("filter[allowed_workspaces][name]")
+                .filter(|q| !q.is_empty())
+            {
+                let ws = core
+                    .get_workspace_by_name(subject, req.param("org"), name)
+                    .await?;
+                pools.retain(|p| p.organization_scoped || p.allowed_workspaces.contains(&ws.id));
+            }
+            let (pools, total) = page.slice(pools);
+            let mut docs = Vec::new();
+            let mut included = Vec::new();
+            for p in &pools {
+                let (doc, inc) = pool_doc(app, subject, p, req).await?;
+                docs.push(doc);
+                included.extend(inc);
+            }
+            let mut doc = many(docs, page, total);
+            if req.includes("workspaces") {
+                doc["included"] = json!(included);
+            }
+            Ok(response::jsonapi(StatusCode::OK, doc))
+        }
+        (Route::OrgPools, &Method::POST) => {
+            let body = req.json()?;
+            let data = body.data(&["agent-pools"])?;
+            let spec = PoolSpec {
+                name: data
+                    .str("name")?
+                    .ok_or_else(|| ApiError::unprocessable("attribute `name` is required"))?,
+                organization_scoped: data.bool("organization-scoped")?.unwrap_or(true),
+                allowed_workspaces: workspace_ids(data.rel_ids("allowed-workspaces")?)?
+                    .unwrap_or_default(),
+            };
+            let pool = core.create_pool(subject, req.param("org"), spec).await?;
+            let (doc, _) = pool_doc(app, subject, &pool, req).await?;
+            Ok(response::jsonapi(StatusCode::CREATED, one(doc)))
+        }
+        (Route::Pool, &Method::GET) => {
+            let pool = core.get_pool(subject, id).await?;
+            let (doc, included) = pool_doc(app, subject, &pool, req).await?;
+            let mut doc = one(doc);
+            if req.includes("workspaces") {
+                doc["included"] = json!(included);
+            }
+            Ok(response::jsonapi(StatusCode::OK, doc))
+        }
+        (Route::Pool, &Method::PATCH) => {
+            let body = req.json()?;
+            let data = body.data(&["agent-pools"])?;
+            let update = PoolUpdate {
+                name: data.str("name")?,
+                organization_scoped: data.bool("organization-scoped")?,
+                allowed_workspaces: workspace_ids(data.rel_ids("allowed-workspaces")?)?,
+            };
+            let pool = core.update_pool(subject, id, update).await?;
+            let (doc, _) = pool_doc(app, subject, &pool, req).await?;
+            Ok(response::jsonapi(StatusCode::OK, one(doc)))
+        }
+        (Route::Pool, &Method::DELETE) => {
+            core.delete_pool(subject, id).await?;
+            Ok(response::empty(StatusCode::NO_CONTENT))
+        }
+        (Route::PoolAgents, &Method::GET) => {
+            let page = Page::from_request(req)?;
+            let mut agents = core.list_agents(subject, id).await?;
+            let filter = req.query("filter[status]");
+            agents.retain(|a| wire::agent_matches(a, filter));
+            let (agents, total) = page.slice(agents);
+            Ok(response::jsonapi(
+                StatusCode::OK,
+                many(agents.iter().map(wire::agent).collect(), page, total),
+            ))
+        }
+        (Route::Agent, &Method::GET) => {
+            let agent = core.get_agent(subject, id).await?;
+            Ok(response::jsonapi(StatusCode::OK, one(wire::agent(&agent))))
+        }
+        (Route::Agent, &Method::DELETE) => {
+            core.delete_agent(subject, id).await?;
+            Ok(response::empty(StatusCode::NO_CONTENT))
+        }
+        (Route::PoolTokens, &Method::GET) => {
+            let page = Page::from_request(req)?;
+            let (tokens, total) = page.slice(core.list_agent_tokens(subject, id).await?);
+            Ok(response::jsonapi(
+                StatusCode::OK,
+                many(
+                    tokens.iter().map(|t| wire::token(t, None)).collect(),
+                    page,
+                    total,
+                ),
+            ))
+        }
+        (Route::PoolTokens, &Method::POST) => {
+            let body = req.json()?;
+            // go-tfe says agent-tokens, pytfe authentication-tokens.
+            let data = body.data(&["authentication-tokens", "agent-tokens"])?;
+            let description = data.str("description")?.unwrap_or_default();
+            let (token, secret) = core.create_agent_token(subject, id, &description).await?;
+            Ok(response::jsonapi(
+                StatusCode::CREATED,
+                one(wire::token(&token, Some(secret.expose()))),
+            ))
+        }
+        (Route::Token, &Method::GET) => {
+            let token = core.get_agent_token(subject, id).await?;
+            Ok(response::jsonapi(
+                StatusCode::OK,
+                one(wire::token(&token, None)),
+            ))
+        }
+        (Route::Token, &Method::DELETE) => {
+            core.delete_agent_token(subject, id).await?;
+            Ok(response::empty(StatusCode::NO_CONTENT))
+        }
+        (_, m) => Err(method_not_allowed(m)),
+    }
+}

@@ -1,0 +1,231 @@
+//! Configuration versions, runs, plans, applies and their logs.
+
+use hyper::{Method, StatusCode};
+use otf_core::artifacts::ArtifactKind;
+use otf_core::auth::Subject;
+use otf_core::ids::{run_of_phase_id, ConfigVersionId, RunId};
+use otf_core::job::JobPhase;
+use otf_core::run::{Run, RunOptions};
+use otf_core::services::{ConfigSpec, RunSpec};
+use otf_core::store::Store;
+use serde_json::json;
+
+use crate::app::{method_not_allowed, App};
+use crate::errors::ApiError;
+use crate::jsonapi::{many, one, Page};
+use crate::request::Req;
+use crate::response::{self, Resp};
+use crate::router::Route;
+use crate::wire;
+
+fn log_url<S: Store>(app: &App<S>, run: &RunId, phase: JobPhase) -> String {
+    app.signed_url(&format!("/runs/{run}/logs/{phase}"))
+}
+
+fn upload_url<S: Store>(app: &App<S>, cv: &ConfigVersionId) -> String {
+    app.signed_url(&format!("/configuration-versions/{cv}/upload"))
+}
+
+fn run_doc<S: Store>(app: &App<S>, run: &Run) -> serde_json::Value {
+    wire::run(run, app.core.now(), app.core.config().force_cancel_cool_off)
+}
+
+/// The run a `plan-...`/`apply-...` id belongs to.
+async fn phase_run<S: Store>(app: &App<S>, subject: &Subject, id: &str) -> Result<Run, ApiError> {
+    let run = run_of_phase_id(id).ok_or_else(|| ApiError::not_found(format!("{id} not found")))?;
+    Ok(app.core.get_run(subject, run.as_str()).await?)
+}
+
+fn run_options(data: &crate::jsonapi::Data<'_>) -> Result<RunOptions, ApiError> {
+    Ok(RunOptions {
+        is_destroy: data.bool("is-destroy")?.unwrap_or(false),
+        refresh: data.bool("refresh")?.unwrap_or(true),
+        refresh_only: data.bool("refresh-only")?.unwrap_or(false),
+        plan_only: data.bool("plan-only")?.unwrap_or(false),
+        auto_apply: data.bool("auto-apply")?,
+        message: data.str("message")?.unwrap_or_default(),
+        target_addrs: data.str_list("target-addrs")?.unwrap_or_default(),
+        replace_addrs: data.str_list("replace-addrs")?.unwrap_or_default(),
+    })
+}
+
+pub async fn handle<S: Store>(
+    app: &App<S>,
+    route: Route,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    let core = &app.core;
+    let id = req.param("id");
+    match (route, &req.method) {
+        (Route::WorkspaceConfigs, &Method::POST) => {
+            let body = req.json()?;
+            let data = body.loose();
+            if body_type_is_wrong(req, "configuration-versions")? {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "expected a configuration-versions resource",
+                ));
+            }
+            let spec = ConfigSpec {
+                speculative: data.bool("speculative")?.unwrap_or(false),
+                auto_queue_runs: data.bool("auto-queue-runs")?.unwrap_or(true),
+            };
+            let cv = core.create_configuration_version(subject, id, spec).await?;
+            let url = upload_url(app, &cv.id);
+            Ok(response::jsonapi(
+                StatusCode::CREATED,
+                one(wire::config_version(&cv, Some(url))),
+            ))
+        }
+        (Route::Config, &Method::GET) => {
+            let cv = core.get_configuration_version(subject, id).await?;
+            let url = (cv.status == otf_core::artifacts::ConfigStatus::Pending)
+                .then(|| upload_url(app, &cv.id));
+            Ok(response::jsonapi(
+                StatusCode::OK,
+                one(wire::config_version(&cv, url)),
+            ))
+        }
+        (Route::ConfigUpload, &Method::PUT) => {
+            core.upload_configuration(subject, id, &req.body).await?;
+            Ok(response::empty(StatusCode::OK))
+        }
+        (Route::Runs, &Method::POST) => {
+            let body = req.json()?;
+            let data = body.data(&["runs"])?;
+            let workspace = data
+                .rel_id("workspace")?
+                .ok_or_else(|| ApiError::unprocessable("relationship `workspace` is required"))?;
+            let spec = RunSpec {
+                workspace,
+                configuration_version: data.rel_id("configuration-version")?,
+                options: run_options(&data)?,
+            };
+            let run = core.create_run(subject, spec).await?;
+            Ok(response::jsonapi(
+                StatusCode::CREATED,
+                one(run_doc(app, &run)),
+            ))
+        }
+        (Route::Run, &Method::GET) => {
+            let run = core.get_run(subject, id).await?;
+            let mut doc = one(run_doc(app, &run));
+            let mut included = Vec::new();
+            if req.includes("plan") {
+                included.push(wire::plan(&run, &log_url(app, &run.id, JobPhase::Plan)));
+            }
+            if req.includes("apply") {
+                included.push(wire::apply(&run, &log_url(app, &run.id, JobPhase::Apply)));
+            }
+            if !included.is_empty() {
+                doc["included"] = json!(included);
+            }
+            Ok(response::jsonapi(StatusCode::OK, doc))
+        }
+        (Route::WorkspaceRuns, &Method::GET) => {
+            let page = Page::from_request(req)?;
+            let (runs, total) = core
+                .list_runs(subject, id, page.offset(), page.size)
+                .await?;
+            Ok(response::jsonapi(
+                StatusCode::OK,
+                many(runs.iter().map(|r| run_doc(app, r)).collect(), page, total),
+            ))
+        }
+        (Route::RunAction, &Method::POST) => {
+            // Any body shape is accepted: none, plain JSON, or JSON:API.
+            req.json()?;
+            match req.param("action") {
+                "apply" => core.confirm_run(subject, id).await?,
+                "discard" => core.discard_run(subject, id).await?,
+                "cancel" => core.cancel_run(subject, id).await?,
+                "force-cancel" => core.force_cancel_run(subject, id).await?,
+                other => return Err(ApiError::not_found(format!("no run action {other:?}"))),
+            };
+            Ok(response::empty(StatusCode::ACCEPTED))
+        }
+        (Route::Plan, &Method::GET) => {
+            let run = phase_run(app, subject, id).await?;
+            Ok(response::jsonapi(
+                StatusCode::OK,
+                one(wire::plan(&run, &log_url(app, &run.id, JobPhase::Plan))),
+            ))
+        }
+        (Route::Apply, &Method::GET) => {
+            let run = phase_run(app, subject, id).await?;
+            Ok(response::jsonapi(
+                StatusCode::OK,
+                one(wire::apply(&run, &log_url(app, &run.id, JobPhase::Apply))),
+            ))
+        }
+        (Route::PlanJson, &Method::GET) => {
+            let run = phase_run(app, subject, id).await?;
+            match core
+                .run_artifact(subject, run.id.as_str(), ArtifactKind::JsonPlan)
+                .await?
+            {
+                Some(json) => Ok(response::bytes(StatusCode::OK, json, "application/json")),
+                None => Ok(response::empty(StatusCode::NO_CONTENT)),
+            }
+        }
+        (_, m) => Err(method_not_allowed(m)),
+    }
+}
+
+/// Whether a JSON:API body names a type other than `kind` (an empty type,
+/// or no `data`, is accepted).
+fn body_type_is_wrong(req: &Req, kind: &str) -> Result<bool, ApiError> {
+    let v: serde_json::Value = if req.body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&req.body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?
+    };
+    let t = v
+        .pointer("/data/type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("");
+    Ok(!t.is_empty() && t != kind)
+}
+
+/// Capability URLs: configuration uploads and log reads, without a token.
+pub async fn capability<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<Resp, ApiError> {
+    match (route, &req.method) {
+        (Route::SignedUpload, &Method::PUT) => {
+            let id: ConfigVersionId = req
+                .param("id")
+                .parse()
+                .map_err(|e: otf_core::ids::InvalidId| ApiError::not_found(e.to_string()))?;
+            app.core
+                .upload_configuration_by_capability(&id, &req.body)
+                .await?;
+            Ok(response::empty(StatusCode::OK))
+        }
+        (Route::SignedLogs, &Method::GET) => {
+            let run: RunId = req
+                .param("run")
+                .parse()
+                .map_err(|e: otf_core::ids::InvalidId| ApiError::not_found(e.to_string()))?;
+            let phase: JobPhase = req
+                .param("phase")
+                .parse()
+                .map_err(|e: otf_core::UnknownVariant| ApiError::not_found(e.to_string()))?;
+            let number = |k: &str, default: u64| -> Result<u64, ApiError> {
+                req.query(k).map_or(Ok(default), |v| {
+                    v.parse()
+                        .map_err(|_| ApiError::unprocessable(format!("{k} must be a number")))
+                })
+            };
+            let offset = number("offset", 0)?;
+            let limit = number("limit", 65_536)?.min(1 << 20);
+            let data = app
+                .core
+                .read_log_by_capability(&run, phase, offset, limit)
+                .await?;
+            Ok(response::bytes(StatusCode::OK, data, "text/plain"))
+        }
+        (_, m) => Err(method_not_allowed(m)),
+    }
+}

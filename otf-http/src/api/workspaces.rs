@@ -1,0 +1,155 @@
+//! Workspaces: create, read (by name and id), list, update, delete, lock.
+
+use hyper::{Method, StatusCode};
+use otf_core::auth::Subject;
+use otf_core::ids::PoolId;
+use otf_core::services::{WorkspaceSpec, WorkspaceUpdate};
+use otf_core::store::Store;
+use otf_core::workspace::{ExecutionMode, ExecutionModeKind, Workspace};
+
+use crate::app::{method_not_allowed, App};
+use crate::errors::ApiError;
+use crate::jsonapi::{many, one, Data, Page};
+use crate::request::Req;
+use crate::response::{self, Resp};
+use crate::router::Route;
+use crate::wire;
+
+/// The execution mode a request asks for, if it asks. `agent` needs a pool
+/// id (the attribute or the `agent-pool` relationship); a pool id alone
+/// means agent mode.
+fn execution_mode(
+    data: &Data<'_>,
+    current: Option<&Workspace>,
+) -> Result<Option<ExecutionMode>, ApiError> {
+    let kind = data
+        .str("execution-mode")?
+        .map(|m| {
+            m.parse::<ExecutionModeKind>()
+                .map_err(|e| ApiError::unprocessable(e.to_string()))
+        })
+        .transpose()?;
+    let pool = match data.str("agent-pool-id")? {
+        Some(p) if !p.is_empty() => Some(p),
+        _ => data.rel_id("agent-pool")?,
+    };
+    let pool = pool
+        .map(|p| {
+            p.parse::<PoolId>()
+                .map_err(|e| ApiError::unprocessable(e.to_string()))
+        })
+        .transpose()?;
+    Ok(match (kind, pool) {
+        (Some(ExecutionModeKind::Agent), Some(p)) | (None, Some(p)) => {
+            Some(ExecutionMode::Agent(p))
+        }
+        (Some(ExecutionModeKind::Agent), None) => match current.map(|w| &w.execution_mode) {
+            Some(m @ ExecutionMode::Agent(_)) => Some(m.clone()),
+            _ => {
+                return Err(ApiError::unprocessable(
+                    "execution mode agent needs an agent pool: set `agent-pool-id`",
+                ))
+            }
+        },
+        (Some(ExecutionModeKind::Remote), _) => Some(ExecutionMode::Remote),
+        (Some(ExecutionModeKind::Local), _) => Some(ExecutionMode::Local),
+        (None, None) => None,
+    })
+}
+
+fn update_of(data: &Data<'_>, current: &Workspace) -> Result<WorkspaceUpdate, ApiError> {
+    Ok(WorkspaceUpdate {
+        name: data.str("name")?,
+        execution_mode: execution_mode(data, Some(current))?,
+        auto_apply: data.bool("auto-apply")?,
+        terraform_version: data.str("terraform-version")?,
+        working_directory: data.str("working-directory")?,
+    })
+}
+
+fn ok(status: StatusCode, w: &Workspace) -> Result<Resp, ApiError> {
+    Ok(response::jsonapi(status, one(wire::workspace(w))))
+}
+
+pub async fn handle<S: Store>(
+    app: &App<S>,
+    route: Route,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    let core = &app.core;
+    // The workspace a by-name or by-id route designates.
+    let target = || async {
+        match route {
+            Route::OrgWorkspace => {
+                core.get_workspace_by_name(subject, req.param("org"), req.param("name"))
+                    .await
+            }
+            _ => core.get_workspace(subject, req.param("id")).await,
+        }
+    };
+    match (route, &req.method) {
+        (Route::OrgWorkspaces, &Method::GET) => {
+            let page = Page::from_request(req)?;
+            let mut all = core.list_workspaces(subject, req.param("org")).await?;
+            if let Some(search) = req.query("search[name]").filter(|s| !s.is_empty()) {
+                all.retain(|w| w.name.contains(search));
+            }
+            let (list, total) = page.slice(all);
+            Ok(response::jsonapi(
+                StatusCode::OK,
+                many(list.iter().map(wire::workspace).collect(), page, total),
+            ))
+        }
+        (Route::OrgWorkspaces, &Method::POST) => {
+            let body = req.json()?;
+            let data = body.data(&["workspaces"])?;
+            let spec = WorkspaceSpec {
+                name: data
+                    .str("name")?
+                    .ok_or_else(|| ApiError::unprocessable("attribute `name` is required"))?,
+                execution_mode: execution_mode(&data, None)?,
+                auto_apply: data.bool("auto-apply")?,
+                terraform_version: data.str("terraform-version")?,
+                working_directory: data.str("working-directory")?,
+            };
+            let w = core
+                .create_workspace(subject, req.param("org"), spec)
+                .await?;
+            ok(StatusCode::CREATED, &w)
+        }
+        (Route::OrgWorkspace | Route::Workspace, &Method::GET) => {
+            ok(StatusCode::OK, &target().await?)
+        }
+        (Route::OrgWorkspace | Route::Workspace, &Method::PATCH) => {
+            let current = target().await?;
+            let body = req.json()?;
+            let data = body.data(&["workspaces"])?;
+            let update = update_of(&data, &current)?;
+            let w = core
+                .update_workspace(subject, current.id.as_str(), update)
+                .await?;
+            ok(StatusCode::OK, &w)
+        }
+        (Route::OrgWorkspace | Route::Workspace, &Method::DELETE) => {
+            let w = target().await?;
+            core.delete_workspace(subject, w.id.as_str()).await?;
+            Ok(response::empty(StatusCode::NO_CONTENT))
+        }
+        (Route::WorkspaceAction, &Method::POST) => {
+            let id = req.param("id");
+            let w = match req.param("action") {
+                "lock" => core.lock_workspace(subject, id).await?,
+                "unlock" => core.unlock_workspace(subject, id, false).await?,
+                "force-unlock" => core.unlock_workspace(subject, id, true).await?,
+                other => {
+                    return Err(ApiError::not_found(format!(
+                        "no workspace action {other:?}"
+                    )))
+                }
+            };
+            ok(StatusCode::OK, &w)
+        }
+        (_, m) => Err(method_not_allowed(m)),
+    }
+}

@@ -1,0 +1,195 @@
+//! The `otfd` command line: parses flags (each also read from
+//! `OTF_<FLAG>`), sets up logging, binds, and runs the server until
+//! SIGINT/SIGTERM. The binary (and test wrappers) call [`main_impl`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::{Config, Otfd};
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "otfd",
+    version,
+    about = "otf server: TFE-compatible API, agent pools and a built-in runner"
+)]
+struct Flags {
+    /// Listening address.
+    #[arg(long, env = "OTF_ADDRESS", default_value = "127.0.0.1:8080")]
+    address: SocketAddr,
+    /// External host[:port] used in URLs handed out (default: the address).
+    #[arg(long, env = "OTF_HOSTNAME")]
+    hostname: Option<String>,
+    /// Database URL: sqlite://PATH or postgres://... (default: otf.db in the data dir).
+    #[arg(long, env = "OTF_DATABASE")]
+    database: Option<String>,
+    /// Directory for the embedded database and generated secrets.
+    #[arg(long, env = "OTF_DATA_DIR", default_value = "otf-data")]
+    data_dir: PathBuf,
+    /// The site administrator token (generated and saved in the data dir when absent).
+    #[arg(long, env = "OTF_SITE_TOKEN", hide_env_values = true)]
+    site_token: Option<String>,
+    /// Key signing capability URLs; replicas must share it (default: generated in the data dir).
+    #[arg(long, env = "OTF_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// PEM certificate to serve HTTPS.
+    #[arg(long, env = "OTF_CERT_FILE")]
+    cert_file: Option<PathBuf>,
+    /// PEM private key to serve HTTPS.
+    #[arg(long, env = "OTF_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// Jobs the built-in server runner runs at once (0 disables it).
+    #[arg(long, env = "OTF_CONCURRENCY", default_value_t = 5)]
+    concurrency: u32,
+    /// Log format: text or json.
+    #[arg(long, env = "OTF_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, action = clap::ArgAction::Count)]
+    v: u8,
+    /// Seconds between agent pings.
+    #[arg(long, env = "OTF_PING_INTERVAL", default_value_t = 10.0, hide = true)]
+    ping_interval: f64,
+    /// Seconds without a ping before an agent is unknown.
+    #[arg(long, env = "OTF_PING_TIMEOUT", default_value_t = 30.0, hide = true)]
+    ping_timeout: f64,
+    /// Seconds an agent stays unknown before it is errored.
+    #[arg(long, env = "OTF_UNKNOWN_GRACE", default_value_t = 300.0, hide = true)]
+    unknown_grace: f64,
+    /// Seconds final agents stay listed.
+    #[arg(
+        long,
+        env = "OTF_AGENT_RETENTION",
+        default_value_t = 3600.0,
+        hide = true
+    )]
+    agent_retention: f64,
+    /// Seconds after a cancel before force-cancel is available.
+    #[arg(
+        long,
+        env = "OTF_FORCE_CANCEL_COOL_OFF",
+        default_value_t = 10.0,
+        hide = true
+    )]
+    force_cancel_cool_off: f64,
+    /// Seconds an agent long-poll waits.
+    #[arg(long, env = "OTF_LONG_POLL", default_value_t = 30.0, hide = true)]
+    long_poll: f64,
+    /// Seconds between the leader's periodic steps.
+    #[arg(long, env = "OTF_TICK", default_value_t = 1.0, hide = true)]
+    tick: f64,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn init_logging(flags: &Flags) {
+    let level = match flags.v {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,sqlx=warn,sea_orm=warn"))
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    if flags.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Run otfd with the process's arguments; returns the exit code.
+pub fn main_impl() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("otfd: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run())
+}
+
+async fn run() -> ExitCode {
+    let flags = Flags::parse();
+    init_logging(&flags);
+    let config = Config {
+        hostname: flags.hostname.clone(),
+        database: flags.database.clone(),
+        data_dir: flags.data_dir.clone(),
+        site_token: flags.site_token.clone(),
+        secret: flags.secret.clone(),
+        cert_file: flags.cert_file.clone(),
+        key_file: flags.key_file.clone(),
+        liveness: otf_core::agent::LivenessConfig {
+            ping_interval: secs(flags.ping_interval),
+            ping_timeout: secs(flags.ping_timeout),
+            unknown_grace: secs(flags.unknown_grace),
+            retention: secs(flags.agent_retention),
+        },
+        force_cancel_cool_off: secs(flags.force_cancel_cool_off),
+        long_poll: secs(flags.long_poll),
+        tick: secs(flags.tick),
+        ..Config::default()
+    };
+    let otfd = match Otfd::prepare(config).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("otfd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(token) = &otfd.generated_site_token {
+        println!(
+            "site admin token (saved in {}/site-token; shown only now): {token}",
+            flags.data_dir.display()
+        );
+    }
+    let listener = match tokio::net::TcpListener::bind(flags.address).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("otfd: cannot listen on {}: {e}", flags.address);
+            return ExitCode::from(1);
+        }
+    };
+    let _ = flags.concurrency;
+    match otfd.serve(listener, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("otfd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

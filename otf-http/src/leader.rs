@@ -1,0 +1,98 @@
+//! Background work of otfd: the leader loop (dispatcher: scheduler, liveness,
+//! recovery) while this replica leads, and the per-replica flush of batched
+//! pings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use otf_core::events::{Event, EventBus, LeaderElection, RecvError};
+use otf_core::job::JobStatus;
+use otf_core::store::Store;
+use otf_core::{Core, Dispatcher};
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// Lead whenever this replica holds the leader lock, until shutdown.
+pub async fn lead<S: Store>(
+    core: Core<S>,
+    bus: Arc<dyn EventBus>,
+    election: Arc<dyn LeaderElection>,
+    metrics: Arc<Metrics>,
+    tick: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let mut lease = tokio::select! {
+            l = election.acquire() => match l {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take part in the leader election; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(tick) => continue,
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        tracing::info!("leading: running the scheduler and the liveness manager");
+        let mut events = bus.subscribe();
+        let mut dispatcher = Dispatcher::new(core.clone());
+        if let Err(e) = dispatcher.rebuild().await {
+            tracing::warn!(error = %e, "rebuilding the scheduler failed; retrying on the next tick");
+        }
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let result = tokio::select! {
+                _ = lease.lost() => {
+                    tracing::warn!("lost the leader lock");
+                    break;
+                }
+                _ = shutdown.changed() => return,
+                e = events.recv() => match e {
+                    Ok(e) => {
+                        if let Event::Job(j) = &e {
+                            if j.status == JobStatus::Allocated {
+                                metrics.observe_scheduling(core.now().since(j.queued_at));
+                            }
+                        }
+                        dispatcher.handle(&e).await
+                    }
+                    Err(RecvError::Lagged) => dispatcher.rebuild().await,
+                    Err(RecvError::Closed) => return,
+                },
+                _ = interval.tick() => dispatcher.tick().await,
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "dispatcher step failed; rebuilding");
+                if let Err(e) = dispatcher.rebuild().await {
+                    tracing::warn!(error = %e, "rebuilding the scheduler failed");
+                }
+            }
+        }
+    }
+}
+
+/// Write this replica's batched pings once per `tick`.
+pub async fn flush_pings<S: Store>(
+    core: Core<S>,
+    tick: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(tick);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                if let Err(e) = core.flush_last_seen().await {
+                    tracing::warn!(error = %e, "flushing agent pings failed");
+                }
+            }
+            _ = shutdown.changed() => {
+                let _ = core.flush_last_seen().await;
+                return;
+            }
+        }
+    }
+}

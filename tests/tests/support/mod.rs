@@ -1,0 +1,192 @@
+//! The harness of the end-to-end tests: it starts the real `otfd` binary on
+//! loopback (port 0; the address is read from its log), on a fresh SQLite
+//! file or a fresh PostgreSQL database, with short timers, and stops it on
+//! drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where a test server keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    /// A PostgreSQL server URL; each server gets its own fresh database.
+    Postgres(String),
+}
+
+impl Db {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Db::Sqlite => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The databases to run end-to-end tests on: SQLite always, PostgreSQL when
+/// `OTF_TEST_DATABASE_URL` is set (it is under CI; without it a note says
+/// that PostgreSQL was not tested).
+pub fn databases() -> Vec<Db> {
+    let mut dbs = vec![Db::Sqlite];
+    match std::env::var("OTF_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => dbs.push(Db::Postgres(url)),
+        _ => eprintln!("note: OTF_TEST_DATABASE_URL is not set; PostgreSQL was not tested"),
+    }
+    dbs
+}
+
+/// A fresh PostgreSQL database, dropped on drop.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(f)
+}
+
+impl PgDatabase {
+    fn create(admin_url: &str) -> (PgDatabase, String) {
+        use sqlx::Connection;
+        let mut suffix = [0u8; 8];
+        let name = {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            suffix.copy_from_slice(&(t.as_nanos() as u64 ^ std::process::id() as u64).to_le_bytes());
+            format!("otf_e2e_{}", suffix.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        };
+        block_on(async {
+            let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("connect to PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+        });
+        let (base, _) = admin_url.rsplit_once('/').unwrap_or((admin_url, ""));
+        let url = format!("{base}/{name}");
+        (PgDatabase { admin_url: admin_url.to_string(), name }, url)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        block_on(async move {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+            }
+        });
+    }
+}
+
+/// A running otfd.
+pub struct Server {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub site_token: String,
+    child: Child,
+    log: Arc<Mutex<String>>,
+    pub data_dir: tempfile::TempDir,
+    _db: Option<PgDatabase>,
+}
+
+/// Flags giving a server short timers, for tests.
+pub fn fast_timers() -> Vec<String> {
+    [
+        "--ping-interval", "0.5", "--ping-timeout", "3", "--unknown-grace", "3",
+        "--agent-retention", "60", "--force-cancel-cool-off", "1", "--long-poll", "2", "--tick", "0.2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl Server {
+    /// Start otfd on `db` with `extra` flags (on top of fast timers).
+    pub fn start(db: &Db, extra: &[&str]) -> Server {
+        let data_dir = tempfile::tempdir().expect("a temporary directory");
+        let site_token = "e2e-site-token".to_string();
+        let (pg, url) = match db {
+            Db::Sqlite => (None, None),
+            Db::Postgres(admin) => {
+                let (pg, url) = PgDatabase::create(admin);
+                (Some(pg), Some(url))
+            }
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_otfd-e2e"));
+        cmd.arg("--address").arg("127.0.0.1:0")
+            .arg("--data-dir").arg(data_dir.path())
+            .arg("--site-token").arg(&site_token)
+            .args(fast_timers())
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(url) = &url {
+            cmd.arg("--database").arg(url);
+        }
+        let mut child = cmd.spawn().expect("start otfd");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("otfd listening").nth(1) {
+                    let url = rest.split_whitespace().find_map(|kv| kv.strip_prefix("url=")).map(str::to_string);
+                    let _ = tx.send(url);
+                }
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push_str(&(line + "\n"));
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(url)) => url,
+            _ => {
+                let _ = child.kill();
+                panic!("otfd did not start; its log:\n{}", log.lock().unwrap_or_else(|p| p.into_inner()));
+            }
+        };
+        Server { url, site_token, child, log, data_dir, _db: pg }
+    }
+
+    /// Everything otfd logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `check` until it returns `Some` or `deadline` passes.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + deadline;
+    let mut wait = Duration::from_millis(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > until {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(200));
+    }
+}
