@@ -41,6 +41,11 @@ pub enum Route {
     Plan,
     PlanJson,
     Apply,
+    /// The plan, JSON plan and apply of a run, by run id (pytfe's
+    /// `read_for_run`).
+    RunPlan,
+    RunPlanJson,
+    RunApply,
     StateVersions,
     StateVersion,
     StateDownload,
@@ -128,6 +133,9 @@ const TABLE: &[(&str, Route)] = &[
     ("/api/v2/runs", Route::Runs),
     ("/api/v2/runs/{id}", Route::Run),
     ("/api/v2/runs/{id}/actions/{action}", Route::RunAction),
+    ("/api/v2/runs/{id}/plan", Route::RunPlan),
+    ("/api/v2/runs/{id}/plan/json-output", Route::RunPlanJson),
+    ("/api/v2/runs/{id}/apply", Route::RunApply),
     ("/api/v2/plans/{id}", Route::Plan),
     ("/api/v2/plans/{id}/json-output", Route::PlanJson),
     ("/api/v2/applies/{id}", Route::Apply),

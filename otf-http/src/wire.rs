@@ -8,7 +8,7 @@ use otf_core::agent_token::AgentToken;
 use otf_core::artifacts::{ConfigStatus, ConfigurationVersion, StateVersion, Variable};
 use otf_core::clock::Timestamp;
 use otf_core::ids::{apply_id, plan_id};
-use otf_core::organization::Organization;
+use otf_core::organization::{Organization, OrganizationToken};
 use otf_core::pool::AgentPool;
 use otf_core::run::{Phase, Run, RunStatus};
 use otf_core::services::AgentView;
@@ -38,6 +38,21 @@ pub fn organization(o: &Organization) -> Value {
                 "can-update": true, "can-destroy": true, "can-create-workspace": true,
                 "can-manage-agent-pools": true,
             },
+        }),
+        json!({}),
+    )
+}
+
+/// An organization token; the secret only when just created.
+pub fn org_token(t: &OrganizationToken, secret: Option<&str>) -> Value {
+    resource(
+        "authentication-tokens",
+        t.id.as_str(),
+        json!({
+            "description": t.description,
+            "created-at": ts(t.created_at),
+            "last-used-at": opt_ts(t.last_used_at),
+            "token": secret,
         }),
         json!({}),
     )

@@ -35,7 +35,9 @@ pub async fn handle<S: Store>(
             pools::handle(app, route, req, subject).await
         }
         WorkspaceConfigs | WorkspaceRuns | Config | ConfigUpload | Runs | Run | RunAction
-        | Plan | PlanJson | Apply => runs::handle(app, route, req, subject).await,
+        | Plan | PlanJson | Apply | RunPlan | RunPlanJson | RunApply => {
+            runs::handle(app, route, req, subject).await
+        }
         WorkspaceVars | WorkspaceVar | CurrentState | CurrentStateOutputs | WorkspaceStates
         | StateVersions | StateVersion | StateDownload | StateOutputs | StateOutput => {
             state::handle(app, route, req, subject).await

@@ -88,17 +88,20 @@ pub async fn handle<S: Store>(
             let (token, secret) = core.create_org_token(subject, org, &description).await?;
             Ok(response::jsonapi(
                 StatusCode::CREATED,
-                one(resource(
-                    "authentication-tokens",
-                    token.id.as_str(),
-                    json!({
-                        "description": token.description,
-                        "created-at": token.created_at.to_rfc3339(),
-                        "last-used-at": null,
-                        "token": secret.expose(),
-                    }),
-                    json!({}),
-                )),
+                one(wire::org_token(&token, Some(secret.expose()))),
+            ))
+        }
+        (Route::OrgToken, &Method::GET) => {
+            // The newest token of the organization, without its secret.
+            let token = core
+                .list_org_tokens(subject, org)
+                .await?
+                .into_iter()
+                .max_by_key(|t| t.created_at)
+                .ok_or_else(|| ApiError::not_found(format!("organization {org} has no token")))?;
+            Ok(response::jsonapi(
+                StatusCode::OK,
+                one(wire::org_token(&token, None)),
             ))
         }
         (Route::OrgToken, &Method::DELETE) => {

@@ -30,8 +30,17 @@ fn run_doc<S: Store>(app: &App<S>, run: &Run) -> serde_json::Value {
     wire::run(run, app.core.now(), app.core.config().force_cancel_cool_off)
 }
 
-/// The run a `plan-...`/`apply-...` id belongs to.
-async fn phase_run<S: Store>(app: &App<S>, subject: &Subject, id: &str) -> Result<Run, ApiError> {
+/// The run a `plan-...`/`apply-...` id belongs to, or the run itself for
+/// the `runs/{id}/plan|apply` routes.
+async fn phase_run<S: Store>(
+    app: &App<S>,
+    subject: &Subject,
+    route: Route,
+    id: &str,
+) -> Result<Run, ApiError> {
+    if matches!(route, Route::RunPlan | Route::RunPlanJson | Route::RunApply) {
+        return Ok(app.core.get_run(subject, id).await?);
+    }
     let run = run_of_phase_id(id).ok_or_else(|| ApiError::not_found(format!("{id} not found")))?;
     Ok(app.core.get_run(subject, run.as_str()).await?)
 }
@@ -145,22 +154,22 @@ pub async fn handle<S: Store>(
             };
             Ok(response::empty(StatusCode::ACCEPTED))
         }
-        (Route::Plan, &Method::GET) => {
-            let run = phase_run(app, subject, id).await?;
+        (Route::Plan | Route::RunPlan, &Method::GET) => {
+            let run = phase_run(app, subject, route, id).await?;
             Ok(response::jsonapi(
                 StatusCode::OK,
                 one(wire::plan(&run, &log_url(app, &run.id, JobPhase::Plan))),
             ))
         }
-        (Route::Apply, &Method::GET) => {
-            let run = phase_run(app, subject, id).await?;
+        (Route::Apply | Route::RunApply, &Method::GET) => {
+            let run = phase_run(app, subject, route, id).await?;
             Ok(response::jsonapi(
                 StatusCode::OK,
                 one(wire::apply(&run, &log_url(app, &run.id, JobPhase::Apply))),
             ))
         }
-        (Route::PlanJson, &Method::GET) => {
-            let run = phase_run(app, subject, id).await?;
+        (Route::PlanJson | Route::RunPlanJson, &Method::GET) => {
+            let run = phase_run(app, subject, route, id).await?;
             match core
                 .run_artifact(subject, run.id.as_str(), ArtifactKind::JsonPlan)
                 .await?

@@ -58,17 +58,37 @@ impl PgDatabase {
         use sqlx::Connection;
         let mut suffix = [0u8; 8];
         let name = {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            suffix.copy_from_slice(&(t.as_nanos() as u64 ^ std::process::id() as u64).to_le_bytes());
-            format!("otf_e2e_{}", suffix.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            suffix
+                .copy_from_slice(&(t.as_nanos() as u64 ^ std::process::id() as u64).to_le_bytes());
+            format!(
+                "otf_e2e_{}",
+                suffix
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            )
         };
         block_on(async {
-            let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("connect to PostgreSQL");
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+            let mut conn = sqlx::PgConnection::connect(admin_url)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
         });
         let (base, _) = admin_url.rsplit_once('/').unwrap_or((admin_url, ""));
         let url = format!("{base}/{name}");
-        (PgDatabase { admin_url: admin_url.to_string(), name }, url)
+        (
+            PgDatabase {
+                admin_url: admin_url.to_string(),
+                name,
+            },
+            url,
+        )
     }
 }
 
@@ -78,7 +98,9 @@ impl Drop for PgDatabase {
         let (url, name) = (self.admin_url.clone(), self.name.clone());
         block_on(async move {
             if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
             }
         });
     }
@@ -98,8 +120,20 @@ pub struct Server {
 /// Flags giving a server short timers, for tests.
 pub fn fast_timers() -> Vec<String> {
     [
-        "--ping-interval", "0.5", "--ping-timeout", "3", "--unknown-grace", "3",
-        "--agent-retention", "60", "--force-cancel-cool-off", "1", "--long-poll", "2", "--tick", "0.2",
+        "--ping-interval",
+        "0.5",
+        "--ping-timeout",
+        "3",
+        "--unknown-grace",
+        "3",
+        "--agent-retention",
+        "60",
+        "--force-cancel-cool-off",
+        "1",
+        "--long-poll",
+        "2",
+        "--tick",
+        "0.2",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -119,9 +153,12 @@ impl Server {
             }
         };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_otfd-e2e"));
-        cmd.arg("--address").arg("127.0.0.1:0")
-            .arg("--data-dir").arg(data_dir.path())
-            .arg("--site-token").arg(&site_token)
+        cmd.arg("--address")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .arg("--site-token")
+            .arg(&site_token)
             .args(fast_timers())
             .args(extra)
             .env("RUST_LOG", "info")
@@ -138,20 +175,35 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("otfd listening").nth(1) {
-                    let url = rest.split_whitespace().find_map(|kv| kv.strip_prefix("url=")).map(str::to_string);
+                    let url = rest
+                        .split_whitespace()
+                        .find_map(|kv| kv.strip_prefix("url="))
+                        .map(str::to_string);
                     let _ = tx.send(url);
                 }
-                sink.lock().unwrap_or_else(|p| p.into_inner()).push_str(&(line + "\n"));
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&(line + "\n"));
             }
         });
         let url = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(Some(url)) => url,
             _ => {
                 let _ = child.kill();
-                panic!("otfd did not start; its log:\n{}", log.lock().unwrap_or_else(|p| p.into_inner()));
+                panic!(
+                    "otfd did not start; its log:\n{}",
+                    log.lock().unwrap_or_else(|p| p.into_inner())
+                );
             }
         };
-        Server { url, site_token, child, log, data_dir, _db: pg }
+        Server {
+            url,
+            site_token,
+            child,
+            log,
+            data_dir,
+            _db: pg,
+        }
     }
 
     /// Everything otfd logged so far.
