@@ -1,13 +1,22 @@
-//! `otf-agent` executes jobs: registration, heartbeats, the job loop and the
-//! operation that drives terraform. The same code runs in-process inside
-//! otfd (server runner) and as the `otf-agent` binary (pool agent), talking to
-//! the server through a transport trait with in-process and HTTP
-//! implementations. [`protocol`] holds the agent protocol's wire types.
+//! `otf-agent` executes jobs: registration, heartbeats, the job loop
+//! ([`runtime`]), and the operation that drives terraform ([`operation`]).
+//! The same code runs in-process inside otfd (the server runner, over
+//! [`transport::in_process::InProcess`]) and as the `otf-agent` binary (a
+//! pool agent, over [`transport::http::HttpTransport`]). [`protocol`] holds
+//! the agent protocol's wire types, shared with otf-http.
 //!
 //! It depends on `otf-core` only; never on `otf-store` or `otf-tui`.
-//!
-//! The runner itself is not built yet (issue 5).
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod engine;
+mod logs;
+pub mod operation;
+mod process;
 pub mod protocol;
+pub mod runtime;
+pub mod transport;
+mod unpack;
+
+pub use runtime::{run, AgentError, RunnerConfig};

@@ -44,6 +44,16 @@ struct Flags {
     /// Jobs the built-in server runner runs at once (0 disables it).
     #[arg(long, env = "OTF_CONCURRENCY", default_value_t = 5)]
     concurrency: u32,
+    /// A terraform (or tofu) binary for every run of the server runner.
+    #[arg(long, env = "OTF_ENGINE_BIN")]
+    engine_bin: Option<PathBuf>,
+    /// Release mirror to download terraform versions from.
+    #[arg(
+        long,
+        env = "OTF_ENGINE_MIRROR",
+        default_value = "https://releases.hashicorp.com"
+    )]
+    engine_mirror: String,
     /// Log format: text or json.
     #[arg(long, env = "OTF_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -162,6 +172,12 @@ async fn run() -> ExitCode {
         force_cancel_cool_off: secs(flags.force_cancel_cool_off),
         long_poll: secs(flags.long_poll),
         tick: secs(flags.tick),
+        concurrency: flags.concurrency,
+        engine: otf_agent::engine::EngineConfig {
+            bin: flags.engine_bin.clone(),
+            cache_dir: flags.data_dir.join("engines"),
+            mirror: flags.engine_mirror.clone(),
+        },
         ..Config::default()
     };
     let otfd = match Otfd::prepare(config).await {
@@ -184,7 +200,6 @@ async fn run() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let _ = flags.concurrency;
     match otfd.serve(listener, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -68,6 +68,10 @@ pub struct Config {
     /// Period of the leader's work and of ping flushes.
     pub tick: Duration,
     pub limits: Limits,
+    /// Jobs the built-in server runner runs at once (0: no server runner).
+    pub concurrency: u32,
+    /// Where the server runner finds terraform.
+    pub engine: otf_agent::engine::EngineConfig,
 }
 
 impl Default for Config {
@@ -85,6 +89,8 @@ impl Default for Config {
             long_poll: Duration::from_secs(30),
             tick: Duration::from_secs(1),
             limits: Limits::default(),
+            concurrency: 5,
+            engine: otf_agent::engine::EngineConfig::default(),
         }
     }
 }
@@ -248,10 +254,42 @@ impl Otfd {
             self.config.tick,
             stopped.clone(),
         ));
-        let flusher = tokio::spawn(leader::flush_pings(core, self.config.tick, stopped));
+        let flusher = tokio::spawn(leader::flush_pings(core.clone(), self.config.tick, stopped));
+        // The server runner: the same runner as otf-agent, calling the core
+        // directly, for workspaces in remote execution mode.
+        let (runner_stop, runner_signals) = tokio::sync::mpsc::channel(2);
+        let runner = (self.config.concurrency > 0).then(|| {
+            let transport = Arc::new(otf_agent::transport::in_process::InProcess::new(
+                core.clone(),
+                self.config.long_poll,
+            ));
+            let mut engine = self.config.engine.clone();
+            if engine.bin.is_none() {
+                engine.cache_dir = self.config.data_dir.join("engines");
+            }
+            let cfg = otf_agent::RunnerConfig {
+                name: "server".into(),
+                concurrency: self.config.concurrency,
+                engine,
+                work_dir: self.config.data_dir.join("work"),
+                server: true,
+            };
+            tokio::spawn(otf_agent::run(transport, cfg, runner_signals))
+        });
         tracing::info!(address = %addr, url = %base_url, "otfd listening");
         serve(listener, app, self.tls, shutdown, Duration::from_secs(5)).await;
         tracing::info!("shutting down");
+        if let Some(runner) = runner {
+            // Let running jobs finish for a while, then stop them.
+            let _ = runner_stop.send(()).await;
+            let abort = runner.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(30), runner)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
         let _ = stop.send(true);
         let _ = leader.await;
         let _ = flusher.await;

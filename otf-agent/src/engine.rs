@@ -1,0 +1,203 @@
+//! Which terraform (or tofu) binary runs a job: `--engine-bin` if given;
+//! else the workspace's version from the cache directory; else downloaded
+//! from `--engine-mirror` (a zip and its SHA256SUMS, checked) into the cache.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Where engines come from.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Use this binary for every job.
+    pub bin: Option<PathBuf>,
+    /// `<cache>/terraform/<version>/terraform`.
+    pub cache_dir: PathBuf,
+    /// Base URL of a release mirror laid out like releases.hashicorp.com.
+    pub mirror: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            bin: None,
+            cache_dir: std::env::temp_dir().join("otf-engines"),
+            mirror: "https://releases.hashicorp.com".into(),
+        }
+    }
+}
+
+fn platform() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "linux_arm64",
+        _ => "linux_amd64",
+    }
+}
+
+fn valid_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 32
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
+impl EngineConfig {
+    /// The binary for `version`, downloading it if needed.
+    pub async fn resolve(&self, version: &str) -> Result<PathBuf, String> {
+        if let Some(bin) = &self.bin {
+            return Ok(bin.clone());
+        }
+        if !valid_version(version) || version == "latest" {
+            return Err(format!(
+                "cannot pick a terraform for version {version:?}: give the agent --engine-bin, or set the workspace to a release version such as 1.0.3"
+            ));
+        }
+        let cached = self
+            .cache_dir
+            .join("terraform")
+            .join(version)
+            .join("terraform");
+        if cached.is_file() {
+            return Ok(cached);
+        }
+        self.download(version, &cached).await?;
+        Ok(cached)
+    }
+
+    async fn download(&self, version: &str, dest: &Path) -> Result<(), String> {
+        let base = format!("{}/terraform/{version}", self.mirror.trim_end_matches('/'));
+        let zip_name = format!("terraform_{version}_{}.zip", platform());
+        let client = reqwest::Client::new();
+        let get = |url: String| {
+            let client = client.clone();
+            async move {
+                let resp = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot download {url}: {e}"))?;
+                if !resp.status().is_success() {
+                    return Err(format!("cannot download {url}: HTTP {}", resp.status()));
+                }
+                resp.bytes()
+                    .await
+                    .map(|b| b.to_vec())
+                    .map_err(|e| format!("cannot download {url}: {e}"))
+            }
+        };
+        let sums = get(format!("{base}/terraform_{version}_SHA256SUMS")).await?;
+        let zip = get(format!("{base}/{zip_name}")).await?;
+        let sums = String::from_utf8_lossy(&sums);
+        let want = sums
+            .lines()
+            .find_map(|l| {
+                let (sum, name) = l.split_once(char::is_whitespace)?;
+                (name.trim().trim_start_matches('*') == zip_name).then(|| sum.to_ascii_lowercase())
+            })
+            .ok_or_else(|| format!("{zip_name} is not listed in the mirror's SHA256SUMS"))?;
+        let got = hex::encode(Sha256::digest(&zip));
+        if got != want {
+            return Err(format!(
+                "{zip_name} from the mirror does not match its SHA256SUMS (got {got}, want {want})"
+            ));
+        }
+        let binary = tokio::task::spawn_blocking(move || extract(&zip))
+            .await
+            .map_err(|e| format!("extraction failed: {e}"))??;
+        let dir = dest.parent().ok_or("the engine cache path has no parent")?;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        // Write then rename, so a half-written binary is never used.
+        let tmp = dir.join(".terraform.partial");
+        tokio::fs::write(&tmp, binary)
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        tokio::fs::rename(&tmp, dest)
+            .await
+            .map_err(|e| format!("cannot install {}: {e}", dest.display()))
+    }
+}
+
+/// The `terraform` (or `tofu`) binary inside a release zip.
+fn extract(zip: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
+        .map_err(|e| format!("the release zip is corrupt: {e}"))?;
+    for i in 0..archive.len() {
+        let mut f = archive
+            .by_index(i)
+            .map_err(|e| format!("the release zip is corrupt: {e}"))?;
+        if matches!(f.name(), "terraform" | "tofu") {
+            let mut out = Vec::new();
+            f.read_to_end(&mut out)
+                .map_err(|e| format!("the release zip is corrupt: {e}"))?;
+            return Ok(out);
+        }
+    }
+    Err("the release zip holds no terraform binary".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn engine_bin_wins_and_bad_versions_are_refused() {
+        let cfg = EngineConfig {
+            bin: Some("/usr/bin/true".into()),
+            ..EngineConfig::default()
+        };
+        assert_eq!(
+            cfg.resolve("latest").await.unwrap(),
+            PathBuf::from("/usr/bin/true")
+        );
+        let cfg = EngineConfig::default();
+        assert!(cfg
+            .resolve("latest")
+            .await
+            .unwrap_err()
+            .contains("--engine-bin"));
+        assert!(cfg.resolve("../x").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_cached_version_is_used_without_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("terraform/9.9.9/terraform");
+        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        std::fs::write(&bin, b"#!/bin/sh\n").unwrap();
+        let cfg = EngineConfig {
+            bin: None,
+            cache_dir: dir.path().into(),
+            mirror: "http://127.0.0.1:1".into(),
+        };
+        assert_eq!(cfg.resolve("9.9.9").await.unwrap(), bin);
+        assert!(cfg
+            .resolve("9.9.8")
+            .await
+            .unwrap_err()
+            .contains("cannot download"));
+    }
+
+    #[test]
+    fn extract_finds_the_binary() {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut w = zip::ZipWriter::new(&mut buf);
+            w.start_file::<_, ()>("terraform", zip::write::SimpleFileOptions::default())
+                .unwrap();
+            std::io::Write::write_all(&mut w, b"binary").unwrap();
+            w.finish().unwrap();
+        }
+        assert_eq!(extract(buf.get_ref()).unwrap(), b"binary");
+        assert!(extract(b"nope").is_err());
+    }
+}

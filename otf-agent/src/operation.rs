@@ -1,0 +1,393 @@
+//! The operation a runner performs for one job, plan or apply, with the real
+//! Terraform CLI (design.md §4): a fresh work directory, the configuration
+//! unpacked safely, variables, the backend neutralised so state is local, the
+//! current state, `init`, then `plan` (+ `show -json`, uploads, counts) or
+//! `apply` of the saved plan (+ the new state, also after a failed apply).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::logs::LogSink;
+use crate::process::{self, Exit, Step, Stop};
+use crate::protocol::{FinishRequest, StartResponse, StateUpload};
+use crate::transport::{Transport, TransportError};
+
+/// Makes any `backend`/`cloud` block local, so state stays in the work dir.
+const BACKEND_OVERRIDE: &str = "terraform {\n  backend \"local\" {}\n}\n";
+const OVERRIDE_FILE: &str = "zz_otf_backend_override.tf";
+const TFVARS_FILE: &str = "zz_otf.auto.tfvars";
+
+/// Everything one job needs.
+pub struct JobRun<'a> {
+    pub transport: Arc<dyn Transport>,
+    pub start: &'a StartResponse,
+    pub engine: &'a Path,
+    /// A fresh directory for this job (removed by the caller).
+    pub dir: &'a Path,
+    pub log: &'a LogSink,
+    pub stop: watch::Receiver<Stop>,
+}
+
+/// Why a job failed before or between terraform commands.
+#[derive(Debug)]
+enum Failure {
+    Transport(TransportError),
+    Setup(String),
+    Exit(Exit),
+}
+
+impl From<TransportError> for Failure {
+    fn from(e: TransportError) -> Self {
+        Failure::Transport(e)
+    }
+}
+
+fn finished(counts: (u32, u32, u32), has_changes: bool) -> FinishRequest {
+    FinishRequest {
+        outcome: "finished".into(),
+        additions: counts.0,
+        changes: counts.1,
+        destructions: counts.2,
+        has_changes,
+        message: None,
+    }
+}
+
+fn outcome_of(f: Failure) -> FinishRequest {
+    let (outcome, message) = match f {
+        Failure::Exit(Exit::Stopped(_)) => ("canceled", None),
+        Failure::Exit(Exit::Failed(m)) | Failure::Setup(m) => ("errored", Some(m)),
+        Failure::Exit(Exit::Success) => ("errored", Some("unexpected success".into())),
+        Failure::Transport(e) => (
+            "errored",
+            Some(format!("talking to the server failed: {e}")),
+        ),
+    };
+    FinishRequest {
+        outcome: outcome.into(),
+        message,
+        ..finished((0, 0, 0), false)
+    }
+}
+
+/// An HCL string literal: JSON escaping plus HCL's template escapes.
+fn hcl_string(s: &str) -> String {
+    serde_json::to_string(s)
+        .unwrap_or_default()
+        .replace("${", "$${")
+        .replace("%{", "%%{")
+}
+
+/// Resource counts of a JSON plan (`show -json`), and whether it changes
+/// anything (resources or outputs).
+pub fn plan_counts(json: &[u8]) -> ((u32, u32, u32), bool) {
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap_or_default();
+    let (mut add, mut change, mut destroy) = (0, 0, 0);
+    for rc in v
+        .get("resource_changes")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let actions: Vec<&str> = rc
+            .pointer("/change/actions")
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        match actions.as_slice() {
+            ["create"] => add += 1,
+            ["update"] => change += 1,
+            ["delete"] => destroy += 1,
+            ["delete", "create"] | ["create", "delete"] => {
+                add += 1;
+                destroy += 1;
+            }
+            _ => {}
+        }
+    }
+    let outputs_change = v
+        .get("output_changes")
+        .and_then(|o| o.as_object())
+        .is_some_and(|o| {
+            o.values().any(|c| {
+                c.pointer("/actions")
+                    .and_then(|a| a.as_array())
+                    .is_some_and(|a| a.iter().any(|x| x.as_str() != Some("no-op")))
+            })
+        });
+    (
+        (add, change, destroy),
+        add + change + destroy > 0 || outputs_change,
+    )
+}
+
+/// Counts from terraform's closing line ("Apply complete! Resources: 1
+/// added, 0 changed, 0 destroyed." or "Destroy complete! Resources: 2
+/// destroyed.").
+pub fn apply_counts(output: &str) -> (u32, u32, u32) {
+    let Some(line) = output
+        .lines()
+        .rev()
+        .find(|l| l.contains("complete! Resources:"))
+    else {
+        return (0, 0, 0);
+    };
+    let number_before = |word: &str| -> u32 {
+        let words: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '.')
+            .filter(|w| !w.is_empty())
+            .collect();
+        words
+            .windows(2)
+            .find(|w| w[1] == word)
+            .and_then(|w| w[0].parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        number_before("added"),
+        number_before("changed"),
+        number_before("destroyed"),
+    )
+}
+
+/// Serial and lineage of a state file.
+fn state_identity(state: &[u8]) -> (i64, String) {
+    let v: serde_json::Value = serde_json::from_slice(state).unwrap_or_default();
+    (
+        v.get("serial").and_then(|s| s.as_i64()).unwrap_or(0),
+        v.get("lineage")
+            .and_then(|s| s.as_str())
+            .unwrap_or("")
+            .to_string(),
+    )
+}
+
+impl JobRun<'_> {
+    fn token(&self) -> &str {
+        &self.start.token
+    }
+
+    /// Unpack, write variables and the backend override, fetch the state.
+    /// Returns the directory terraform runs in, its environment and the
+    /// state it started from.
+    async fn prepare(&self) -> Result<(PathBuf, Vec<(String, String)>, Option<Vec<u8>>), Failure> {
+        let tarball = self.transport.config(self.token()).await?;
+        let root = self.dir.join("config");
+        let unpack_root = root.clone();
+        tokio::task::spawn_blocking(move || crate::unpack::unpack(&tarball, &unpack_root))
+            .await
+            .map_err(|e| Failure::Setup(e.to_string()))?
+            .map_err(Failure::Setup)?;
+        let wd = &self.start.workspace.working_directory;
+        let cwd = match otf_core::tarball::safe_relative_path(Path::new(wd)) {
+            Ok(Some(rel)) => root.join(rel),
+            Ok(None) => root.clone(),
+            Err(_) => {
+                return Err(Failure::Setup(format!(
+                    "working directory {wd:?} is not a relative path inside the configuration"
+                )))
+            }
+        };
+        if !cwd.is_dir() {
+            return Err(Failure::Setup(format!(
+                "the configuration has no directory {wd:?} (the workspace's working directory)"
+            )));
+        }
+        let write = |name: &str, data: &[u8]| -> Result<(), Failure> {
+            std::fs::write(cwd.join(name), data)
+                .map_err(|e| Failure::Setup(format!("cannot write {name}: {e}")))
+        };
+        write(OVERRIDE_FILE, BACKEND_OVERRIDE.as_bytes())?;
+        let mut env = Vec::new();
+        let mut tfvars = String::new();
+        for v in self.transport.variables(self.token()).await? {
+            match v.category.as_str() {
+                "env" => env.push((v.key, v.value)),
+                _ if v.hcl => tfvars.push_str(&format!("{} = {}\n", v.key, v.value)),
+                _ => tfvars.push_str(&format!("{} = {}\n", v.key, hcl_string(&v.value))),
+            }
+        }
+        if !tfvars.is_empty() {
+            write(TFVARS_FILE, tfvars.as_bytes())?;
+        }
+        let state = self.transport.current_state(self.token()).await?;
+        if let Some(s) = &state {
+            write("terraform.tfstate", s)?;
+        }
+        Ok((cwd, env, state))
+    }
+
+    async fn terraform(
+        &mut self,
+        cwd: &Path,
+        env: &[(String, String)],
+        args: Vec<String>,
+        logged: bool,
+    ) -> Result<Vec<u8>, Failure> {
+        let step = Step {
+            program: self.engine,
+            args,
+            cwd,
+            env,
+            log: logged.then_some(self.log),
+            capture: !logged,
+        };
+        match process::run(step, &mut self.stop).await {
+            (Exit::Success, out) => Ok(out),
+            (exit, _) => Err(Failure::Exit(exit)),
+        }
+    }
+
+    async fn init(&mut self, cwd: &Path, env: &[(String, String)]) -> Result<(), Failure> {
+        self.terraform(
+            cwd,
+            env,
+            vec!["init".into(), "-input=false".into(), "-no-color".into()],
+            true,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn plan(&mut self) -> Result<FinishRequest, Failure> {
+        let (cwd, env, _) = self.prepare().await?;
+        self.init(&cwd, &env).await?;
+        let run = &self.start.run;
+        let mut args: Vec<String> = vec![
+            "plan".into(),
+            "-input=false".into(),
+            "-no-color".into(),
+            "-out=plan.out".into(),
+        ];
+        if run.is_destroy {
+            args.push("-destroy".into());
+        }
+        if !run.refresh {
+            args.push("-refresh=false".into());
+        }
+        if run.refresh_only {
+            args.push("-refresh-only".into());
+        }
+        args.extend(run.target_addrs.iter().map(|t| format!("-target={t}")));
+        args.extend(run.replace_addrs.iter().map(|r| format!("-replace={r}")));
+        self.terraform(&cwd, &env, args, true).await?;
+        let json = self
+            .terraform(
+                &cwd,
+                &env,
+                vec!["show".into(), "-json".into(), "plan.out".into()],
+                false,
+            )
+            .await?;
+        let plan = std::fs::read(cwd.join("plan.out"))
+            .map_err(|e| Failure::Setup(format!("cannot read the plan: {e}")))?;
+        let token = self.token().to_string();
+        self.transport.put_artifact(&token, "plan", plan).await?;
+        self.transport
+            .put_artifact(&token, "json-plan", json.clone())
+            .await?;
+        if let Ok(lock) = std::fs::read(cwd.join(".terraform.lock.hcl")) {
+            self.transport
+                .put_artifact(&token, "lock-file", lock)
+                .await?;
+        }
+        let (counts, has_changes) = plan_counts(&json);
+        Ok(finished(counts, has_changes))
+    }
+
+    async fn apply(&mut self) -> Result<FinishRequest, Failure> {
+        let (cwd, env, before) = self.prepare().await?;
+        let token = self.token().to_string();
+        if let Some(lock) = self.transport.get_artifact(&token, "lock-file").await? {
+            std::fs::write(cwd.join(".terraform.lock.hcl"), lock)
+                .map_err(|e| Failure::Setup(format!("cannot write the lock file: {e}")))?;
+        }
+        let plan = self
+            .transport
+            .get_artifact(&token, "plan")
+            .await?
+            .ok_or_else(|| Failure::Setup("the run has no saved plan to apply".into()))?;
+        std::fs::write(cwd.join("plan.out"), plan)
+            .map_err(|e| Failure::Setup(format!("cannot write the plan: {e}")))?;
+        self.init(&cwd, &env).await?;
+        // The apply output is both streamed and kept, for its closing counts.
+        let step = Step {
+            program: self.engine,
+            args: vec![
+                "apply".into(),
+                "-input=false".into(),
+                "-no-color".into(),
+                "plan.out".into(),
+            ],
+            cwd: &cwd,
+            env: &env,
+            log: Some(self.log),
+            capture: true,
+        };
+        let (exit, out) = process::run(step, &mut self.stop).await;
+        // The state is uploaded whenever it changed, also after a failure.
+        if let Ok(after) = std::fs::read(cwd.join("terraform.tfstate")) {
+            if Some(&after) != before.as_ref() {
+                let (serial, lineage) = state_identity(&after);
+                let upload = StateUpload {
+                    serial,
+                    lineage,
+                    state: crate::transport::http::b64(&after),
+                };
+                self.transport.upload_state(&token, &upload).await?;
+            }
+        }
+        match exit {
+            Exit::Success => Ok(finished(apply_counts(&String::from_utf8_lossy(&out)), true)),
+            other => Err(Failure::Exit(other)),
+        }
+    }
+
+    /// Execute the job; the outcome to report.
+    pub async fn execute(mut self) -> FinishRequest {
+        let result = match self.start.job.phase.as_str() {
+            "apply" => self.apply().await,
+            _ => self.plan().await,
+        };
+        result.unwrap_or_else(outcome_of)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_counts_from_show_json() {
+        let json = br#"{"resource_changes":[
+            {"change":{"actions":["create"]}},{"change":{"actions":["delete","create"]}},
+            {"change":{"actions":["update"]}},{"change":{"actions":["no-op"]}}]}"#;
+        assert_eq!(plan_counts(json), ((2, 1, 1), true));
+        assert_eq!(
+            plan_counts(br#"{"resource_changes":[]}"#),
+            ((0, 0, 0), false)
+        );
+        let outputs = br#"{"output_changes":{"x":{"actions":["create"]}}}"#;
+        assert_eq!(plan_counts(outputs), ((0, 0, 0), true));
+    }
+
+    #[test]
+    fn apply_counts_from_the_closing_line() {
+        assert_eq!(
+            apply_counts("...\nApply complete! Resources: 1 added, 2 changed, 3 destroyed.\n"),
+            (1, 2, 3)
+        );
+        assert_eq!(
+            apply_counts("Destroy complete! Resources: 4 destroyed.\n"),
+            (0, 0, 4)
+        );
+        assert_eq!(apply_counts("Error: boom"), (0, 0, 0));
+    }
+
+    #[test]
+    fn hcl_strings_escape_templates() {
+        assert_eq!(hcl_string("a\"b${c}%{d}\n"), r#""a\"b$${c}%%{d}\n""#);
+    }
+}

@@ -1,0 +1,140 @@
+//! Running one terraform command: inherited environment plus the run's, its
+//! output streamed to the job log, interrupted gracefully (SIGINT) on cancel
+//! and killed (SIGKILL) on force-cancel.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use crate::logs::LogSink;
+
+/// What the runner was told to do with the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Run,
+    /// Interrupt terraform gracefully.
+    Cancel,
+    /// Kill terraform at once.
+    Kill,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Success,
+    Failed(String),
+    /// Stopped because of a cancel or force-cancel.
+    Stopped(Stop),
+}
+
+/// A command to run.
+pub struct Step<'a> {
+    pub program: &'a Path,
+    pub args: Vec<String>,
+    pub cwd: &'a Path,
+    pub env: &'a [(String, String)],
+    /// Stream output to the log.
+    pub log: Option<&'a LogSink>,
+    /// Keep stdout and return it.
+    pub capture: bool,
+}
+
+async fn pump(mut from: impl AsyncRead + Unpin, log: Option<LogSink>, keep: bool) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                if let Some(l) = &log {
+                    l.write(&buf[..n]);
+                }
+                if keep {
+                    kept.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+    }
+}
+
+fn signal(pid: Option<u32>, sig: nix::sys::signal::Signal) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+/// Run `step` to its end; returns how it ended and its stdout.
+pub async fn run(step: Step<'_>, stop: &mut watch::Receiver<Stop>) -> (Exit, Vec<u8>) {
+    if *stop.borrow() != Stop::Run {
+        return (Exit::Stopped(*stop.borrow()), Vec::new());
+    }
+    let mut cmd = Command::new(step.program);
+    cmd.args(&step.args)
+        .current_dir(step.cwd)
+        .envs(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("TF_IN_AUTOMATION", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                Exit::Failed(format!("cannot run {}: {e}", step.program.display())),
+                Vec::new(),
+            )
+        }
+    };
+    let pid = child.id();
+    let capture = step.capture;
+    let out = tokio::spawn(pump(
+        child.stdout.take().expect("piped"),
+        step.log.cloned(),
+        capture,
+    ));
+    let err = tokio::spawn(pump(
+        child.stderr.take().expect("piped"),
+        step.log.cloned(),
+        false,
+    ));
+    let mut stopped = None;
+    let status = loop {
+        tokio::select! {
+            s = child.wait() => break s,
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                match *stop.borrow() {
+                    Stop::Cancel if stopped.is_none() => {
+                        stopped = Some(Stop::Cancel);
+                        signal(pid, nix::sys::signal::Signal::SIGINT);
+                    }
+                    Stop::Kill => {
+                        stopped = Some(Stop::Kill);
+                        let _ = child.start_kill();
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    let stdout = out.await.unwrap_or_default();
+    let _ = err.await;
+    let exit = match (status, stopped) {
+        // Terraform may finish its work despite an interrupt.
+        (Ok(s), Some(Stop::Cancel)) if s.success() => Exit::Success,
+        (_, Some(s)) => Exit::Stopped(s),
+        (Ok(s), None) if s.success() => Exit::Success,
+        (Ok(s), None) => Exit::Failed(format!(
+            "terraform {} exited with {s}",
+            step.args.first().map(String::as_str).unwrap_or("")
+        )),
+        (Err(e), None) => Exit::Failed(format!("waiting for terraform failed: {e}")),
+    };
+    (exit, stdout)
+}

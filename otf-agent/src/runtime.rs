@@ -1,0 +1,388 @@
+//! The runner's life: register, ping, long-poll for jobs, run up to
+//! `concurrency` of them at once, re-register when the server no longer knows
+//! it, stop on shutdown signals. One loop selects over a closed set of
+//! events; every spawned task is owned and awaited.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::engine::EngineConfig;
+use crate::logs::LogSink;
+use crate::operation::JobRun;
+use crate::process::Stop;
+use crate::protocol::{FinishRequest, JobSummary, RegisterRequest, RegisterResponse};
+use crate::transport::{TResult, Transport, TransportError};
+
+/// How a runner is set up.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    pub name: String,
+    pub concurrency: u32,
+    pub engine: EngineConfig,
+    /// Where job directories are made (and removed).
+    pub work_dir: PathBuf,
+    /// True for the server runner inside otfd (only for the log line).
+    pub server: bool,
+}
+
+/// Why a runner stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("the agent token was refused: {0}; check the token (it may be wrong or revoked)")]
+    TokenRefused(String),
+    #[error("the agent token was revoked; this agent stops (create a new token for the pool to run agents again)")]
+    Revoked,
+    #[error("cannot reach otfd: {0}")]
+    Unreachable(String),
+    #[error("otfd refused to register this agent: {0}")]
+    Refused(String),
+}
+
+/// Why the loop woke up.
+enum Event {
+    Polled(TResult<Vec<JobSummary>>),
+    JobDone,
+    Ping,
+    /// SIGINT/SIGTERM (or the embedding program's shutdown).
+    Signal,
+}
+
+struct Running {
+    /// Stops of running jobs, by job id.
+    jobs: HashMap<String, watch::Sender<Stop>>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Run until shut down: the first message on `signals` stops taking jobs and
+/// lets running ones finish; a second cancels them.
+pub async fn run(
+    transport: Arc<dyn Transport>,
+    cfg: RunnerConfig,
+    mut signals: mpsc::Receiver<()>,
+) -> Result<(), AgentError> {
+    tracing::info!(version = %env!("CARGO_PKG_VERSION"), "starting agent");
+    let mut reg = register(&*transport, &cfg).await.map_err(|e| match e {
+        TransportError::Unauthorized(m) => AgentError::TokenRefused(m),
+        TransportError::Unavailable(m) => AgentError::Unreachable(m),
+        other => AgentError::Refused(other.to_string()),
+    })?;
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut running = Running {
+        jobs: HashMap::new(),
+    };
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let mut ping = tokio::time::interval(Duration::from_millis(reg.ping_interval_ms.max(100)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut poll: Option<tokio::task::JoinHandle<TResult<Vec<JobSummary>>>> = None;
+    let mut poll_after = Instant::now();
+    let mut backoff = Duration::from_millis(500);
+    let mut shutting_down = false;
+    let mut announced_wait = false;
+
+    let result = loop {
+        let capacity = (running.jobs.len() as u32) < cfg.concurrency;
+        if poll.is_none() && capacity && !shutting_down && Instant::now() >= poll_after {
+            if running.jobs.is_empty() && !announced_wait {
+                tracing::info!("waiting for next job");
+                announced_wait = true;
+            }
+            let (t, id) = (transport.clone(), reg.id.clone());
+            poll = Some(tokio::spawn(async move { t.await_jobs(&id).await }));
+        }
+        let retry_in = poll_after.saturating_duration_since(Instant::now());
+        let event = tokio::select! {
+            p = async { poll.as_mut().expect("guarded").await }, if poll.is_some() => {
+                poll = None;
+                Event::Polled(p.unwrap_or_else(|e| Err(TransportError::Unavailable(e.to_string()))))
+            }
+            Some(id) = done_rx.recv() => {
+                running.jobs.remove(&id);
+                Event::JobDone
+            }
+            _ = ping.tick() => Event::Ping,
+            s = signals.recv() => match s {
+                Some(()) => Event::Signal,
+                None => Event::Signal,
+            },
+            _ = tokio::time::sleep(retry_in), if poll.is_none() && !retry_in.is_zero() => continue,
+        };
+        match event {
+            Event::Polled(Ok(jobs)) => {
+                backoff = Duration::from_millis(500);
+                for job in jobs {
+                    if running.jobs.len() as u32 >= cfg.concurrency || shutting_down {
+                        break;
+                    }
+                    announced_wait = false;
+                    let (stop_tx, stop_rx) = watch::channel(Stop::Run);
+                    running.jobs.insert(job.id.clone(), stop_tx);
+                    let (t, c, agent, done) = (
+                        transport.clone(),
+                        cfg.clone(),
+                        reg.id.clone(),
+                        done_tx.clone(),
+                    );
+                    tasks.spawn(async move {
+                        let id = job.id.clone();
+                        execute_job(t, c, agent, job, stop_rx).await;
+                        let _ = done.send(id);
+                    });
+                }
+                if !running.jobs.is_empty() {
+                    let _ = transport.status(&reg.id, "busy").await;
+                }
+            }
+            Event::Polled(Err(e)) => match e {
+                TransportError::Unauthorized(_) => break Err(AgentError::Revoked),
+                TransportError::Gone(m) => {
+                    tracing::warn!(reason = %m, "the server no longer knows this agent; registering again");
+                    stop_all(&running, Stop::Kill);
+                    match register(&*transport, &cfg).await {
+                        Ok(r) => reg = r,
+                        Err(TransportError::Unauthorized(_)) => break Err(AgentError::Revoked),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "registering again failed; retrying");
+                            poll_after = Instant::now() + backoff;
+                        }
+                    }
+                }
+                other => {
+                    tracing::warn!(error = %other, retry_in = ?backoff, "cannot reach otfd; retrying");
+                    poll_after = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            },
+            Event::JobDone => {
+                if running.jobs.is_empty() {
+                    let _ = transport.status(&reg.id, "idle").await;
+                    if shutting_down {
+                        break Ok(());
+                    }
+                }
+            }
+            Event::Ping => {
+                let status = if running.jobs.is_empty() {
+                    "idle"
+                } else {
+                    "busy"
+                };
+                match transport.status(&reg.id, status).await {
+                    Ok(_) => {}
+                    Err(TransportError::Unauthorized(_)) => break Err(AgentError::Revoked),
+                    Err(TransportError::Gone(m)) => {
+                        tracing::warn!(reason = %m, "the server no longer knows this agent; registering again");
+                        stop_all(&running, Stop::Kill);
+                        if let Ok(r) = register(&*transport, &cfg).await {
+                            reg = r;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "status ping failed"),
+                }
+            }
+            Event::Signal => {
+                if shutting_down {
+                    tracing::info!(
+                        jobs = running.jobs.len(),
+                        "second signal: canceling running jobs"
+                    );
+                    stop_all(&running, Stop::Cancel);
+                } else {
+                    shutting_down = true;
+                    if let Some(p) = poll.take() {
+                        p.abort();
+                    }
+                    tracing::info!(
+                        jobs = running.jobs.len(),
+                        "shutting down: taking no new jobs, letting running ones finish"
+                    );
+                }
+                if running.jobs.is_empty() {
+                    break Ok(());
+                }
+            }
+        }
+    };
+    if let Some(p) = poll.take() {
+        p.abort();
+    }
+    if result.is_err() {
+        stop_all(&running, Stop::Kill);
+    }
+    while tasks.join_next().await.is_some() {}
+    if !matches!(result, Err(AgentError::Revoked)) {
+        let _ = transport.status(&reg.id, "exited").await;
+        tracing::info!(agent.id = %reg.id, "agent exited");
+    }
+    result
+}
+
+fn stop_all(running: &Running, stop: Stop) {
+    for tx in running.jobs.values() {
+        let _ = tx.send(stop);
+    }
+}
+
+async fn register(transport: &dyn Transport, cfg: &RunnerConfig) -> TResult<RegisterResponse> {
+    let reg = transport
+        .register(&RegisterRequest {
+            name: cfg.name.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            concurrency: cfg.concurrency,
+        })
+        .await?;
+    tracing::info!(
+        agent.id = %reg.id,
+        agent.server = cfg.server,
+        agent.status = %reg.status,
+        agent.ip_address = %reg.ip_address,
+        agent.pool_id = %reg.pool_id.as_deref().unwrap_or(""),
+        "registered successfully"
+    );
+    Ok(reg)
+}
+
+/// Start a job, run it with a watcher for server signals, report the end.
+async fn execute_job(
+    transport: Arc<dyn Transport>,
+    cfg: RunnerConfig,
+    agent: String,
+    job: JobSummary,
+    mut local: watch::Receiver<Stop>,
+) {
+    let start = match transport.start_job(&agent, &job.id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(job.id = %job.id, error = %e, "could not start the job");
+            return;
+        }
+    };
+    tracing::info!(job.id = %job.id, run.id = %start.run.id, phase = %start.job.phase, attempt = start.job.attempt, "job started");
+    let (stop_tx, stop_rx) = watch::channel(Stop::Run);
+    let stop_tx = Arc::new(stop_tx);
+    // Server signals (stored with the job, so a reconnect still gets them).
+    let watcher = {
+        let (t, a, j, tx) = (
+            transport.clone(),
+            agent.clone(),
+            job.id.clone(),
+            stop_tx.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let asked = Instant::now();
+                match t.await_signal(&a, &j).await {
+                    Ok(Some(s)) if s == "force-cancel" => {
+                        let _ = tx.send(Stop::Kill);
+                        return;
+                    }
+                    Ok(Some(_)) => {
+                        let _ = tx.send_if_modified(|v| {
+                            let change = *v == Stop::Run;
+                            if change {
+                                *v = Stop::Cancel;
+                            }
+                            change
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(TransportError::Unavailable(_)) => {}
+                    Err(_) => return,
+                }
+                // Never spin: an answer that came at once waits a moment.
+                if asked.elapsed() < Duration::from_millis(500) {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        })
+    };
+    // Local stops (the agent's second shutdown signal, re-registration).
+    let forwarder = {
+        let tx = stop_tx.clone();
+        tokio::spawn(async move {
+            while local.changed().await.is_ok() {
+                let s = *local.borrow();
+                let _ = tx.send(s);
+            }
+        })
+    };
+    let dir = cfg
+        .work_dir
+        .join(format!("{}-{}", job.id, start.job.attempt));
+    let (log, uploader) = LogSink::start(transport.clone(), start.token.clone());
+    log.line(&format!(
+        "[otf] {} of run {} on {} {} (attempt {})",
+        start.job.phase,
+        start.run.id,
+        if cfg.server {
+            "the server runner"
+        } else {
+            "agent"
+        },
+        cfg.name,
+        start.job.attempt
+    ));
+    let finish = match cfg.engine.resolve(&start.run.terraform_version).await {
+        Ok(engine) => {
+            let created = tokio::fs::create_dir_all(&dir).await;
+            match created {
+                Ok(()) => {
+                    JobRun {
+                        transport: transport.clone(),
+                        start: &start,
+                        engine: &engine,
+                        dir: &dir,
+                        log: &log,
+                        stop: stop_rx,
+                    }
+                    .execute()
+                    .await
+                }
+                Err(e) => errored(format!(
+                    "cannot create the work directory {}: {e}",
+                    dir.display()
+                )),
+            }
+        }
+        Err(e) => errored(e),
+    };
+    if let Some(m) = &finish.message {
+        log.line(&format!("Error: {m}"));
+    }
+    uploader.close(log).await;
+    let mut tries = 0;
+    loop {
+        match transport.finish(&start.token, &finish).await {
+            Ok(()) => break,
+            Err(TransportError::Unavailable(e)) if tries < 10 => {
+                tries += 1;
+                tracing::warn!(job.id = %job.id, error = %e, "reporting the job's end failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+            }
+            Err(e) => {
+                tracing::warn!(job.id = %job.id, error = %e, "the server did not accept the job's end");
+                break;
+            }
+        }
+    }
+    tracing::info!(job.id = %job.id, outcome = %finish.outcome, "job finished");
+    watcher.abort();
+    forwarder.abort();
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+}
+
+fn errored(message: String) -> FinishRequest {
+    FinishRequest {
+        outcome: "errored".into(),
+        additions: 0,
+        changes: 0,
+        destructions: 0,
+        has_changes: false,
+        message: Some(message),
+    }
+}

@@ -1,0 +1,315 @@
+//! The agent protocol over HTTP(S), for pool agents.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+
+use super::{TResult, Transport, TransportError};
+use crate::protocol::*;
+
+/// A client of one otfd.
+#[derive(Clone)]
+pub struct HttpTransport {
+    base: String,
+    agent_token: String,
+    client: reqwest::Client,
+}
+
+/// The server URL for an `--address`: a URL, or `host[:port]` (HTTPS, except
+/// plain HTTP for loopback hosts, where otfd's default listener is).
+pub fn base_url(address: &str) -> String {
+    let a = address.trim().trim_end_matches('/');
+    if a.starts_with("http://") || a.starts_with("https://") {
+        return a.to_string();
+    }
+    let host = a.rsplit_once(':').map(|(h, _)| h).unwrap_or(a);
+    let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
+    format!("{}://{a}", if loopback { "http" } else { "https" })
+}
+
+/// The first error detail of a JSON:API error document, or the status line.
+async fn detail(resp: Response) -> String {
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/errors/0/detail")
+                .and_then(|d| d.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| format!("HTTP {status}"))
+}
+
+async fn check(resp: Result<Response, reqwest::Error>) -> TResult<Response> {
+    let resp = resp.map_err(|e| {
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            source = s.source();
+        }
+        TransportError::Unavailable(msg)
+    })?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let d = detail(resp).await;
+    Err(match status {
+        StatusCode::UNAUTHORIZED => TransportError::Unauthorized(d),
+        StatusCode::CONFLICT => TransportError::Gone(d),
+        StatusCode::NOT_FOUND => TransportError::NotFound(d),
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+            TransportError::Unavailable(d)
+        }
+        _ => TransportError::Refused(d),
+    })
+}
+
+async fn json<T: serde::de::DeserializeOwned>(resp: Response) -> TResult<T> {
+    resp.json::<T>()
+        .await
+        .map_err(|e| TransportError::Unavailable(format!("unreadable answer: {e}")))
+}
+
+async fn body(resp: Response) -> TResult<Vec<u8>> {
+    resp.bytes()
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|e| TransportError::Unavailable(format!("unreadable answer: {e}")))
+}
+
+impl HttpTransport {
+    /// A transport to `address` with the pool's `agent_token`; `ca_cert` is an
+    /// extra PEM certificate to trust besides the system's (`SSL_CERT_FILE`
+    /// and `SSL_CERT_DIR` are honoured).
+    pub fn new(address: &str, agent_token: &str, ca_cert: Option<&[u8]>) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("otf-agent/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120));
+        if let Some(pem) = ca_cert {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| format!("the CA certificate is not usable PEM: {e}"))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        Ok(Self {
+            base: base_url(address),
+            agent_token: agent_token.to_string(),
+            client,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn req(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+    }
+
+    fn agent_req(&self, method: Method, path: &str, agent: &str) -> RequestBuilder {
+        self.req(method, path, &self.agent_token)
+            .header(AGENT_ID_HEADER, agent)
+    }
+}
+
+#[async_trait]
+impl Transport for HttpTransport {
+    async fn register(&self, req: &RegisterRequest) -> TResult<RegisterResponse> {
+        json(
+            check(
+                self.req(Method::POST, "/api/agent/register", &self.agent_token)
+                    .json(req)
+                    .send()
+                    .await,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    async fn status(&self, agent: &str, status: &str) -> TResult<StatusResponse> {
+        let body = StatusRequest {
+            status: status.to_string(),
+        };
+        json(
+            check(
+                self.agent_req(Method::POST, "/api/agent/status", agent)
+                    .json(&body)
+                    .send()
+                    .await,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    async fn await_jobs(&self, agent: &str) -> TResult<Vec<JobSummary>> {
+        let r: JobsResponse = json(
+            check(
+                self.agent_req(Method::GET, "/api/agent/jobs", agent)
+                    .send()
+                    .await,
+            )
+            .await?,
+        )
+        .await?;
+        Ok(r.jobs)
+    }
+
+    async fn start_job(&self, agent: &str, job: &str) -> TResult<StartResponse> {
+        json(
+            check(
+                self.agent_req(Method::POST, &format!("/api/agent/jobs/{job}/start"), agent)
+                    .send()
+                    .await,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    async fn await_signal(&self, agent: &str, job: &str) -> TResult<Option<String>> {
+        let r: SignalResponse = json(
+            check(
+                self.agent_req(Method::GET, &format!("/api/agent/jobs/{job}/signal"), agent)
+                    .send()
+                    .await,
+            )
+            .await?,
+        )
+        .await?;
+        Ok(r.signal)
+    }
+
+    async fn config(&self, token: &str) -> TResult<Vec<u8>> {
+        body(
+            check(
+                self.req(Method::GET, "/api/agent/job/config", token)
+                    .send()
+                    .await,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    async fn variables(&self, token: &str) -> TResult<Vec<VariableSpec>> {
+        let r: VariablesResponse = json(
+            check(
+                self.req(Method::GET, "/api/agent/job/variables", token)
+                    .send()
+                    .await,
+            )
+            .await?,
+        )
+        .await?;
+        Ok(r.variables)
+    }
+
+    async fn current_state(&self, token: &str) -> TResult<Option<Vec<u8>>> {
+        let resp = check(
+            self.req(Method::GET, "/api/agent/job/state", token)
+                .send()
+                .await,
+        )
+        .await?;
+        if resp.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        body(resp).await.map(Some)
+    }
+
+    async fn put_artifact(&self, token: &str, kind: &str, data: Vec<u8>) -> TResult<()> {
+        check(
+            self.req(
+                Method::PUT,
+                &format!("/api/agent/job/artifacts/{kind}"),
+                token,
+            )
+            .body(data)
+            .send()
+            .await,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn get_artifact(&self, token: &str, kind: &str) -> TResult<Option<Vec<u8>>> {
+        let resp = check(
+            self.req(
+                Method::GET,
+                &format!("/api/agent/job/artifacts/{kind}"),
+                token,
+            )
+            .send()
+            .await,
+        )
+        .await?;
+        if resp.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        body(resp).await.map(Some)
+    }
+
+    async fn append_log(&self, token: &str, data: Vec<u8>) -> TResult<()> {
+        check(
+            self.req(Method::POST, "/api/agent/job/logs", token)
+                .body(data)
+                .send()
+                .await,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn upload_state(&self, token: &str, state: &StateUpload) -> TResult<()> {
+        check(
+            self.req(Method::POST, "/api/agent/job/state", token)
+                .json(state)
+                .send()
+                .await,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn finish(&self, token: &str, req: &FinishRequest) -> TResult<()> {
+        check(
+            self.req(Method::POST, "/api/agent/job/finish", token)
+                .json(req)
+                .send()
+                .await,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Standard base64, as the protocol carries state files.
+pub fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(base_url("127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(base_url("localhost:8080/"), "http://localhost:8080");
+        assert_eq!(base_url("otf.example.com"), "https://otf.example.com");
+        assert_eq!(base_url("https://127.0.0.1:8443"), "https://127.0.0.1:8443");
+    }
+}

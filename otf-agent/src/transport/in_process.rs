@@ -1,0 +1,247 @@
+//! The agent protocol as direct calls into the core, for the server runner
+//! inside otfd. It acts as [`Subject::ServerRunner`] and authenticates job
+//! tokens exactly as the HTTP endpoints do.
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use otf_core::artifacts::ArtifactKind;
+use otf_core::auth::Subject;
+use otf_core::run::ResourceCounts;
+use otf_core::services::{JobOutcome, RegisterAgent};
+use otf_core::store::Store;
+use otf_core::{Core, Error};
+
+use super::{TResult, Transport, TransportError};
+use crate::protocol::*;
+
+/// The server runner's transport.
+pub struct InProcess<S: Store> {
+    core: Core<S>,
+    /// Longest wait of `await_jobs` and `await_signal`, as the HTTP long-polls.
+    long_poll: std::time::Duration,
+}
+
+impl<S: Store> InProcess<S> {
+    pub fn new(core: Core<S>, long_poll: std::time::Duration) -> Self {
+        Self { core, long_poll }
+    }
+
+    async fn job(&self, token: &str) -> TResult<Subject> {
+        self.core.authenticate(token).await.map_err(map)
+    }
+}
+
+fn map(e: Error) -> TransportError {
+    let msg = e.to_string();
+    match e {
+        Error::Unauthorized => TransportError::Unauthorized(msg),
+        Error::AgentGone { .. } | Error::Transition(_) => TransportError::Gone(msg),
+        Error::NotFound { .. } | Error::InvalidId(_) => TransportError::NotFound(msg),
+        Error::Store(_) => TransportError::Unavailable(msg),
+        _ => TransportError::Refused(msg),
+    }
+}
+
+fn kind(k: &str) -> TResult<ArtifactKind> {
+    k.parse()
+        .map_err(|e: otf_core::UnknownVariant| TransportError::NotFound(e.to_string()))
+}
+
+#[async_trait]
+impl<S: Store> Transport for InProcess<S> {
+    async fn register(&self, req: &RegisterRequest) -> TResult<RegisterResponse> {
+        let agent = self
+            .core
+            .register_agent(
+                &Subject::ServerRunner,
+                RegisterAgent {
+                    name: req.name.clone(),
+                    version: req.version.clone(),
+                    max_jobs: req.concurrency,
+                    ip_address: "127.0.0.1".into(),
+                },
+            )
+            .await
+            .map_err(map)?;
+        Ok(RegisterResponse {
+            id: agent.id.to_string(),
+            pool_id: None,
+            status: agent.status.to_string(),
+            ip_address: agent.ip_address,
+            ping_interval_ms: self.core.config().liveness.ping_interval.as_millis() as u64,
+        })
+    }
+
+    async fn status(&self, agent: &str, status: &str) -> TResult<StatusResponse> {
+        use otf_core::agent::ReportedStatus;
+        let reported = match status {
+            "busy" => ReportedStatus::Busy,
+            "exited" => ReportedStatus::Exited,
+            _ => ReportedStatus::Idle,
+        };
+        let s = self
+            .core
+            .ping(&Subject::ServerRunner, agent, reported)
+            .await
+            .map_err(map)?;
+        Ok(StatusResponse {
+            status: s.to_string(),
+        })
+    }
+
+    async fn await_jobs(&self, agent: &str) -> TResult<Vec<JobSummary>> {
+        let wait = self
+            .core
+            .await_allocated_jobs(&Subject::ServerRunner, agent);
+        let jobs = match tokio::time::timeout(self.long_poll, wait).await {
+            Ok(j) => j.map_err(map)?,
+            Err(_) => Vec::new(),
+        };
+        Ok(jobs
+            .iter()
+            .map(|j| JobSummary {
+                id: j.id.to_string(),
+                run_id: j.run.to_string(),
+                workspace_id: j.workspace.to_string(),
+                phase: j.phase.to_string(),
+                attempt: j.attempt,
+            })
+            .collect())
+    }
+
+    async fn start_job(&self, agent: &str, job: &str) -> TResult<StartResponse> {
+        let s = self
+            .core
+            .start_job(&Subject::ServerRunner, agent, job)
+            .await
+            .map_err(map)?;
+        Ok(StartResponse {
+            token: s.token.expose().to_string(),
+            job: JobSummary {
+                id: s.job.id.to_string(),
+                run_id: s.job.run.to_string(),
+                workspace_id: s.job.workspace.to_string(),
+                phase: s.job.phase.to_string(),
+                attempt: s.job.attempt,
+            },
+            run: RunSpec {
+                id: s.run.id.to_string(),
+                is_destroy: s.run.options.is_destroy,
+                refresh: s.run.options.refresh,
+                refresh_only: s.run.options.refresh_only,
+                plan_only: s.run.options.plan_only,
+                target_addrs: s.run.options.target_addrs.clone(),
+                replace_addrs: s.run.options.replace_addrs.clone(),
+                terraform_version: s.run.terraform_version.clone(),
+            },
+            workspace: WorkspaceSpec {
+                id: s.workspace.id.to_string(),
+                name: s.workspace.name.clone(),
+                organization: s.workspace.organization.to_string(),
+                working_directory: s.workspace.working_directory.clone(),
+                terraform_version: s.workspace.terraform_version.clone(),
+            },
+        })
+    }
+
+    async fn await_signal(&self, agent: &str, job: &str) -> TResult<Option<String>> {
+        let wait = self.core.await_signal(&Subject::ServerRunner, agent, job);
+        match tokio::time::timeout(self.long_poll, wait).await {
+            Ok(s) => Ok(s.map_err(map)?.map(|s| s.to_string())),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn config(&self, token: &str) -> TResult<Vec<u8>> {
+        let s = self.job(token).await?;
+        self.core.job_config(&s).await.map_err(map)
+    }
+
+    async fn variables(&self, token: &str) -> TResult<Vec<VariableSpec>> {
+        let s = self.job(token).await?;
+        Ok(self
+            .core
+            .job_variables(&s)
+            .await
+            .map_err(map)?
+            .into_iter()
+            .map(|v| VariableSpec {
+                key: v.key,
+                value: v.value,
+                category: v.category.to_string(),
+                hcl: v.hcl,
+                sensitive: v.sensitive,
+            })
+            .collect())
+    }
+
+    async fn current_state(&self, token: &str) -> TResult<Option<Vec<u8>>> {
+        let s = self.job(token).await?;
+        Ok(self
+            .core
+            .job_current_state(&s)
+            .await
+            .map_err(map)?
+            .map(|(_, b)| b))
+    }
+
+    async fn put_artifact(&self, token: &str, k: &str, data: Vec<u8>) -> TResult<()> {
+        let s = self.job(token).await?;
+        self.core
+            .upload_artifact(&s, kind(k)?, &data)
+            .await
+            .map_err(map)
+    }
+
+    async fn get_artifact(&self, token: &str, k: &str) -> TResult<Option<Vec<u8>>> {
+        let s = self.job(token).await?;
+        self.core.download_artifact(&s, kind(k)?).await.map_err(map)
+    }
+
+    async fn append_log(&self, token: &str, data: Vec<u8>) -> TResult<()> {
+        let s = self.job(token).await?;
+        self.core
+            .append_job_log(&s, &data)
+            .await
+            .map_err(map)
+            .map(|_| ())
+    }
+
+    async fn upload_state(&self, token: &str, state: &StateUpload) -> TResult<()> {
+        let s = self.job(token).await?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(state.state.trim())
+            .map_err(|e| TransportError::Refused(format!("state is not base64: {e}")))?;
+        self.core
+            .job_create_state_version(&s, state.serial, &state.lineage, &bytes)
+            .await
+            .map_err(map)
+            .map(|_| ())
+    }
+
+    async fn finish(&self, token: &str, req: &FinishRequest) -> TResult<()> {
+        let s = self.job(token).await?;
+        let outcome = match req.outcome.as_str() {
+            "finished" => JobOutcome::Finished {
+                counts: ResourceCounts {
+                    additions: req.additions,
+                    changes: req.changes,
+                    destructions: req.destructions,
+                },
+                has_changes: req.has_changes,
+            },
+            "canceled" => JobOutcome::Canceled,
+            _ => JobOutcome::Errored {
+                message: req
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "the job failed".into()),
+            },
+        };
+        self.core
+            .finish_job(&s, outcome)
+            .await
+            .map_err(map)
+            .map(|_| ())
+    }
+}
