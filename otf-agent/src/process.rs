@@ -60,9 +60,11 @@ async fn pump(mut from: impl AsyncRead + Unpin, log: Option<LogSink>, keep: bool
     }
 }
 
+/// Signal the command's whole process group (terraform, its provider
+/// plugins, and provisioner commands).
 fn signal(pid: Option<u32>, sig: nix::sys::signal::Signal) {
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), sig);
     }
 }
 
@@ -80,6 +82,9 @@ pub async fn run(step: Step<'_>, stop: &mut watch::Receiver<Stop>) -> (Exit, Vec
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // Its own process group, so that signals reach everything it started.
+    #[cfg(unix)]
+    cmd.process_group(0);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -116,6 +121,7 @@ pub async fn run(step: Step<'_>, stop: &mut watch::Receiver<Stop>) -> (Exit, Vec
                     }
                     Stop::Kill => {
                         stopped = Some(Stop::Kill);
+                        signal(pid, nix::sys::signal::Signal::SIGKILL);
                         let _ = child.start_kill();
                     }
                     _ => {}

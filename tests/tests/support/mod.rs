@@ -45,12 +45,22 @@ struct PgDatabase {
     name: String,
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-        .block_on(f)
+/// Run a future to completion on a thread of its own (callers may be inside
+/// an async runtime already).
+fn block_on<F>(f: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(f)
+    })
+    .join()
+    .expect("the database helper thread")
 }
 
 impl PgDatabase {
@@ -71,11 +81,12 @@ impl PgDatabase {
                     .collect::<String>()
             )
         };
-        block_on(async {
-            let mut conn = sqlx::PgConnection::connect(admin_url)
+        let (admin, db) = (admin_url.to_string(), name.clone());
+        block_on(async move {
+            let mut conn = sqlx::PgConnection::connect(&admin)
                 .await
                 .expect("connect to PostgreSQL");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
+            sqlx::query(&format!("CREATE DATABASE {db}"))
                 .execute(&mut conn)
                 .await
                 .expect("create database");
