@@ -6,7 +6,7 @@ mod common;
 
 use common::World;
 use otf_core::auth::Subject;
-use otf_core::services::{PoolSpec, WorkspaceSpec};
+use otf_core::services::{PoolSpec, StateSpec, VariableSpec, WorkspaceSpec};
 use otf_core::workspace::ExecutionMode;
 use otf_core::Error;
 
@@ -67,6 +67,70 @@ async fn organization_tokens_stay_in_their_organization() {
         w.core.delete_workspace(&acme, theirs.id.as_str()).await,
         Err(Error::Forbidden(_))
     ));
+    // Writes that name another organization's workspace are forbidden too,
+    // whether by id or by name; a missing one is still not found.
+    let var = VariableSpec {
+        key: Some("k".into()),
+        value: Some("v".into()),
+        category: Some(otf_core::artifacts::VariableCategory::Env),
+        ..Default::default()
+    };
+    assert!(matches!(
+        w.core
+            .create_variable(&acme, theirs.id.as_str(), var.clone())
+            .await,
+        Err(Error::Forbidden(_))
+    ));
+    let state = StateSpec {
+        serial: 1,
+        lineage: "l".into(),
+        md5: None,
+        state: b"{}".to_vec(),
+        force: false,
+        run: None,
+    };
+    assert!(matches!(
+        w.core
+            .create_state_version(&acme, theirs.id.as_str(), state)
+            .await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        w.core
+            .get_workspace_to_change(&acme, theirs.id.as_str())
+            .await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        w.core
+            .get_workspace_by_name_to_change(&acme, "other", "secret")
+            .await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        w.core
+            .get_workspace_by_name_to_change(&acme, "other", "missing")
+            .await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        w.core
+            .get_workspace_to_change(&acme, "ws-AAAAAAAAAAAAAAAA")
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(w
+        .core
+        .list_variables(&w.site, theirs.id.as_str())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(w
+        .core
+        .current_state_version(&w.site, theirs.id.as_str())
+        .await
+        .unwrap()
+        .is_none());
     // Only the site administrator creates organizations.
     assert!(matches!(
         w.core.create_organization(&acme, "mine", "a@b.c").await,

@@ -72,12 +72,7 @@ impl<S: Store> Core<S> {
         workspace: &str,
         spec: StateSpec,
     ) -> Result<StateVersion, Error> {
-        let ws = self.get_workspace(subject, workspace).await?;
-        allow(
-            authorize_organization(subject, &ws.organization, Access::Write),
-            "workspace",
-            &ws.id,
-        )?;
+        let ws = self.get_workspace_to_change(subject, workspace).await?;
         let md5 = md5_hex(&spec.state);
         if let Some(given) = &spec.md5 {
             if !given.eq_ignore_ascii_case(&md5) {
@@ -204,12 +199,7 @@ impl<S: Store> Core<S> {
         workspace: &str,
         spec: VariableSpec,
     ) -> Result<Variable, Error> {
-        let ws = self.get_workspace(subject, workspace).await?;
-        allow(
-            authorize_organization(subject, &ws.organization, Access::Write),
-            "workspace",
-            &ws.id,
-        )?;
+        let ws = self.get_workspace_to_change(subject, workspace).await?;
         let category = spec.category.ok_or_else(|| Error::Invalid {
             field: "category",
             reason: "say whether the variable is a `terraform` input or an `env` variable".into(),

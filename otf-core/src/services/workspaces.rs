@@ -130,6 +130,49 @@ impl<S: Store> Core<S> {
         Ok(ws)
     }
 
+    /// A workspace the subject is about to change: not found when it does
+    /// not exist, forbidden when it exists outside the subject's scope
+    /// (changes are refused, not hidden).
+    pub async fn get_workspace_to_change(
+        &self,
+        subject: &Subject,
+        id: &str,
+    ) -> Result<Workspace, Error> {
+        let id: WorkspaceId = id.parse()?;
+        let mut tx = self.begin().await?;
+        let ws = found(tx.get_workspace(&id).await?, "workspace", &id)?;
+        allow(
+            authorize_organization(subject, &ws.organization, Access::Write),
+            "workspace",
+            &id,
+        )?;
+        Ok(ws)
+    }
+
+    /// [`Core::get_workspace_to_change`] by name: a subject that may not
+    /// change the organization is refused whether or not the workspace
+    /// exists.
+    pub async fn get_workspace_by_name_to_change(
+        &self,
+        subject: &Subject,
+        org: &str,
+        name: &str,
+    ) -> Result<Workspace, Error> {
+        let org = parse_org(org)?;
+        let id = format!("{org}/{name}");
+        allow(
+            authorize_organization(subject, &org, Access::Write),
+            "workspace",
+            &id,
+        )?;
+        let mut tx = self.begin().await?;
+        found(
+            tx.get_workspace_by_name(&org, name).await?,
+            "workspace",
+            &id,
+        )
+    }
+
     pub async fn get_workspace_by_name(
         &self,
         subject: &Subject,

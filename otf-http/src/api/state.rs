@@ -201,6 +201,11 @@ pub async fn handle<S: Store>(
         }
         (Route::WorkspaceVar, m) => {
             let var_id = req.param("var");
+            // Changes to another organization's workspace are forbidden,
+            // not hidden.
+            if *m != Method::GET {
+                core.get_workspace_to_change(subject, id).await?;
+            }
             // The variable must belong to the workspace of the path.
             let var = core.get_variable(subject, var_id).await?;
             if var.workspace.as_str() != id {

@@ -88,6 +88,16 @@ pub async fn handle<S: Store>(
             _ => core.get_workspace(subject, req.param("id")).await,
         }
     };
+    // The same for a change: out of scope is forbidden, not hidden.
+    let target_to_change = || async {
+        match route {
+            Route::OrgWorkspace => {
+                core.get_workspace_by_name_to_change(subject, req.param("org"), req.param("name"))
+                    .await
+            }
+            _ => core.get_workspace_to_change(subject, req.param("id")).await,
+        }
+    };
     match (route, &req.method) {
         (Route::OrgWorkspaces, &Method::GET) => {
             let page = Page::from_request(req)?;
@@ -122,7 +132,7 @@ pub async fn handle<S: Store>(
             ok(StatusCode::OK, &target().await?)
         }
         (Route::OrgWorkspace | Route::Workspace, &Method::PATCH) => {
-            let current = target().await?;
+            let current = target_to_change().await?;
             let body = req.json()?;
             let data = body.data(&["workspaces"])?;
             let update = update_of(&data, &current)?;
@@ -132,7 +142,7 @@ pub async fn handle<S: Store>(
             ok(StatusCode::OK, &w)
         }
         (Route::OrgWorkspace | Route::Workspace, &Method::DELETE) => {
-            let w = target().await?;
+            let w = target_to_change().await?;
             core.delete_workspace(subject, w.id.as_str()).await?;
             Ok(response::empty(StatusCode::NO_CONTENT))
         }
