@@ -91,6 +91,12 @@ struct Flags {
     /// Seconds between the leader's periodic steps.
     #[arg(long, env = "OTF_TICK", default_value_t = 1.0, hide = true)]
     tick: f64,
+    /// Largest JSON request body, in bytes.
+    #[arg(long, env = "OTF_MAX_JSON_BODY", hide = true)]
+    max_json_body: Option<usize>,
+    /// Largest upload (configuration tarball, state, plan files), in bytes.
+    #[arg(long, env = "OTF_MAX_UPLOAD", hide = true)]
+    max_upload: Option<usize>,
 }
 
 fn secs(s: f64) -> Duration {
@@ -179,6 +185,14 @@ async fn run() -> ExitCode {
             mirror: flags.engine_mirror.clone(),
         },
         ..Config::default()
+    };
+    let defaults = crate::Limits::default();
+    let config = Config {
+        limits: crate::Limits {
+            max_json_body: flags.max_json_body.unwrap_or(defaults.max_json_body),
+            max_upload: flags.max_upload.unwrap_or(defaults.max_upload),
+        },
+        ..config
     };
     let otfd = match Otfd::prepare(config).await {
         Ok(o) => o,
