@@ -147,6 +147,9 @@ pub async fn handle<S: Store>(
             Ok(response::empty(StatusCode::NO_CONTENT))
         }
         (Route::WorkspaceAction, &Method::POST) => {
+            // Any body shape is accepted (none, plain JSON, JSON:API), but
+            // not malformed JSON.
+            req.json()?;
             let id = req.param("id");
             let w = match req.param("action") {
                 "lock" => core.lock_workspace(subject, id).await?,
