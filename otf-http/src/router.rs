@@ -14,6 +14,8 @@ pub enum Route {
     Organization,
     Entitlements,
     RunQueue,
+    /// The organization's active jobs and why they wait (read-only).
+    OrgJobs,
     Capacity,
     OrgToken,
     OrgWorkspaces,
@@ -79,6 +81,7 @@ const TABLE: &[(&str, Route)] = &[
         Route::Entitlements,
     ),
     ("/api/v2/organizations/{org}/runs/queue", Route::RunQueue),
+    ("/api/v2/organizations/{org}/jobs", Route::OrgJobs),
     ("/api/v2/organizations/{org}/capacity", Route::Capacity),
     (
         "/api/v2/organizations/{org}/authentication-token",

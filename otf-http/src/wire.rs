@@ -11,7 +11,8 @@ use otf_core::ids::{apply_id, plan_id};
 use otf_core::organization::{Organization, OrganizationToken};
 use otf_core::pool::AgentPool;
 use otf_core::run::{Phase, Run, RunStatus};
-use otf_core::services::AgentView;
+use otf_core::scheduler::WaitReason;
+use otf_core::services::{AgentView, QueuedJob};
 use otf_core::workspace::Workspace;
 use serde_json::{json, Map, Value};
 
@@ -155,6 +156,32 @@ pub fn agent(v: &AgentView) -> Value {
             "current-jobs": v.current_jobs,
         }),
         json!({ "agent-pool": rel_one("agent-pools", a.pool.as_ref().map(|p| p.as_str())) }),
+    )
+}
+
+/// An active job of the queue view: where it runs, or why it waits.
+pub fn queued_job(q: &QueuedJob) -> Value {
+    let j = &q.job;
+    resource(
+        "jobs",
+        j.id.as_str(),
+        json!({
+            "phase": j.phase.as_str(),
+            "status": j.status.as_str(),
+            "attempt": j.attempt,
+            "queued-at": ts(j.queued_at),
+            "agent-name": q.agent_name,
+            "wait-reason": q.wait.map(|w| match w {
+                WaitReason::NoAgent => "no-agent",
+                WaitReason::NoCapacity => "no-capacity",
+            }),
+        }),
+        json!({
+            "run": rel_one("runs", Some(j.run.as_str())),
+            "workspace": rel_one("workspaces", Some(j.workspace.as_str())),
+            "agent-pool": rel_one("agent-pools", j.pool.as_ref().map(|p| p.as_str())),
+            "agent": rel_one("agents", j.agent.as_ref().map(|a| a.as_str())),
+        }),
     )
 }
 

@@ -1,5 +1,6 @@
 //! TFE API v2 handlers: decode, call one core service, encode.
 
+mod jobs;
 pub mod meta;
 mod orgs;
 mod pools;
@@ -31,6 +32,7 @@ pub async fn handle<S: Store>(
         OrgWorkspaces | OrgWorkspace | Workspace | WorkspaceAction => {
             workspaces::handle(app, route, req, subject).await
         }
+        OrgJobs => jobs::handle(app, route, req, subject).await,
         OrgPools | Pool | PoolAgents | PoolTokens | Token | Agent => {
             pools::handle(app, route, req, subject).await
         }
