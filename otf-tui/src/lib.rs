@@ -1,6 +1,25 @@
-//! `otf-tui` is the administrator's terminal UI: a client of otfd's public
-//! HTTP API only. It must not depend on `otf-store` (no database access).
+//! `otf-tui` is the administrator's terminal UI (ratatui + crossterm): a
+//! client of otfd's public HTTP API only, never of its database. It must not
+//! depend on `otf-store` or `otf-agent`; from `otf-core` it uses pure helpers
+//! only (status enums and their wire spelling, tarball packing).
 //!
-//! Not built yet (issue 6).
+//! The layers, each testable alone:
+//! * [`app`]: the state, and `update(state, action) -> effects`, pure;
+//! * [`keys`]: which key means which action on which screen;
+//! * [`view`]: drawing, a function of the state (tested on `TestBackend`);
+//! * [`client`]: the HTTP client behind the [`client::Api`] trait;
+//! * `runtime`: the event loop and the background requests;
+//! * [`cli`]: flags, first contact, exit codes; entry [`cli::main_impl`].
 
 #![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod keys;
+pub mod model;
+pub mod runtime;
+mod terminal;
+pub mod theme;
+pub mod time;
+pub mod view;

@@ -1,0 +1,524 @@
+//! The TUI's state and its vocabulary: screens, modals, the [`Action`]s
+//! that change state, the [`Effect`]s (requests to otfd) that `update` asks
+//! the runtime to carry out, and the [`Loaded`] answers that come back. No
+//! I/O and no drawing here: `update` is a pure function of state and action.
+
+mod update;
+
+use std::collections::BTreeSet;
+
+pub use update::{action_verb, log_text, pool_workspace_marks, refresh_of, update};
+
+use crate::client::RunAction;
+use crate::model::{
+    Agent, ExecutionModeKind, Job, NewToken, Organization, Phase, Pool, Run, Token, Workspace,
+};
+
+/// An answer from otfd: the value, or the message to show.
+pub type Res<T> = Result<T, String>;
+
+/// The whole state of the TUI.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Where otfd is (shown in the title).
+    pub address: String,
+    /// Navigation: the last screen is the one shown. Never empty.
+    pub stack: Vec<Screen>,
+    pub modal: Option<Modal>,
+    /// A one-line message under the screen: the outcome of the last action,
+    /// or why the last refresh failed.
+    pub flash: Option<Flash>,
+    /// Milliseconds since the epoch, advanced by ticks; "last seen" is
+    /// relative to it.
+    pub now: i64,
+    pub quit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flash {
+    pub text: String,
+    pub error: bool,
+}
+
+/// A list with a cursor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub selected: usize,
+}
+
+impl Cursor {
+    pub fn up(&mut self) {
+        self.selected = self.selected.saturating_sub(1);
+    }
+
+    pub fn down(&mut self, len: usize) {
+        if self.selected + 1 < len {
+            self.selected += 1;
+        }
+    }
+
+    /// Keep the cursor inside a list that may have shrunk.
+    pub fn clamp(&mut self, len: usize) {
+        self.selected = self.selected.min(len.saturating_sub(1));
+    }
+}
+
+/// The sections of an organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Pools,
+    Workspaces,
+    Jobs,
+}
+
+impl Section {
+    pub const ALL: [Section; 3] = [Section::Pools, Section::Workspaces, Section::Jobs];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Section::Pools => "Agent pools",
+            Section::Workspaces => "Workspaces",
+            Section::Jobs => "Jobs and queue",
+        }
+    }
+}
+
+/// A pool with what its detail screen shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolDetail {
+    pub pool: Pool,
+    pub agents: Vec<Agent>,
+    /// Every workspace of the organization.
+    pub workspaces: Vec<Workspace>,
+}
+
+/// A run with its phases and the new bytes of their logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDetail {
+    pub run: Run,
+    pub plan: Option<Phase>,
+    pub apply: Option<Phase>,
+    pub plan_log: Vec<u8>,
+    pub apply_log: Vec<u8>,
+}
+
+/// The organization's queue with the names to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueView {
+    pub jobs: Vec<Job>,
+    pub workspaces: Vec<Workspace>,
+    pub pools: Vec<Pool>,
+}
+
+/// A log being tailed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogTail {
+    pub bytes: Vec<u8>,
+    /// The end marker arrived: nothing more will come.
+    pub done: bool,
+}
+
+impl LogTail {
+    /// Where to read on from; None once done.
+    pub fn offset(&self) -> Option<usize> {
+        (!self.done).then_some(self.bytes.len())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    Organizations {
+        items: Option<Vec<Organization>>,
+        cursor: Cursor,
+    },
+    Organization {
+        org: String,
+        cursor: Cursor,
+    },
+    Pools {
+        org: String,
+        items: Option<Vec<Pool>>,
+        cursor: Cursor,
+    },
+    Pool {
+        org: String,
+        id: String,
+        detail: Option<PoolDetail>,
+    },
+    /// "Grant access to specific workspaces": rows 0 and 1 choose the scope,
+    /// the rest toggle workspaces.
+    Grants {
+        pool: Pool,
+        workspaces: Vec<Workspace>,
+        organization_scoped: bool,
+        granted: BTreeSet<String>,
+        cursor: Cursor,
+    },
+    Tokens {
+        pool: Pool,
+        items: Option<Vec<Token>>,
+        cursor: Cursor,
+    },
+    Workspaces {
+        org: String,
+        items: Option<Vec<Workspace>>,
+        pools: Vec<Pool>,
+        cursor: Cursor,
+    },
+    /// Execution mode: rows remote, local, agent, then one row per pool.
+    Settings {
+        workspace: Workspace,
+        pools: Vec<Pool>,
+        mode: ExecutionModeKind,
+        pool: Option<String>,
+        cursor: Cursor,
+    },
+    Runs {
+        workspace: Workspace,
+        items: Option<Vec<Run>>,
+        cursor: Cursor,
+    },
+    Run {
+        workspace: String,
+        id: String,
+        detail: Option<RunView>,
+        plan_log: LogTail,
+        apply_log: LogTail,
+        /// Lines scrolled up from the end of the log; 0 follows it.
+        scroll: usize,
+    },
+    Jobs {
+        org: String,
+        view: Option<QueueView>,
+        cursor: Cursor,
+    },
+}
+
+/// What the run screen shows besides the logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunView {
+    pub run: Run,
+    pub plan: Option<Phase>,
+    pub apply: Option<Phase>,
+}
+
+impl Screen {
+    /// A short name for the title's breadcrumb.
+    pub fn crumb(&self) -> String {
+        match self {
+            Screen::Organizations { .. } => "organizations".into(),
+            Screen::Organization { org, .. } => org.clone(),
+            Screen::Pools { .. } => "agent pools".into(),
+            Screen::Pool { id, detail, .. } => detail
+                .as_ref()
+                .map_or_else(|| id.clone(), |d| d.pool.name.clone()),
+            Screen::Grants { .. } => "grants".into(),
+            Screen::Tokens { .. } => "tokens".into(),
+            Screen::Workspaces { .. } => "workspaces".into(),
+            Screen::Settings { workspace, .. } => format!("{} settings", workspace.name),
+            Screen::Runs { workspace, .. } => format!("{} runs", workspace.name),
+            Screen::Run { id, .. } => id.clone(),
+            Screen::Jobs { .. } => "jobs".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modal {
+    /// A one-line text input.
+    Input {
+        purpose: InputPurpose,
+        value: String,
+    },
+    /// A yes/no question before something that cannot be undone.
+    Confirm {
+        question: String,
+        on_yes: Confirmed,
+    },
+    /// A new token's secret, shown this once.
+    Secret {
+        description: String,
+        secret: String,
+    },
+    /// A refusal or failure that needs acknowledging.
+    Error {
+        title: String,
+        detail: String,
+    },
+    Help,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputPurpose {
+    NewOrganization,
+    NewWorkspace { org: String },
+    NewPool { org: String },
+    NewToken { pool: String },
+    RunDirectory { workspace: String },
+}
+
+impl InputPurpose {
+    pub fn title(&self) -> &'static str {
+        match self {
+            InputPurpose::NewOrganization => "New organization",
+            InputPurpose::NewWorkspace { .. } => "New workspace",
+            InputPurpose::NewPool { .. } => "New agent pool",
+            InputPurpose::NewToken { .. } => "New agent token",
+            InputPurpose::RunDirectory { .. } => "Start a run",
+        }
+    }
+
+    pub fn prompt(&self) -> &'static str {
+        match self {
+            InputPurpose::NewOrganization | InputPurpose::NewWorkspace { .. } => "Name",
+            InputPurpose::NewPool { .. } => "Pool name",
+            InputPurpose::NewToken { .. } => "Description (required)",
+            InputPurpose::RunDirectory { .. } => "Configuration directory",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmed {
+    DeletePool { id: String },
+    RevokeToken { pool: String, id: String },
+    RunAction { run: String, action: RunAction },
+}
+
+/// What a key means (keys.rs decides which key means what, where).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Up,
+    Down,
+    /// Open the selected item.
+    Enter,
+    /// Back one screen; quits from the first.
+    Back,
+    Quit,
+    Help,
+    Refresh,
+    /// Create something on the current screen.
+    New,
+    Delete,
+    /// Edit grants (pool) or settings (workspace).
+    Edit,
+    /// A pool's tokens.
+    Tokens,
+    /// Choose or toggle the selected row.
+    Toggle,
+    Save,
+    /// Jump to a section of the organization.
+    Open(Section),
+    Run(RunAction),
+    /// Text input.
+    Char(char),
+    Backspace,
+    /// Enter in a modal.
+    Submit,
+    /// Esc / "n" in a modal.
+    Dismiss,
+    Yes,
+    /// Time passes: refresh live views.
+    Tick(i64),
+    /// An answer from otfd (boxed: answers are much larger than keys).
+    Loaded(Box<Loaded>),
+}
+
+/// Work for the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Fetch(Request),
+}
+
+/// A request to otfd, by what it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Organizations,
+    CreateOrganization {
+        name: String,
+    },
+    Pools {
+        org: String,
+    },
+    CreatePool {
+        org: String,
+        name: String,
+    },
+    PoolDetail {
+        org: String,
+        id: String,
+    },
+    SetGrants {
+        pool: String,
+        organization_scoped: bool,
+        allowed: Vec<String>,
+    },
+    DeletePool {
+        id: String,
+    },
+    Tokens {
+        pool: String,
+    },
+    CreateToken {
+        pool: String,
+        description: String,
+    },
+    RevokeToken {
+        pool: String,
+        id: String,
+    },
+    Workspaces {
+        org: String,
+    },
+    CreateWorkspace {
+        org: String,
+        name: String,
+    },
+    SetMode {
+        workspace: String,
+        mode: ExecutionModeKind,
+        pool: Option<String>,
+    },
+    Runs {
+        workspace: String,
+    },
+    /// Pack `dir` as a configuration version and start a run of it.
+    StartRun {
+        workspace: String,
+        dir: String,
+    },
+    RunDetail {
+        run: String,
+        plan_offset: Option<usize>,
+        apply_offset: Option<usize>,
+    },
+    RunAction {
+        run: String,
+        action: RunAction,
+    },
+    Jobs {
+        org: String,
+    },
+}
+
+impl Request {
+    /// Reads that refresh a view share a slot: a newer one replaces an older
+    /// one still in flight (the newest request wins). Writes have none and
+    /// always run to the end.
+    pub fn slot(&self) -> Option<&'static str> {
+        match self {
+            Request::Organizations => Some("organizations"),
+            Request::Pools { .. } => Some("pools"),
+            Request::PoolDetail { .. } => Some("pool"),
+            Request::Tokens { .. } => Some("tokens"),
+            Request::Workspaces { .. } => Some("workspaces"),
+            Request::Runs { .. } => Some("runs"),
+            Request::RunDetail { .. } => Some("run"),
+            Request::Jobs { .. } => Some("jobs"),
+            _ => None,
+        }
+    }
+}
+
+/// An answer, tagged with what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    Organizations(Res<Vec<Organization>>),
+    OrganizationCreated(Res<Organization>),
+    Pools {
+        org: String,
+        result: Res<Vec<Pool>>,
+    },
+    PoolCreated {
+        org: String,
+        result: Res<Pool>,
+    },
+    PoolDetail {
+        id: String,
+        result: Res<PoolDetail>,
+    },
+    GrantsSaved {
+        pool: String,
+        result: Res<Pool>,
+    },
+    PoolDeleted {
+        id: String,
+        result: Res<()>,
+    },
+    Tokens {
+        pool: String,
+        result: Res<Vec<Token>>,
+    },
+    TokenCreated {
+        pool: String,
+        result: Res<NewToken>,
+    },
+    TokenRevoked {
+        pool: String,
+        result: Res<()>,
+    },
+    Workspaces {
+        org: String,
+        result: Res<(Vec<Workspace>, Vec<Pool>)>,
+    },
+    WorkspaceCreated {
+        org: String,
+        result: Res<Workspace>,
+    },
+    ModeSet {
+        workspace: String,
+        result: Res<Workspace>,
+    },
+    Runs {
+        workspace: String,
+        result: Res<Vec<Run>>,
+    },
+    RunStarted {
+        workspace: String,
+        result: Res<Run>,
+    },
+    RunDetail {
+        run: String,
+        /// The offsets the log bytes were read from.
+        plan_offset: Option<usize>,
+        apply_offset: Option<usize>,
+        result: Res<RunDetail>,
+    },
+    RunActionDone {
+        run: String,
+        action: RunAction,
+        result: Res<()>,
+    },
+    Jobs {
+        org: String,
+        result: Res<QueueView>,
+    },
+}
+
+impl App {
+    /// The first screen: the organizations, being loaded.
+    pub fn new(address: &str, now: i64) -> App {
+        App {
+            address: address.to_string(),
+            stack: vec![Screen::Organizations {
+                items: None,
+                cursor: Cursor::default(),
+            }],
+            modal: None,
+            flash: None,
+            now,
+            quit: false,
+        }
+    }
+
+    /// The screen shown.
+    pub fn screen(&self) -> &Screen {
+        // The stack is never empty: `Back` on the last screen quits instead.
+        &self.stack[self.stack.len() - 1]
+    }
+
+    pub fn screen_mut(&mut self) -> &mut Screen {
+        let last = self.stack.len() - 1;
+        &mut self.stack[last]
+    }
+}

@@ -1,0 +1,916 @@
+//! `update(state, action) -> effects`: what every action does to the state
+//! and which requests it needs. Pure: no I/O, no clock, no drawing.
+
+use std::collections::BTreeSet;
+
+use super::{
+    Action, App, Confirmed, Cursor, Effect, Flash, InputPurpose, Loaded, LogTail, Modal, Request,
+    RunView, Screen, Section,
+};
+use crate::client::RunAction;
+use crate::model::ExecutionModeKind;
+
+/// Bytes that frame a phase log: start and end of text.
+const LOG_START: u8 = 0x02;
+const LOG_END: u8 = 0x03;
+
+fn fetch(r: Request) -> Vec<Effect> {
+    vec![Effect::Fetch(r)]
+}
+
+/// The request that loads (or refreshes) a screen; None for screens whose
+/// data came with them.
+pub fn refresh_of(screen: &Screen) -> Option<Request> {
+    Some(match screen {
+        Screen::Organizations { .. } => Request::Organizations,
+        Screen::Organization { .. } | Screen::Grants { .. } | Screen::Settings { .. } => {
+            return None
+        }
+        Screen::Pools { org, .. } => Request::Pools { org: org.clone() },
+        Screen::Pool { org, id, .. } => Request::PoolDetail {
+            org: org.clone(),
+            id: id.clone(),
+        },
+        Screen::Tokens { pool, .. } => Request::Tokens {
+            pool: pool.id.clone(),
+        },
+        Screen::Workspaces { org, .. } => Request::Workspaces { org: org.clone() },
+        Screen::Runs { workspace, .. } => Request::Runs {
+            workspace: workspace.id.clone(),
+        },
+        Screen::Run {
+            id,
+            detail,
+            plan_log,
+            apply_log,
+            ..
+        } => {
+            // A finished run whose logs are complete changes no more.
+            if detail.as_ref().is_some_and(|d| d.run.is_final()) && plan_log.done && apply_log.done
+            {
+                return None;
+            }
+            Request::RunDetail {
+                run: id.clone(),
+                plan_offset: plan_log.offset(),
+                apply_offset: apply_log.offset(),
+            }
+        }
+        Screen::Jobs { org, .. } => Request::Jobs { org: org.clone() },
+    })
+}
+
+fn refresh(app: &App) -> Vec<Effect> {
+    refresh_of(app.screen()).map(fetch).unwrap_or_default()
+}
+
+fn push(app: &mut App, screen: Screen) -> Vec<Effect> {
+    app.stack.push(screen);
+    app.flash = None;
+    refresh(app)
+}
+
+fn info(app: &mut App, text: impl Into<String>) {
+    app.flash = Some(Flash {
+        text: text.into(),
+        error: false,
+    });
+}
+
+fn error(app: &mut App, text: impl Into<String>) {
+    app.flash = Some(Flash {
+        text: text.into(),
+        error: true,
+    });
+}
+
+fn refusal(app: &mut App, title: &str, detail: String) {
+    app.flash = None;
+    app.modal = Some(Modal::Error {
+        title: title.to_string(),
+        detail,
+    });
+}
+
+/// Apply `action` to `app`; the requests it needs.
+pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
+    match action {
+        Action::Quit => {
+            app.quit = true;
+            vec![]
+        }
+        Action::Tick(now) => {
+            app.now = now;
+            refresh(app)
+        }
+        Action::Loaded(loaded) => loaded_into(app, *loaded),
+        action if app.modal.is_some() => modal(app, action),
+        Action::Help => {
+            app.modal = Some(Modal::Help);
+            vec![]
+        }
+        Action::Back => {
+            if app.stack.len() > 1 {
+                app.stack.pop();
+                app.flash = None;
+                refresh(app)
+            } else {
+                app.quit = true;
+                vec![]
+            }
+        }
+        Action::Refresh => refresh(app),
+        action => screen_action(app, action),
+    }
+}
+
+/// Keys while a modal is open.
+fn modal(app: &mut App, action: Action) -> Vec<Effect> {
+    let Some(m) = app.modal.take() else {
+        return vec![];
+    };
+    match (m, action) {
+        (Modal::Input { purpose, mut value }, Action::Char(c)) => {
+            value.push(c);
+            app.modal = Some(Modal::Input { purpose, value });
+            vec![]
+        }
+        (Modal::Input { purpose, mut value }, Action::Backspace) => {
+            value.pop();
+            app.modal = Some(Modal::Input { purpose, value });
+            vec![]
+        }
+        (Modal::Input { purpose, value }, Action::Submit) => submit(app, purpose, value),
+        (Modal::Confirm { on_yes, .. }, Action::Yes) => confirmed(app, on_yes),
+        (_, Action::Dismiss | Action::Submit) => vec![],
+        (m, _) => {
+            app.modal = Some(m);
+            vec![]
+        }
+    }
+}
+
+fn submit(app: &mut App, purpose: InputPurpose, value: String) -> Vec<Effect> {
+    let value = value.trim().to_string();
+    if value.is_empty() {
+        // Keep asking: every input here is required.
+        error(app, format!("{} is required", purpose.prompt()));
+        app.modal = Some(Modal::Input { purpose, value });
+        return vec![];
+    }
+    info(app, "working…");
+    fetch(match purpose {
+        InputPurpose::NewOrganization => Request::CreateOrganization { name: value },
+        InputPurpose::NewWorkspace { org } => Request::CreateWorkspace { org, name: value },
+        InputPurpose::NewPool { org } => Request::CreatePool { org, name: value },
+        InputPurpose::NewToken { pool } => Request::CreateToken {
+            pool,
+            description: value,
+        },
+        InputPurpose::RunDirectory { workspace } => Request::StartRun {
+            workspace,
+            dir: value,
+        },
+    })
+}
+
+fn confirmed(app: &mut App, what: Confirmed) -> Vec<Effect> {
+    info(app, "working…");
+    fetch(match what {
+        Confirmed::DeletePool { id } => Request::DeletePool { id },
+        Confirmed::RevokeToken { pool, id } => Request::RevokeToken { pool, id },
+        Confirmed::RunAction { run, action } => Request::RunAction { run, action },
+    })
+}
+
+fn input(app: &mut App, purpose: InputPurpose) -> Vec<Effect> {
+    app.modal = Some(Modal::Input {
+        purpose,
+        value: String::new(),
+    });
+    vec![]
+}
+
+fn confirm(app: &mut App, question: String, on_yes: Confirmed) -> Vec<Effect> {
+    app.modal = Some(Modal::Confirm { question, on_yes });
+    vec![]
+}
+
+/// Rows of the settings screen: three modes, then the pools.
+const MODES: [ExecutionModeKind; 3] = [
+    ExecutionModeKind::Remote,
+    ExecutionModeKind::Local,
+    ExecutionModeKind::Agent,
+];
+
+fn screen_action(app: &mut App, action: Action) -> Vec<Effect> {
+    let screen = app.screen_mut();
+    match (screen, action) {
+        // Organizations.
+        (Screen::Organizations { cursor, .. }, Action::Up) => cursor.up(),
+        (Screen::Organizations { items, cursor }, Action::Down) => {
+            cursor.down(items.as_ref().map_or(0, Vec::len))
+        }
+        (Screen::Organizations { items, cursor }, Action::Enter) => {
+            if let Some(o) = items.as_ref().and_then(|i| i.get(cursor.selected)) {
+                let org = o.name.clone();
+                return push(
+                    app,
+                    Screen::Organization {
+                        org,
+                        cursor: Cursor::default(),
+                    },
+                );
+            }
+        }
+        (Screen::Organizations { .. }, Action::New) => {
+            return input(app, InputPurpose::NewOrganization)
+        }
+
+        // An organization's sections.
+        (Screen::Organization { cursor, .. }, Action::Up) => cursor.up(),
+        (Screen::Organization { cursor, .. }, Action::Down) => cursor.down(Section::ALL.len()),
+        (Screen::Organization { org, cursor }, Action::Enter) => {
+            let (org, section) = (org.clone(), Section::ALL[cursor.selected.min(2)]);
+            return open(app, org, section);
+        }
+        (Screen::Organization { org, .. }, Action::Open(section)) => {
+            let org = org.clone();
+            return open(app, org, section);
+        }
+
+        // Pools.
+        (Screen::Pools { cursor, .. }, Action::Up) => cursor.up(),
+        (Screen::Pools { items, cursor, .. }, Action::Down) => {
+            cursor.down(items.as_ref().map_or(0, Vec::len))
+        }
+        (Screen::Pools { org, items, cursor }, Action::Enter) => {
+            if let Some(p) = items.as_ref().and_then(|i| i.get(cursor.selected)) {
+                let s = Screen::Pool {
+                    org: org.clone(),
+                    id: p.id.clone(),
+                    detail: None,
+                };
+                return push(app, s);
+            }
+        }
+        (Screen::Pools { org, .. }, Action::New) => {
+            let org = org.clone();
+            return input(app, InputPurpose::NewPool { org });
+        }
+        (Screen::Pools { items, cursor, .. }, Action::Delete) => {
+            if let Some(p) = items.as_ref().and_then(|i| i.get(cursor.selected)) {
+                let (q, id) = (delete_question(&p.name), p.id.clone());
+                return confirm(app, q, Confirmed::DeletePool { id });
+            }
+        }
+
+        // A pool.
+        (
+            Screen::Pool {
+                detail: Some(d), ..
+            },
+            Action::Edit,
+        ) => {
+            let s = Screen::Grants {
+                pool: d.pool.clone(),
+                workspaces: d.workspaces.clone(),
+                organization_scoped: d.pool.organization_scoped,
+                granted: d.pool.allowed.iter().cloned().collect(),
+                cursor: Cursor::default(),
+            };
+            return push(app, s);
+        }
+        (
+            Screen::Pool {
+                detail: Some(d), ..
+            },
+            Action::Tokens,
+        ) => {
+            let s = Screen::Tokens {
+                pool: d.pool.clone(),
+                items: None,
+                cursor: Cursor::default(),
+            };
+            return push(app, s);
+        }
+        (
+            Screen::Pool {
+                detail: Some(d), ..
+            },
+            Action::Delete,
+        ) => {
+            let (q, id) = (delete_question(&d.pool.name), d.pool.id.clone());
+            return confirm(app, q, Confirmed::DeletePool { id });
+        }
+
+        // Grants.
+        (Screen::Grants { cursor, .. }, Action::Up) => cursor.up(),
+        (
+            Screen::Grants {
+                workspaces, cursor, ..
+            },
+            Action::Down,
+        ) => cursor.down(workspaces.len() + 2),
+        (
+            Screen::Grants {
+                workspaces,
+                organization_scoped,
+                granted,
+                cursor,
+                ..
+            },
+            Action::Toggle | Action::Enter,
+        ) => match cursor.selected {
+            0 => *organization_scoped = true,
+            1 => *organization_scoped = false,
+            n => {
+                if let Some(w) = workspaces.get(n - 2) {
+                    *organization_scoped = false;
+                    if !granted.remove(&w.id) {
+                        granted.insert(w.id.clone());
+                    }
+                }
+            }
+        },
+        (
+            Screen::Grants {
+                pool,
+                workspaces,
+                organization_scoped,
+                granted,
+                ..
+            },
+            Action::Save,
+        ) => {
+            // Only workspaces that still exist are sent.
+            let allowed = workspaces
+                .iter()
+                .filter(|w| granted.contains(&w.id))
+                .map(|w| w.id.clone())
+                .collect();
+            let r = Request::SetGrants {
+                pool: pool.id.clone(),
+                organization_scoped: *organization_scoped,
+                allowed,
+            };
+            info(app, "saving…");
+            return fetch(r);
+        }
+
+        // Tokens.
+        (Screen::Tokens { cursor, .. }, Action::Up) => cursor.up(),
+        (Screen::Tokens { items, cursor, .. }, Action::Down) => {
+            cursor.down(items.as_ref().map_or(0, Vec::len))
+        }
+        (Screen::Tokens { pool, .. }, Action::New) => {
+            let pool = pool.id.clone();
+            return input(app, InputPurpose::NewToken { pool });
+        }
+        (
+            Screen::Tokens {
+                pool,
+                items,
+                cursor,
+            },
+            Action::Delete,
+        ) => {
+            if let Some(t) = items.as_ref().and_then(|i| i.get(cursor.selected)) {
+                let q = format!(
+                    "Revoke token {:?}? Agents using it are shut out at once.",
+                    t.description
+                );
+                let what = Confirmed::RevokeToken {
+                    pool: pool.id.clone(),
+                    id: t.id.clone(),
+                };
+                return confirm(app, q, what);
+            }
+        }
+
+        // Workspaces.
+        (Screen::Workspaces { cursor, .. }, Action::Up) => cursor.up(),
+        (Screen::Workspaces { items, cursor, .. }, Action::Down) => {
+            cursor.down(items.as_ref().map_or(0, Vec::len))
+        }
+        (Screen::Workspaces { org, .. }, Action::New) => {
+            let org = org.clone();
+            return input(app, InputPurpose::NewWorkspace { org });
+        }
+        (Screen::Workspaces { items, cursor, .. }, Action::Enter) => {
+            if let Some(w) = items.as_ref().and_then(|i| i.get(cursor.selected)) {
+                let s = Screen::Runs {
+                    workspace: w.clone(),
+                    items: None,
+                    cursor: Cursor::default(),
+                };
+                return push(app, s);
+            }
+        }
+        (
+            Screen::Workspaces {
+                items,
+                pools,
+                cursor,
+                ..
+            },
+            Action::Edit,
+        ) => {
+            if let Some(w) = items.as_ref().and_then(|i| i.get(cursor.selected)) {
+                let s = settings(w.clone(), pools.clone());
+                return push(app, s);
+            }
+        }
+
+        // Execution mode.
+        (Screen::Settings { cursor, .. }, Action::Up) => cursor.up(),
+        (Screen::Settings { pools, cursor, .. }, Action::Down) => {
+            cursor.down(MODES.len() + pools.len())
+        }
+        (
+            Screen::Settings {
+                pools,
+                mode,
+                pool,
+                cursor,
+                ..
+            },
+            Action::Toggle | Action::Enter,
+        ) => {
+            if let Some(m) = MODES.get(cursor.selected) {
+                *mode = *m;
+                if *m == ExecutionModeKind::Agent && pool.is_none() {
+                    *pool = pools.first().map(|p| p.id.clone());
+                }
+            } else if let Some(p) = pools.get(cursor.selected - MODES.len()) {
+                *mode = ExecutionModeKind::Agent;
+                *pool = Some(p.id.clone());
+            }
+        }
+        (
+            Screen::Settings {
+                workspace,
+                mode,
+                pool,
+                ..
+            },
+            Action::Save,
+        ) => {
+            let r = Request::SetMode {
+                workspace: workspace.id.clone(),
+                mode: *mode,
+                pool: (*mode == ExecutionModeKind::Agent)
+                    .then(|| pool.clone())
+                    .flatten(),
+            };
+            info(app, "saving…");
+            return fetch(r);
+        }
+
+        // Runs.
+        (Screen::Runs { cursor, .. }, Action::Up) => cursor.up(),
+        (Screen::Runs { items, cursor, .. }, Action::Down) => {
+            cursor.down(items.as_ref().map_or(0, Vec::len))
+        }
+        (Screen::Runs { workspace, .. }, Action::New) => {
+            let workspace = workspace.id.clone();
+            return input(app, InputPurpose::RunDirectory { workspace });
+        }
+        (
+            Screen::Runs {
+                workspace,
+                items,
+                cursor,
+            },
+            Action::Enter,
+        ) => {
+            if let Some(r) = items.as_ref().and_then(|i| i.get(cursor.selected)) {
+                let s = run_screen(&workspace.name, &r.id);
+                return push(app, s);
+            }
+        }
+
+        // A run.
+        (Screen::Run { scroll, .. }, Action::Up) => *scroll += 1,
+        (Screen::Run { scroll, .. }, Action::Down) => *scroll = scroll.saturating_sub(1),
+        (Screen::Run { id, detail, .. }, Action::Run(action)) => {
+            let Some(d) = detail else {
+                return vec![];
+            };
+            let allowed = match action {
+                RunAction::Apply => d.run.is_confirmable,
+                RunAction::Discard => d.run.is_discardable,
+                RunAction::Cancel => d.run.is_cancelable,
+                RunAction::ForceCancel => d.run.is_force_cancelable,
+            };
+            let (id, status) = (id.clone(), d.run.status);
+            if !allowed {
+                error(
+                    app,
+                    format!("cannot {} a run that is {status}", action_verb(action)),
+                );
+                return vec![];
+            }
+            let q = format!("{} run {id}?", capitalized(action_verb(action)));
+            return confirm(app, q, Confirmed::RunAction { run: id, action });
+        }
+
+        // Jobs.
+        (Screen::Jobs { cursor, .. }, Action::Up) => cursor.up(),
+        (Screen::Jobs { view, cursor, .. }, Action::Down) => {
+            cursor.down(view.as_ref().map_or(0, |v| v.jobs.len()))
+        }
+        _ => {}
+    }
+    vec![]
+}
+
+fn delete_question(name: &str) -> String {
+    format!("Delete agent pool {name:?}? Its tokens are revoked.")
+}
+
+pub fn action_verb(a: RunAction) -> &'static str {
+    match a {
+        RunAction::Apply => "confirm and apply",
+        RunAction::Discard => "discard",
+        RunAction::Cancel => "cancel",
+        RunAction::ForceCancel => "force-cancel",
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn settings(workspace: crate::model::Workspace, pools: Vec<crate::model::Pool>) -> Screen {
+    let mode = workspace.execution_mode;
+    let pool = workspace.pool.clone();
+    let selected = MODES.iter().position(|m| *m == mode).unwrap_or(0);
+    Screen::Settings {
+        workspace,
+        pools,
+        mode,
+        pool,
+        cursor: Cursor { selected },
+    }
+}
+
+fn run_screen(workspace: &str, id: &str) -> Screen {
+    Screen::Run {
+        workspace: workspace.to_string(),
+        id: id.to_string(),
+        detail: None,
+        plan_log: LogTail::default(),
+        apply_log: LogTail::default(),
+        scroll: 0,
+    }
+}
+
+fn open(app: &mut App, org: String, section: Section) -> Vec<Effect> {
+    let s = match section {
+        Section::Pools => Screen::Pools {
+            org,
+            items: None,
+            cursor: Cursor::default(),
+        },
+        Section::Workspaces => Screen::Workspaces {
+            org,
+            items: None,
+            pools: Vec::new(),
+            cursor: Cursor::default(),
+        },
+        Section::Jobs => Screen::Jobs {
+            org,
+            view: None,
+            cursor: Cursor::default(),
+        },
+    };
+    push(app, s)
+}
+
+/// Append new log bytes; the end marker closes the log.
+fn append_log(tail: &mut LogTail, read_from: Option<usize>, bytes: Vec<u8>) {
+    // Bytes read from an offset other than the current end are stale.
+    if read_from != tail.offset() {
+        return;
+    }
+    tail.bytes.extend_from_slice(&bytes);
+    if tail.bytes.last() == Some(&LOG_END) {
+        tail.done = true;
+    }
+}
+
+/// The text of a log without its frame bytes.
+pub fn log_text(tail: &LogTail) -> String {
+    let b = &tail.bytes;
+    let b = b.strip_prefix(&[LOG_START]).unwrap_or(b);
+    let b = b.strip_suffix(&[LOG_END]).unwrap_or(b);
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Apply an answer from otfd to the screens it belongs to.
+fn loaded_into(app: &mut App, loaded: Loaded) -> Vec<Effect> {
+    match loaded {
+        Loaded::Organizations(result) => match result {
+            Ok(orgs) => {
+                for s in &mut app.stack {
+                    if let Screen::Organizations { items, cursor } = s {
+                        cursor.clamp(orgs.len());
+                        *items = Some(orgs.clone());
+                    }
+                }
+                clear_error(app);
+            }
+            Err(e) => error(app, e),
+        },
+        Loaded::OrganizationCreated(result) => match result {
+            Ok(o) => {
+                info(app, format!("created organization {}", o.name));
+                if let Screen::Organizations { items, cursor } = app.screen_mut() {
+                    let list = items.get_or_insert_with(Vec::new);
+                    list.push(o);
+                    cursor.selected = list.len() - 1;
+                }
+                return refresh(app);
+            }
+            Err(e) => refusal(app, "Could not create the organization", e),
+        },
+        Loaded::Pools { org, result } => {
+            if let Screen::Pools {
+                org: o,
+                items,
+                cursor,
+            } = app.screen_mut()
+            {
+                if *o == org {
+                    match result {
+                        Ok(pools) => {
+                            cursor.clamp(pools.len());
+                            *items = Some(pools);
+                            clear_error(app);
+                        }
+                        Err(e) => error(app, e),
+                    }
+                }
+            }
+        }
+        Loaded::PoolCreated { org, result } => match result {
+            Ok(p) => {
+                info(app, format!("created agent pool {}", p.name));
+                return push(
+                    app,
+                    Screen::Pool {
+                        org,
+                        id: p.id,
+                        detail: None,
+                    },
+                );
+            }
+            Err(e) => refusal(app, "Could not create the agent pool", e),
+        },
+        Loaded::PoolDetail { id, result } => {
+            if let Screen::Pool { id: i, detail, .. } = app.screen_mut() {
+                if *i == id {
+                    match result {
+                        Ok(d) => {
+                            *detail = Some(d);
+                            clear_error(app);
+                        }
+                        Err(e) => error(app, e),
+                    }
+                }
+            }
+        }
+        Loaded::GrantsSaved { pool, result } => match result {
+            Ok(p) => {
+                if matches!(app.screen(), Screen::Grants { pool: g, .. } if g.id == pool) {
+                    app.stack.pop();
+                }
+                info(app, format!("saved the grants of {}", p.name));
+                return refresh(app);
+            }
+            Err(e) => refusal(app, "The grants were not saved", e),
+        },
+        Loaded::PoolDeleted { id, result } => match result {
+            Ok(()) => {
+                if matches!(app.screen(), Screen::Pool { id: i, .. } if *i == id) {
+                    app.stack.pop();
+                }
+                info(app, "deleted the agent pool");
+                return refresh(app);
+            }
+            Err(e) => refusal(app, "The agent pool was not deleted", e),
+        },
+        Loaded::Tokens { pool, result } => {
+            if let Screen::Tokens {
+                pool: p,
+                items,
+                cursor,
+            } = app.screen_mut()
+            {
+                if p.id == pool {
+                    match result {
+                        Ok(t) => {
+                            cursor.clamp(t.len());
+                            *items = Some(t);
+                            clear_error(app);
+                        }
+                        Err(e) => error(app, e),
+                    }
+                }
+            }
+        }
+        Loaded::TokenCreated { pool: _, result } => match result {
+            Ok(t) => {
+                app.flash = None;
+                app.modal = Some(Modal::Secret {
+                    description: t.token.description,
+                    secret: t.secret,
+                });
+                return refresh(app);
+            }
+            Err(e) => refusal(app, "The token was not created", e),
+        },
+        Loaded::TokenRevoked { pool: _, result } => match result {
+            Ok(()) => {
+                info(app, "revoked the token");
+                return refresh(app);
+            }
+            Err(e) => refusal(app, "The token was not revoked", e),
+        },
+        Loaded::Workspaces { org, result } => {
+            if let Screen::Workspaces {
+                org: o,
+                items,
+                pools,
+                cursor,
+            } = app.screen_mut()
+            {
+                if *o == org {
+                    match result {
+                        Ok((w, p)) => {
+                            cursor.clamp(w.len());
+                            *items = Some(w);
+                            *pools = p;
+                            clear_error(app);
+                        }
+                        Err(e) => error(app, e),
+                    }
+                }
+            }
+        }
+        Loaded::WorkspaceCreated { org: _, result } => match result {
+            Ok(w) => {
+                info(app, format!("created workspace {}", w.name));
+                if let Screen::Workspaces { items, cursor, .. } = app.screen_mut() {
+                    let list = items.get_or_insert_with(Vec::new);
+                    list.push(w);
+                    cursor.selected = list.len() - 1;
+                }
+                return refresh(app);
+            }
+            Err(e) => refusal(app, "The workspace was not created", e),
+        },
+        Loaded::ModeSet { workspace, result } => match result {
+            Ok(w) => {
+                if matches!(app.screen(), Screen::Settings { workspace: s, .. } if s.id == workspace)
+                {
+                    app.stack.pop();
+                }
+                if let Screen::Runs { workspace: s, .. } = app.screen_mut() {
+                    *s = w.clone();
+                }
+                info(
+                    app,
+                    format!("{}: execution mode {}", w.name, w.execution_mode),
+                );
+                return refresh(app);
+            }
+            Err(e) => refusal(app, "The execution mode was not changed", e),
+        },
+        Loaded::Runs { workspace, result } => {
+            if let Screen::Runs {
+                workspace: w,
+                items,
+                cursor,
+            } = app.screen_mut()
+            {
+                if w.id == workspace {
+                    match result {
+                        Ok(r) => {
+                            cursor.clamp(r.len());
+                            *items = Some(r);
+                            clear_error(app);
+                        }
+                        Err(e) => error(app, e),
+                    }
+                }
+            }
+        }
+        Loaded::RunStarted { workspace, result } => match result {
+            Ok(r) => {
+                info(app, format!("started run {}", r.id));
+                let name = match app.screen() {
+                    Screen::Runs { workspace: w, .. } if w.id == workspace => w.name.clone(),
+                    _ => workspace,
+                };
+                return push(app, run_screen(&name, &r.id));
+            }
+            Err(e) => refusal(app, "The run was not started", e),
+        },
+        Loaded::RunDetail {
+            run,
+            plan_offset,
+            apply_offset,
+            result,
+        } => {
+            if let Screen::Run {
+                id,
+                detail,
+                plan_log,
+                apply_log,
+                ..
+            } = app.screen_mut()
+            {
+                if *id == run {
+                    match result {
+                        Ok(d) => {
+                            append_log(plan_log, plan_offset, d.plan_log);
+                            append_log(apply_log, apply_offset, d.apply_log);
+                            *detail = Some(RunView {
+                                run: d.run,
+                                plan: d.plan,
+                                apply: d.apply,
+                            });
+                            clear_error(app);
+                        }
+                        Err(e) => error(app, e),
+                    }
+                }
+            }
+        }
+        Loaded::RunActionDone {
+            run,
+            action,
+            result,
+        } => match result {
+            Ok(()) => {
+                info(app, format!("{}: {} requested", run, action_verb(action)));
+                return refresh(app);
+            }
+            Err(e) => refusal(
+                app,
+                &format!("Could not {} the run", action_verb(action)),
+                e,
+            ),
+        },
+        Loaded::Jobs { org, result } => {
+            if let Screen::Jobs {
+                org: o,
+                view,
+                cursor,
+            } = app.screen_mut()
+            {
+                if *o == org {
+                    match result {
+                        Ok(v) => {
+                            cursor.clamp(v.jobs.len());
+                            *view = Some(v);
+                            clear_error(app);
+                        }
+                        Err(e) => error(app, e),
+                    }
+                }
+            }
+        }
+    }
+    vec![]
+}
+
+/// A refresh worked: an earlier refresh failure no longer holds.
+fn clear_error(app: &mut App) {
+    if app.flash.as_ref().is_some_and(|f| f.error) {
+        app.flash = None;
+    }
+}
+
+/// The workspaces a pool's screen lists, each marked granted and/or
+/// assigned (an organization-scoped pool grants every workspace).
+pub fn pool_workspace_marks(
+    detail: &super::PoolDetail,
+) -> Vec<(&crate::model::Workspace, bool, bool)> {
+    let allowed: BTreeSet<&String> = detail.pool.allowed.iter().collect();
+    let assigned: BTreeSet<&String> = detail.pool.assigned.iter().collect();
+    detail
+        .workspaces
+        .iter()
+        .map(|w| {
+            let granted = detail.pool.organization_scoped || allowed.contains(&w.id);
+            (w, granted, assigned.contains(&w.id))
+        })
+        .filter(|(_, g, a)| *g || *a)
+        .collect()
+}

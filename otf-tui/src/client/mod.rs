@@ -1,0 +1,413 @@
+//! The TUI's only way to otfd: the public TFE API v2, behind the [`Api`]
+//! trait so that the runtime can be driven by a fake in tests. [`HttpApi`] is
+//! the real client (reqwest, rustls with the system's roots, `--ca-cert`).
+
+mod wire;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::model::{
+    Agent, ExecutionModeKind, Job, NewToken, Organization, Phase, Pool, Run, Token, Workspace,
+};
+
+/// Why a request to otfd failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach otfd at {address}: {reason}")]
+    Unreachable { address: String, reason: String },
+    #[error("otfd refused the token (401): {0}")]
+    Unauthorized(String),
+    /// otfd answered with a JSON:API error; `detail` is for the user.
+    #[error("{detail}")]
+    Refused { status: u16, detail: String },
+    #[error("unexpected answer from otfd: {0}")]
+    Decode(String),
+}
+
+/// Run actions of the TFE API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAction {
+    Apply,
+    Discard,
+    Cancel,
+    ForceCancel,
+}
+
+impl RunAction {
+    pub fn path(self) -> &'static str {
+        match self {
+            RunAction::Apply => "apply",
+            RunAction::Discard => "discard",
+            RunAction::Cancel => "cancel",
+            RunAction::ForceCancel => "force-cancel",
+        }
+    }
+}
+
+/// Which phase of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseKind {
+    Plan,
+    Apply,
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// Everything the TUI asks of otfd.
+#[async_trait]
+pub trait Api: Send + Sync {
+    async fn organizations(&self) -> Result<Vec<Organization>>;
+    async fn create_organization(&self, name: &str) -> Result<Organization>;
+    async fn workspaces(&self, org: &str) -> Result<Vec<Workspace>>;
+    async fn create_workspace(&self, org: &str, name: &str) -> Result<Workspace>;
+    /// Set the execution mode (and the pool, for `agent`).
+    async fn set_execution_mode(
+        &self,
+        workspace: &str,
+        mode: ExecutionModeKind,
+        pool: Option<&str>,
+    ) -> Result<Workspace>;
+    async fn pools(&self, org: &str) -> Result<Vec<Pool>>;
+    async fn create_pool(&self, org: &str, name: &str) -> Result<Pool>;
+    async fn pool(&self, id: &str) -> Result<Pool>;
+    /// Replace the pool's scope and its whole allow list.
+    async fn set_grants(
+        &self,
+        pool: &str,
+        organization_scoped: bool,
+        allowed: &[String],
+    ) -> Result<Pool>;
+    async fn delete_pool(&self, id: &str) -> Result<()>;
+    async fn agents(&self, pool: &str) -> Result<Vec<Agent>>;
+    async fn tokens(&self, pool: &str) -> Result<Vec<Token>>;
+    async fn create_token(&self, pool: &str, description: &str) -> Result<NewToken>;
+    async fn delete_token(&self, id: &str) -> Result<()>;
+    async fn runs(&self, workspace: &str) -> Result<Vec<Run>>;
+    async fn run(&self, id: &str) -> Result<Run>;
+    async fn phase(&self, kind: PhaseKind, id: &str) -> Result<Phase>;
+    /// Log bytes of a phase from `offset` on.
+    async fn log(&self, url: &str, offset: usize) -> Result<Vec<u8>>;
+    async fn run_action(&self, run: &str, action: RunAction) -> Result<()>;
+    /// Upload `tarball` as a new configuration version and start a run of it.
+    async fn start_run(&self, workspace: &str, tarball: Vec<u8>, message: &str) -> Result<Run>;
+    async fn jobs(&self, org: &str) -> Result<Vec<Job>>;
+}
+
+/// `http://host:port` from a URL or `host[:port]`, without a trailing slash.
+pub fn base_url(address: &str) -> String {
+    let a = address.trim().trim_end_matches('/');
+    if a.starts_with("http://") || a.starts_with("https://") {
+        a.to_string()
+    } else {
+        format!("http://{a}")
+    }
+}
+
+/// The real client.
+#[derive(Clone)]
+pub struct HttpApi {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl HttpApi {
+    /// A client of `address` with `token`; `ca_cert` is a PEM certificate to
+    /// trust besides the system's.
+    pub fn new(address: &str, token: &str, ca_cert: Option<&[u8]>) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("otf-tui/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60));
+        if let Some(pem) = ca_cert {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| ClientError::Decode(format!("the CA certificate is not PEM: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| ClientError::Unreachable {
+            address: address.to_string(),
+            reason: format!("cannot set up the HTTP client: {e}"),
+        })?;
+        Ok(Self {
+            base: base_url(address),
+            token: token.to_string(),
+            http,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else if path.starts_with("/api/") {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/api/v2{path}", self.base)
+        }
+    }
+
+    fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/vnd.api+json")
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<Response> {
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            address: self.base.clone(),
+            // reqwest's own message repeats the URL; its causes say why.
+            reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), error_chain),
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let detail = wire::error_detail(&text).unwrap_or_else(|| {
+            format!(
+                "{} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("error")
+            )
+        });
+        Err(if status == StatusCode::UNAUTHORIZED {
+            ClientError::Unauthorized(detail)
+        } else {
+            ClientError::Refused {
+                status: status.as_u16(),
+                detail,
+            }
+        })
+    }
+
+    async fn doc(&self, req: RequestBuilder) -> Result<Value> {
+        let resp = self.send(req).await?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    async fn get(&self, path: &str) -> Result<Value> {
+        Ok(wire::data(self.doc(self.req(Method::GET, path)).await?))
+    }
+
+    async fn write(&self, method: Method, path: &str, body: Value) -> Result<Value> {
+        let req = self.req(method, path).body(body.to_string());
+        Ok(wire::data(self.doc(req).await?))
+    }
+
+    /// Every item of a paginated list (pages of 100).
+    async fn list(&self, path: &str) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let sep = if path.contains('?') { '&' } else { '?' };
+        for page in 1..=100 {
+            let doc = self
+                .doc(self.req(
+                    Method::GET,
+                    &format!("{path}{sep}page%5Bsize%5D=100&page%5Bnumber%5D={page}"),
+                ))
+                .await?;
+            let next = wire::next_page(&doc);
+            if let Value::Array(items) = wire::data(doc) {
+                out.extend(items);
+            }
+            if next.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        self.send(self.req(Method::DELETE, path)).await.map(drop)
+    }
+}
+
+/// An error with its causes, which is where reqwest says what went wrong.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+fn each<T>(items: Vec<Value>, f: impl Fn(&Value) -> Result<T>) -> Result<Vec<T>> {
+    items.iter().map(f).collect()
+}
+
+#[async_trait]
+impl Api for HttpApi {
+    async fn organizations(&self) -> Result<Vec<Organization>> {
+        each(self.list("/organizations").await?, wire::organization)
+    }
+
+    async fn create_organization(&self, name: &str) -> Result<Organization> {
+        let body =
+            json!({"data": {"type": "organizations", "attributes": {"name": name, "email": ""}}});
+        wire::organization(&self.write(Method::POST, "/organizations", body).await?)
+    }
+
+    async fn workspaces(&self, org: &str) -> Result<Vec<Workspace>> {
+        let path = format!("/organizations/{org}/workspaces");
+        each(self.list(&path).await?, wire::workspace)
+    }
+
+    async fn create_workspace(&self, org: &str, name: &str) -> Result<Workspace> {
+        let body = json!({"data": {"type": "workspaces", "attributes": {"name": name}}});
+        let path = format!("/organizations/{org}/workspaces");
+        wire::workspace(&self.write(Method::POST, &path, body).await?)
+    }
+
+    async fn set_execution_mode(
+        &self,
+        workspace: &str,
+        mode: ExecutionModeKind,
+        pool: Option<&str>,
+    ) -> Result<Workspace> {
+        let mut attrs = json!({"execution-mode": mode.as_str()});
+        if let Some(p) = pool {
+            attrs["agent-pool-id"] = json!(p);
+        }
+        let body = json!({"data": {"type": "workspaces", "attributes": attrs}});
+        let path = format!("/workspaces/{workspace}");
+        wire::workspace(&self.write(Method::PATCH, &path, body).await?)
+    }
+
+    async fn pools(&self, org: &str) -> Result<Vec<Pool>> {
+        let path = format!("/organizations/{org}/agent-pools");
+        each(self.list(&path).await?, wire::pool)
+    }
+
+    async fn create_pool(&self, org: &str, name: &str) -> Result<Pool> {
+        let body = json!({"data": {"type": "agent-pools", "attributes": {"name": name}}});
+        let path = format!("/organizations/{org}/agent-pools");
+        wire::pool(&self.write(Method::POST, &path, body).await?)
+    }
+
+    async fn pool(&self, id: &str) -> Result<Pool> {
+        wire::pool(&self.get(&format!("/agent-pools/{id}")).await?)
+    }
+
+    async fn set_grants(
+        &self,
+        pool: &str,
+        organization_scoped: bool,
+        allowed: &[String],
+    ) -> Result<Pool> {
+        let ids: Vec<Value> = allowed
+            .iter()
+            .map(|id| json!({"type": "workspaces", "id": id}))
+            .collect();
+        let body = json!({"data": {
+            "type": "agent-pools",
+            "attributes": {"organization-scoped": organization_scoped},
+            "relationships": {"allowed-workspaces": {"data": ids}},
+        }});
+        let path = format!("/agent-pools/{pool}");
+        wire::pool(&self.write(Method::PATCH, &path, body).await?)
+    }
+
+    async fn delete_pool(&self, id: &str) -> Result<()> {
+        self.delete(&format!("/agent-pools/{id}")).await
+    }
+
+    async fn agents(&self, pool: &str) -> Result<Vec<Agent>> {
+        each(
+            self.list(&format!("/agent-pools/{pool}/agents")).await?,
+            wire::agent,
+        )
+    }
+
+    async fn tokens(&self, pool: &str) -> Result<Vec<Token>> {
+        let path = format!("/agent-pools/{pool}/authentication-tokens");
+        each(self.list(&path).await?, wire::token)
+    }
+
+    async fn create_token(&self, pool: &str, description: &str) -> Result<NewToken> {
+        let body = json!({"data": {"type": "authentication-tokens", "attributes": {"description": description}}});
+        let path = format!("/agent-pools/{pool}/authentication-tokens");
+        wire::new_token(&self.write(Method::POST, &path, body).await?)
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        self.delete(&format!("/authentication-tokens/{id}")).await
+    }
+
+    async fn runs(&self, workspace: &str) -> Result<Vec<Run>> {
+        let path = format!("/workspaces/{workspace}/runs");
+        each(self.list(&path).await?, wire::run)
+    }
+
+    async fn run(&self, id: &str) -> Result<Run> {
+        wire::run(&self.get(&format!("/runs/{id}")).await?)
+    }
+
+    async fn phase(&self, kind: PhaseKind, id: &str) -> Result<Phase> {
+        let path = match kind {
+            PhaseKind::Plan => format!("/plans/{id}"),
+            PhaseKind::Apply => format!("/applies/{id}"),
+        };
+        wire::phase(&self.get(&path).await?)
+    }
+
+    async fn log(&self, url: &str, offset: usize) -> Result<Vec<u8>> {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{}{sep}offset={offset}&limit=65536", self.url(url));
+        let resp = self.send(self.http.get(url)).await?;
+        resp.bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    async fn run_action(&self, run: &str, action: RunAction) -> Result<()> {
+        let path = format!("/runs/{run}/actions/{}", action.path());
+        self.send(self.req(Method::POST, &path)).await.map(drop)
+    }
+
+    async fn start_run(&self, workspace: &str, tarball: Vec<u8>, message: &str) -> Result<Run> {
+        let body = json!({"data": {"type": "configuration-versions", "attributes": {"auto-queue-runs": false}}});
+        let path = format!("/workspaces/{workspace}/configuration-versions");
+        let cv = self.write(Method::POST, &path, body).await?;
+        let cv_id = wire::id(&cv)?;
+        let upload = wire::str_attr(&cv, "upload-url")
+            .ok_or_else(|| ClientError::Decode("no upload-url".into()))?;
+        // The upload URL is a capability: no token goes with it.
+        let put = self
+            .http
+            .put(self.url(&upload))
+            .header("content-type", "application/octet-stream")
+            .body(tarball);
+        self.send(put).await?;
+        let body = json!({"data": {
+            "type": "runs",
+            "attributes": {"message": message},
+            "relationships": {
+                "workspace": {"data": {"type": "workspaces", "id": workspace}},
+                "configuration-version": {"data": {"type": "configuration-versions", "id": cv_id}},
+            },
+        }});
+        wire::run(&self.write(Method::POST, "/runs", body).await?)
+    }
+
+    async fn jobs(&self, org: &str) -> Result<Vec<Job>> {
+        each(
+            self.list(&format!("/organizations/{org}/jobs")).await?,
+            wire::job,
+        )
+    }
+}

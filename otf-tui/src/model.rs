@@ -1,0 +1,129 @@
+//! What the TUI knows of otfd's resources: plain data decoded from the API
+//! (by `client::wire`), shown by the views. Statuses reuse the core's enums
+//! and their one wire spelling.
+
+pub use otf_core::agent::AgentStatus;
+pub use otf_core::job::{JobPhase, JobStatus};
+pub use otf_core::run::{PhaseStatus, RunStatus};
+pub use otf_core::workspace::ExecutionModeKind;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub execution_mode: ExecutionModeKind,
+    pub pool: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub id: String,
+    pub name: String,
+    /// Any workspace of the organization may use it.
+    pub organization_scoped: bool,
+    /// Workspaces whose execution mode points at the pool.
+    pub assigned: Vec<String>,
+    /// Workspaces granted access ("allowed workspaces").
+    pub allowed: Vec<String>,
+    pub agent_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub status: AgentStatus,
+    pub ip_address: String,
+    /// Milliseconds since the epoch.
+    pub last_ping_at: Option<i64>,
+    pub version: String,
+    pub max_jobs: u64,
+    pub current_jobs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub id: String,
+    pub description: String,
+    pub created_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+/// A token just created: the only time its secret is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub token: Token,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub id: String,
+    pub status: RunStatus,
+    pub created_at: Option<i64>,
+    pub message: String,
+    pub is_confirmable: bool,
+    pub is_discardable: bool,
+    pub is_cancelable: bool,
+    pub is_force_cancelable: bool,
+    pub error: Option<String>,
+}
+
+impl Run {
+    /// The plan's id: `plan-<suffix of the run id>`.
+    pub fn plan_id(&self) -> String {
+        format!("plan-{}", self.suffix())
+    }
+
+    /// The apply's id: `apply-<suffix of the run id>`.
+    pub fn apply_id(&self) -> String {
+        format!("apply-{}", self.suffix())
+    }
+
+    fn suffix(&self) -> &str {
+        self.id.strip_prefix("run-").unwrap_or(&self.id)
+    }
+
+    /// No further change will happen to it.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.status,
+            RunStatus::Applied
+                | RunStatus::PlannedAndFinished
+                | RunStatus::Discarded
+                | RunStatus::Errored
+                | RunStatus::Canceled
+                | RunStatus::ForceCanceled
+        )
+    }
+}
+
+/// A plan or an apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phase {
+    pub status: PhaseStatus,
+    pub additions: u64,
+    pub changes: u64,
+    pub destructions: u64,
+    /// Absolute URL of the log; `?offset=N&limit=M` reads raw bytes.
+    pub log_url: String,
+}
+
+/// An active job of the organization's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: String,
+    pub run: String,
+    pub workspace: String,
+    pub pool: Option<String>,
+    pub agent_name: Option<String>,
+    pub phase: JobPhase,
+    pub status: JobStatus,
+    /// `no-agent`, `no-capacity`, or None.
+    pub wait_reason: Option<String>,
+}

@@ -1,0 +1,378 @@
+//! The event loop: terminal input, ticks and answers from otfd are reduced to
+//! one closed [`Event`] enum, then `update`, then draw. Requests run as owned
+//! background tasks; for each view's refresh the newest request wins (an
+//! older one still in flight is aborted), and every task is aborted and
+//! awaited when the loop ends.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use futures_util::StreamExt;
+use ratatui::backend::Backend;
+use ratatui::Terminal;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::app::{update, Action, App, Effect, Loaded, PoolDetail, QueueView, Request, RunDetail};
+use crate::client::{Api, ClientError, PhaseKind};
+use crate::keys;
+use crate::model::PhaseStatus;
+use crate::theme::Theme;
+
+/// How often live views refresh.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Everything the loop reacts to.
+#[derive(Debug)]
+pub enum Event {
+    Terminal(TermEvent),
+    /// The terminal's input ended or failed.
+    InputClosed(String),
+    Tick,
+    Loaded(Box<Loaded>),
+}
+
+/// Runs requests in the background.
+pub struct Executor {
+    api: Arc<dyn Api>,
+    tx: mpsc::UnboundedSender<Loaded>,
+    /// The refresh in flight per view slot, with what it asked.
+    slots: HashMap<&'static str, (Request, JoinHandle<()>)>,
+    /// Writes always run to the end (unless the TUI quits).
+    writes: JoinSet<()>,
+}
+
+impl Executor {
+    pub fn new(api: Arc<dyn Api>) -> (Executor, mpsc::UnboundedReceiver<Loaded>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ex = Executor {
+            api,
+            tx,
+            slots: HashMap::new(),
+            writes: JoinSet::new(),
+        };
+        (ex, rx)
+    }
+
+    /// Start `request`. A periodic refresh (`forced: false`) leaves an
+    /// identical one in flight alone, so a slow server is not flooded;
+    /// anything else replaces it.
+    pub fn spawn(&mut self, request: Request, forced: bool) {
+        let (api, tx) = (self.api.clone(), self.tx.clone());
+        let task = {
+            let request = request.clone();
+            async move {
+                let loaded = perform(api.as_ref(), request).await;
+                let _ = tx.send(loaded);
+            }
+        };
+        match request.slot() {
+            Some(slot) => {
+                if let Some((prev, handle)) = self.slots.get(slot) {
+                    if !forced && *prev == request && !handle.is_finished() {
+                        return;
+                    }
+                    handle.abort();
+                }
+                self.slots.insert(slot, (request, tokio::spawn(task)));
+            }
+            None => {
+                self.writes.spawn(task);
+            }
+        }
+        // Reap finished writes so the set does not grow.
+        while self.writes.try_join_next().is_some() {}
+    }
+
+    /// Abort and await every task.
+    pub async fn shutdown(mut self) {
+        for (_, (_, handle)) in self.slots.drain() {
+            handle.abort();
+            let _ = handle.await;
+        }
+        self.writes.shutdown().await;
+    }
+}
+
+/// Run the TUI until the user quits. `now` reads the wall clock.
+pub async fn run<B: Backend>(
+    terminal: &mut Terminal<B>,
+    mut app: App,
+    api: Arc<dyn Api>,
+    theme: Theme,
+    now: impl Fn() -> i64,
+    first: Vec<Effect>,
+) -> std::io::Result<()> {
+    let (mut executor, mut answers) = Executor::new(api);
+    let mut input = EventStream::new();
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for Effect::Fetch(r) in first {
+        executor.spawn(r, true);
+    }
+    let result = loop {
+        if let Err(e) = terminal.draw(|f| crate::view::draw(f, &app, theme)) {
+            break Err(e);
+        }
+        let event = tokio::select! {
+            e = input.next() => match e {
+                Some(Ok(e)) => Event::Terminal(e),
+                Some(Err(e)) => Event::InputClosed(e.to_string()),
+                None => Event::InputClosed("the terminal closed".into()),
+            },
+            _ = ticker.tick() => Event::Tick,
+            Some(l) = answers.recv() => Event::Loaded(Box::new(l)),
+        };
+        let (action, forced) = match event {
+            Event::Terminal(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => {
+                (keys::action(&app, k), true)
+            }
+            // Resizes and the rest only need the redraw at the loop's top.
+            Event::Terminal(_) => (None, true),
+            Event::InputClosed(e) => {
+                break Err(std::io::Error::other(format!("terminal input: {e}")));
+            }
+            Event::Tick => (Some(Action::Tick(now())), false),
+            Event::Loaded(l) => (Some(Action::Loaded(l)), true),
+        };
+        if let Some(action) = action {
+            for Effect::Fetch(r) in update(&mut app, action) {
+                executor.spawn(r, forced);
+            }
+        }
+        if app.quit {
+            break Ok(());
+        }
+    };
+    executor.shutdown().await;
+    result
+}
+
+fn msg(e: ClientError) -> String {
+    e.to_string()
+}
+
+/// Carry out one request; its answer.
+pub async fn perform(api: &dyn Api, request: Request) -> Loaded {
+    match request {
+        Request::Organizations => Loaded::Organizations(api.organizations().await.map_err(msg)),
+        Request::CreateOrganization { name } => {
+            Loaded::OrganizationCreated(api.create_organization(&name).await.map_err(msg))
+        }
+        Request::Pools { org } => {
+            let result = api.pools(&org).await.map_err(msg);
+            Loaded::Pools { org, result }
+        }
+        Request::CreatePool { org, name } => {
+            let result = api.create_pool(&org, &name).await.map_err(msg);
+            Loaded::PoolCreated { org, result }
+        }
+        Request::PoolDetail { org, id } => {
+            let result = tokio::try_join!(api.pool(&id), api.agents(&id), api.workspaces(&org))
+                .map(|(pool, agents, workspaces)| PoolDetail {
+                    pool,
+                    agents,
+                    workspaces,
+                })
+                .map_err(msg);
+            Loaded::PoolDetail { id, result }
+        }
+        Request::SetGrants {
+            pool,
+            organization_scoped,
+            allowed,
+        } => {
+            let result = api
+                .set_grants(&pool, organization_scoped, &allowed)
+                .await
+                .map_err(msg);
+            Loaded::GrantsSaved { pool, result }
+        }
+        Request::DeletePool { id } => {
+            let result = api.delete_pool(&id).await.map_err(msg);
+            Loaded::PoolDeleted { id, result }
+        }
+        Request::Tokens { pool } => {
+            let result = api.tokens(&pool).await.map_err(msg);
+            Loaded::Tokens { pool, result }
+        }
+        Request::CreateToken { pool, description } => {
+            let result = api.create_token(&pool, &description).await.map_err(msg);
+            Loaded::TokenCreated { pool, result }
+        }
+        Request::RevokeToken { pool, id } => {
+            let result = api.delete_token(&id).await.map_err(msg);
+            Loaded::TokenRevoked { pool, result }
+        }
+        Request::Workspaces { org } => {
+            let result = tokio::try_join!(api.workspaces(&org), api.pools(&org)).map_err(msg);
+            Loaded::Workspaces { org, result }
+        }
+        Request::CreateWorkspace { org, name } => {
+            let result = api.create_workspace(&org, &name).await.map_err(msg);
+            Loaded::WorkspaceCreated { org, result }
+        }
+        Request::SetMode {
+            workspace,
+            mode,
+            pool,
+        } => {
+            let result = api
+                .set_execution_mode(&workspace, mode, pool.as_deref())
+                .await
+                .map_err(msg);
+            Loaded::ModeSet { workspace, result }
+        }
+        Request::Runs { workspace } => {
+            let result = api.runs(&workspace).await.map_err(msg);
+            Loaded::Runs { workspace, result }
+        }
+        Request::StartRun { workspace, dir } => {
+            let result = start_run(api, &workspace, &dir).await;
+            Loaded::RunStarted { workspace, result }
+        }
+        Request::RunDetail {
+            run,
+            plan_offset,
+            apply_offset,
+        } => {
+            let result = run_detail(api, &run, plan_offset, apply_offset)
+                .await
+                .map_err(msg);
+            Loaded::RunDetail {
+                run,
+                plan_offset,
+                apply_offset,
+                result,
+            }
+        }
+        Request::RunAction { run, action } => {
+            let result = api.run_action(&run, action).await.map_err(msg);
+            Loaded::RunActionDone {
+                run,
+                action,
+                result,
+            }
+        }
+        Request::Jobs { org } => {
+            let result = tokio::try_join!(api.jobs(&org), api.workspaces(&org), api.pools(&org))
+                .map(|(jobs, workspaces, pools)| QueueView {
+                    jobs,
+                    workspaces,
+                    pools,
+                })
+                .map_err(msg);
+            Loaded::Jobs { org, result }
+        }
+    }
+}
+
+async fn run_detail(
+    api: &dyn Api,
+    id: &str,
+    plan_offset: Option<usize>,
+    apply_offset: Option<usize>,
+) -> Result<RunDetail, ClientError> {
+    let run = api.run(id).await?;
+    let (plan_id, apply_id) = (run.plan_id(), run.apply_id());
+    let (plan, apply) = tokio::try_join!(
+        api.phase(PhaseKind::Plan, &plan_id),
+        api.phase(PhaseKind::Apply, &apply_id)
+    )?;
+    let started =
+        |p: &crate::model::Phase| !matches!(p.status, PhaseStatus::Pending | PhaseStatus::Queued);
+    let read = |p: &crate::model::Phase, offset: Option<usize>| {
+        let url = p.log_url.clone();
+        let go = started(p);
+        async move {
+            match offset {
+                Some(o) if go => api.log(&url, o).await,
+                _ => Ok(Vec::new()),
+            }
+        }
+    };
+    let (plan_log, apply_log) =
+        tokio::try_join!(read(&plan, plan_offset), read(&apply, apply_offset))?;
+    Ok(RunDetail {
+        run,
+        plan: Some(plan),
+        apply: Some(apply),
+        plan_log,
+        apply_log,
+    })
+}
+
+/// Files above this size in total are not packed.
+const MAX_CONFIG_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Pack the directory's files (without `.terraform` and `.git`), upload them
+/// as a configuration version and start a run.
+async fn start_run(api: &dyn Api, workspace: &str, dir: &str) -> Result<crate::model::Run, String> {
+    let root = expand_home(dir);
+    let files = tokio::task::spawn_blocking(move || read_config_dir(&root))
+        .await
+        .map_err(|e| format!("reading the directory failed: {e}"))??;
+    if !files
+        .iter()
+        .any(|(p, _)| p.ends_with(".tf") || p.ends_with(".tf.json"))
+    {
+        return Err(format!("{dir} holds no terraform configuration (*.tf)"));
+    }
+    let tarball = otf_core::tarball::pack(files.iter().map(|(p, d)| (p.as_str(), d.as_slice())));
+    api.start_run(workspace, tarball, "Queued from otf-tui")
+        .await
+        .map_err(msg)
+}
+
+fn expand_home(dir: &str) -> PathBuf {
+    match (dir.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(dir),
+    }
+}
+
+/// The regular files under `root`, by relative path with `/`.
+pub fn read_config_dir(root: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?;
+        let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            let rel = rel.join(&name);
+            let kind = entry
+                .file_type()
+                .map_err(|e| format!("cannot read {}: {e}", rel.display()))?;
+            if kind.is_dir() {
+                if name != ".terraform" && name != ".git" {
+                    stack.push(rel);
+                }
+            } else if kind.is_file() {
+                let data = std::fs::read(entry.path())
+                    .map_err(|e| format!("cannot read {}: {e}", rel.display()))?;
+                total += data.len() as u64;
+                if total > MAX_CONFIG_BYTES {
+                    return Err(format!(
+                        "the configuration is over {} MiB",
+                        MAX_CONFIG_BYTES >> 20
+                    ));
+                }
+                let path = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((path, data));
+            }
+        }
+    }
+    Ok(out)
+}
