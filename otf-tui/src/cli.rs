@@ -98,7 +98,10 @@ async fn run(flags: Flags) -> Result<(), TuiError> {
         return Err(TuiError::NotATerminal);
     }
     let mut app = App::new(api.base(), now_millis());
-    let first = update(&mut app, Action::Loaded(Box::new(Loaded::Organizations(Ok(orgs)))));
+    let first = update(
+        &mut app,
+        Action::Loaded(Box::new(Loaded::Organizations(Ok(orgs)))),
+    );
     let (mut terminal, guard) = crate::terminal::enter()?;
     let api: Arc<dyn Api> = Arc::new(api);
     let result = crate::runtime::run(

@@ -3,6 +3,7 @@
 //! the runtime to carry out, and the [`Loaded`] answers that come back. No
 //! I/O and no drawing here: `update` is a pure function of state and action.
 
+mod loaded;
 mod update;
 
 use std::collections::BTreeSet;

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::{
-    Action, App, Confirmed, Cursor, Effect, Flash, InputPurpose, Loaded, LogTail, Modal, Request,
-    RunView, Screen, Section,
+    Action, App, Confirmed, Cursor, Effect, Flash, InputPurpose, LogTail, Modal, Request, Screen,
+    Section,
 };
 use crate::client::RunAction;
 use crate::model::ExecutionModeKind;
@@ -60,31 +60,31 @@ pub fn refresh_of(screen: &Screen) -> Option<Request> {
     })
 }
 
-fn refresh(app: &App) -> Vec<Effect> {
+pub(super) fn refresh(app: &App) -> Vec<Effect> {
     refresh_of(app.screen()).map(fetch).unwrap_or_default()
 }
 
-fn push(app: &mut App, screen: Screen) -> Vec<Effect> {
+pub(super) fn push(app: &mut App, screen: Screen) -> Vec<Effect> {
     app.stack.push(screen);
     app.flash = None;
     refresh(app)
 }
 
-fn info(app: &mut App, text: impl Into<String>) {
+pub(super) fn info(app: &mut App, text: impl Into<String>) {
     app.flash = Some(Flash {
         text: text.into(),
         error: false,
     });
 }
 
-fn error(app: &mut App, text: impl Into<String>) {
+pub(super) fn error(app: &mut App, text: impl Into<String>) {
     app.flash = Some(Flash {
         text: text.into(),
         error: true,
     });
 }
 
-fn refusal(app: &mut App, title: &str, detail: String) {
+pub(super) fn refusal(app: &mut App, title: &str, detail: String) {
     app.flash = None;
     app.modal = Some(Modal::Error {
         title: title.to_string(),
@@ -103,7 +103,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             app.now = now;
             refresh(app)
         }
-        Action::Loaded(loaded) => loaded_into(app, *loaded),
+        Action::Loaded(loaded) => super::loaded::loaded_into(app, *loaded),
         action if app.modal.is_some() => modal(app, action),
         Action::Help => {
             app.modal = Some(Modal::Help);
@@ -558,7 +558,7 @@ fn settings(workspace: crate::model::Workspace, pools: Vec<crate::model::Pool>) 
     }
 }
 
-fn run_screen(workspace: &str, id: &str) -> Screen {
+pub(super) fn run_screen(workspace: &str, id: &str) -> Screen {
     Screen::Run {
         workspace: workspace.to_string(),
         id: id.to_string(),
@@ -592,7 +592,7 @@ fn open(app: &mut App, org: String, section: Section) -> Vec<Effect> {
 }
 
 /// Append new log bytes; the end marker closes the log.
-fn append_log(tail: &mut LogTail, read_from: Option<usize>, bytes: Vec<u8>) {
+pub(super) fn append_log(tail: &mut LogTail, read_from: Option<usize>, bytes: Vec<u8>) {
     // Bytes read from an offset other than the current end are stale.
     if read_from != tail.offset() {
         return;
@@ -609,292 +609,6 @@ pub fn log_text(tail: &LogTail) -> String {
     let b = b.strip_prefix(&[LOG_START]).unwrap_or(b);
     let b = b.strip_suffix(&[LOG_END]).unwrap_or(b);
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Apply an answer from otfd to the screens it belongs to.
-fn loaded_into(app: &mut App, loaded: Loaded) -> Vec<Effect> {
-    match loaded {
-        Loaded::Organizations(result) => match result {
-            Ok(orgs) => {
-                for s in &mut app.stack {
-                    if let Screen::Organizations { items, cursor } = s {
-                        cursor.clamp(orgs.len());
-                        *items = Some(orgs.clone());
-                    }
-                }
-                clear_error(app);
-            }
-            Err(e) => error(app, e),
-        },
-        Loaded::OrganizationCreated(result) => match result {
-            Ok(o) => {
-                info(app, format!("created organization {}", o.name));
-                if let Screen::Organizations { items, cursor } = app.screen_mut() {
-                    let list = items.get_or_insert_with(Vec::new);
-                    list.push(o);
-                    cursor.selected = list.len() - 1;
-                }
-                return refresh(app);
-            }
-            Err(e) => refusal(app, "Could not create the organization", e),
-        },
-        Loaded::Pools { org, result } => {
-            if let Screen::Pools {
-                org: o,
-                items,
-                cursor,
-            } = app.screen_mut()
-            {
-                if *o == org {
-                    match result {
-                        Ok(pools) => {
-                            cursor.clamp(pools.len());
-                            *items = Some(pools);
-                            clear_error(app);
-                        }
-                        Err(e) => error(app, e),
-                    }
-                }
-            }
-        }
-        Loaded::PoolCreated { org, result } => match result {
-            Ok(p) => {
-                info(app, format!("created agent pool {}", p.name));
-                return push(
-                    app,
-                    Screen::Pool {
-                        org,
-                        id: p.id,
-                        detail: None,
-                    },
-                );
-            }
-            Err(e) => refusal(app, "Could not create the agent pool", e),
-        },
-        Loaded::PoolDetail { id, result } => {
-            if let Screen::Pool { id: i, detail, .. } = app.screen_mut() {
-                if *i == id {
-                    match result {
-                        Ok(d) => {
-                            *detail = Some(d);
-                            clear_error(app);
-                        }
-                        Err(e) => error(app, e),
-                    }
-                }
-            }
-        }
-        Loaded::GrantsSaved { pool, result } => match result {
-            Ok(p) => {
-                if matches!(app.screen(), Screen::Grants { pool: g, .. } if g.id == pool) {
-                    app.stack.pop();
-                }
-                info(app, format!("saved the grants of {}", p.name));
-                return refresh(app);
-            }
-            Err(e) => refusal(app, "The grants were not saved", e),
-        },
-        Loaded::PoolDeleted { id, result } => match result {
-            Ok(()) => {
-                if matches!(app.screen(), Screen::Pool { id: i, .. } if *i == id) {
-                    app.stack.pop();
-                }
-                info(app, "deleted the agent pool");
-                return refresh(app);
-            }
-            Err(e) => refusal(app, "The agent pool was not deleted", e),
-        },
-        Loaded::Tokens { pool, result } => {
-            if let Screen::Tokens {
-                pool: p,
-                items,
-                cursor,
-            } = app.screen_mut()
-            {
-                if p.id == pool {
-                    match result {
-                        Ok(t) => {
-                            cursor.clamp(t.len());
-                            *items = Some(t);
-                            clear_error(app);
-                        }
-                        Err(e) => error(app, e),
-                    }
-                }
-            }
-        }
-        Loaded::TokenCreated { pool: _, result } => match result {
-            Ok(t) => {
-                app.flash = None;
-                app.modal = Some(Modal::Secret {
-                    description: t.token.description,
-                    secret: t.secret,
-                });
-                return refresh(app);
-            }
-            Err(e) => refusal(app, "The token was not created", e),
-        },
-        Loaded::TokenRevoked { pool: _, result } => match result {
-            Ok(()) => {
-                info(app, "revoked the token");
-                return refresh(app);
-            }
-            Err(e) => refusal(app, "The token was not revoked", e),
-        },
-        Loaded::Workspaces { org, result } => {
-            if let Screen::Workspaces {
-                org: o,
-                items,
-                pools,
-                cursor,
-            } = app.screen_mut()
-            {
-                if *o == org {
-                    match result {
-                        Ok((w, p)) => {
-                            cursor.clamp(w.len());
-                            *items = Some(w);
-                            *pools = p;
-                            clear_error(app);
-                        }
-                        Err(e) => error(app, e),
-                    }
-                }
-            }
-        }
-        Loaded::WorkspaceCreated { org: _, result } => match result {
-            Ok(w) => {
-                info(app, format!("created workspace {}", w.name));
-                if let Screen::Workspaces { items, cursor, .. } = app.screen_mut() {
-                    let list = items.get_or_insert_with(Vec::new);
-                    list.push(w);
-                    cursor.selected = list.len() - 1;
-                }
-                return refresh(app);
-            }
-            Err(e) => refusal(app, "The workspace was not created", e),
-        },
-        Loaded::ModeSet { workspace, result } => match result {
-            Ok(w) => {
-                if matches!(app.screen(), Screen::Settings { workspace: s, .. } if s.id == workspace)
-                {
-                    app.stack.pop();
-                }
-                if let Screen::Runs { workspace: s, .. } = app.screen_mut() {
-                    *s = w.clone();
-                }
-                info(
-                    app,
-                    format!("{}: execution mode {}", w.name, w.execution_mode),
-                );
-                return refresh(app);
-            }
-            Err(e) => refusal(app, "The execution mode was not changed", e),
-        },
-        Loaded::Runs { workspace, result } => {
-            if let Screen::Runs {
-                workspace: w,
-                items,
-                cursor,
-            } = app.screen_mut()
-            {
-                if w.id == workspace {
-                    match result {
-                        Ok(r) => {
-                            cursor.clamp(r.len());
-                            *items = Some(r);
-                            clear_error(app);
-                        }
-                        Err(e) => error(app, e),
-                    }
-                }
-            }
-        }
-        Loaded::RunStarted { workspace, result } => match result {
-            Ok(r) => {
-                info(app, format!("started run {}", r.id));
-                let name = match app.screen() {
-                    Screen::Runs { workspace: w, .. } if w.id == workspace => w.name.clone(),
-                    _ => workspace,
-                };
-                return push(app, run_screen(&name, &r.id));
-            }
-            Err(e) => refusal(app, "The run was not started", e),
-        },
-        Loaded::RunDetail {
-            run,
-            plan_offset,
-            apply_offset,
-            result,
-        } => {
-            if let Screen::Run {
-                id,
-                detail,
-                plan_log,
-                apply_log,
-                ..
-            } = app.screen_mut()
-            {
-                if *id == run {
-                    match result {
-                        Ok(d) => {
-                            append_log(plan_log, plan_offset, d.plan_log);
-                            append_log(apply_log, apply_offset, d.apply_log);
-                            *detail = Some(RunView {
-                                run: d.run,
-                                plan: d.plan,
-                                apply: d.apply,
-                            });
-                            clear_error(app);
-                        }
-                        Err(e) => error(app, e),
-                    }
-                }
-            }
-        }
-        Loaded::RunActionDone {
-            run,
-            action,
-            result,
-        } => match result {
-            Ok(()) => {
-                info(app, format!("{}: {} requested", run, action_verb(action)));
-                return refresh(app);
-            }
-            Err(e) => refusal(
-                app,
-                &format!("Could not {} the run", action_verb(action)),
-                e,
-            ),
-        },
-        Loaded::Jobs { org, result } => {
-            if let Screen::Jobs {
-                org: o,
-                view,
-                cursor,
-            } = app.screen_mut()
-            {
-                if *o == org {
-                    match result {
-                        Ok(v) => {
-                            cursor.clamp(v.jobs.len());
-                            *view = Some(v);
-                            clear_error(app);
-                        }
-                        Err(e) => error(app, e),
-                    }
-                }
-            }
-        }
-    }
-    vec![]
-}
-
-/// A refresh worked: an earlier refresh failure no longer holds.
-fn clear_error(app: &mut App) {
-    if app.flash.as_ref().is_some_and(|f| f.error) {
-        app.flash = None;
-    }
 }
 
 /// The workspaces a pool's screen lists, each marked granted and/or

@@ -1,0 +1,303 @@
+//! otf-tui end to end: the real otfd, a real otf-agent and real terraform,
+//! with the TUI running inside tmux (80×24) and driven by `send-keys` through
+//! the walkthrough of design.md §1, asserting on `capture-pane`.
+
+mod e2e;
+mod support;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use e2e::{terraform, Agent, HELLO};
+use support::{Db, Server};
+
+const STEP: Duration = Duration::from_secs(20);
+const RUN: Duration = Duration::from_secs(120);
+
+/// A TUI in a detached tmux session on a tmux server of its own.
+struct Tmux {
+    socket: String,
+}
+
+fn tmux_output(args: &[&str]) -> Output {
+    match Command::new("tmux").args(args).output() {
+        Ok(o) => o,
+        Err(e) => panic!(
+            "tmux is needed for the otf-tui end-to-end test ({e}): install it with \
+             `apt-get install tmux` (./scripts/test does)"
+        ),
+    }
+}
+
+impl Tmux {
+    /// Run `cmd` in an 80×24 pane; when it ends the pane says its exit code.
+    fn start(cmd: &[&str]) -> Tmux {
+        let socket = format!("otf-tui-e2e-{}", std::process::id());
+        let script = r#""$0" "$@"; echo "otf-tui exited with $?"; sleep 600"#;
+        let mut args = vec![
+            "-L",
+            &socket,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "tui",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "sh",
+            "-c",
+            script,
+        ];
+        args.extend_from_slice(cmd);
+        let out = tmux_output(&args);
+        assert!(
+            out.status.success(),
+            "tmux new-session failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmux { socket }
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        let mut all = vec!["-L", &self.socket];
+        all.extend_from_slice(args);
+        tmux_output(&all)
+    }
+
+    /// Press keys by tmux name (`Enter`, `Escape`, `Down`, `q`, ...).
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.tmux(&["send-keys", "-t", "tui", k]);
+        }
+    }
+
+    /// Type text literally.
+    fn text(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "tui", "-l", text]);
+    }
+
+    fn capture(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "tui"]).stdout)
+            .into_owned()
+    }
+
+    /// Poll the pane until `check` holds; the pane then.
+    fn wait(&self, what: &str, deadline: Duration, check: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + deadline;
+        let mut wait = Duration::from_millis(20);
+        loop {
+            let pane = self.capture();
+            if check(&pane) {
+                return pane;
+            }
+            if Instant::now() > until {
+                panic!("timed out after {deadline:?} waiting for {what}; the pane:\n{pane}");
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_for(&self, text: &str) -> String {
+        self.wait(&format!("{text:?}"), STEP, |p| p.contains(text))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+/// The line of the pane that starts (after spaces and a cursor) with `start`.
+fn line<'a>(pane: &'a str, start: &str) -> Option<&'a str> {
+    pane.lines()
+        .find(|l| l.trim_start_matches(['>', ' ']).starts_with(start))
+}
+
+/// The agent token's secret from the "copy it now" modal (it may wrap).
+fn secret(pane: &str) -> String {
+    let lines: Vec<&str> = pane.lines().map(str::trim).collect();
+    let i = lines
+        .iter()
+        .position(|l| l.starts_with("at-") && l.contains('.'))
+        .unwrap_or_else(|| panic!("no secret on the pane:\n{pane}"));
+    let mut s = lines[i].to_string();
+    for l in &lines[i + 1..] {
+        if l.is_empty() || l.contains(' ') {
+            break;
+        }
+        s.push_str(l);
+    }
+    s
+}
+
+#[test]
+fn walkthrough_in_the_tui() {
+    let tf = terraform();
+    let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
+    let config = tempfile::tempdir().expect("a configuration dir");
+    for (name, body) in HELLO {
+        std::fs::write(config.path().join(name), body).expect("write the configuration");
+    }
+    let tui = Tmux::start(&[
+        "env",
+        &format!("OTF_ADDRESS={}", server.url),
+        &format!("OTF_TOKEN={}", server.site_token),
+        env!("CARGO_BIN_EXE_otf-tui-e2e"),
+    ]);
+
+    // An organization and two workspaces.
+    tui.wait_for("No organizations yet");
+    tui.keys(&["n"]);
+    tui.text("acme");
+    tui.keys(&["Enter"]);
+    tui.wait_for("created organization acme");
+    tui.keys(&["Enter"]);
+    tui.wait_for("Organization acme");
+    tui.keys(&["w"]);
+    tui.wait_for("No workspaces yet");
+    for name in ["dev", "prod"] {
+        tui.keys(&["n"]);
+        tui.text(name);
+        tui.keys(&["Enter"]);
+        tui.wait_for(&format!("created workspace {name}"));
+    }
+
+    // 1. A pool, organization-scoped at first.
+    tui.keys(&["q"]);
+    tui.wait_for("Jobs and queue");
+    tui.keys(&["p"]);
+    tui.wait_for("No agent pools yet");
+    tui.keys(&["n"]);
+    tui.text("pool1");
+    tui.keys(&["Enter"]);
+    tui.wait_for("(organization-scoped)");
+
+    // 2. Restricted to dev: "grant access to specific workspaces", saved.
+    tui.keys(&["e"]);
+    tui.wait_for("Grant access to specific workspaces");
+    tui.keys(&["Down", "Down", "Space"]);
+    tui.wait_for("[x] dev");
+    tui.keys(&["s"]);
+    tui.wait_for("saved the grants of pool1");
+    tui.wait_for("Access: granted workspaces only");
+
+    // 3. prod may not use the pool (the server's refusal is shown); dev may.
+    tui.keys(&["q", "q"]);
+    tui.wait_for("Jobs and queue");
+    tui.keys(&["w"]);
+    tui.wait("the workspaces, dev selected", STEP, |p| {
+        line(p, "dev").is_some_and(|l| l.starts_with('>'))
+    });
+    tui.keys(&["Down", "e"]);
+    tui.wait_for("Execution mode of prod");
+    tui.keys(&["Down", "Down", "Down", "Space", "s"]);
+    tui.wait_for("The execution mode was not changed");
+    tui.wait_for("not granted");
+    tui.keys(&["Escape", "Escape"]);
+    tui.wait_for("Workspaces of acme");
+    tui.keys(&["Up", "e"]);
+    tui.wait_for("Execution mode of dev");
+    tui.keys(&["Down", "Down", "Down", "Space", "s"]);
+    tui.wait_for("dev: execution mode agent");
+    let pane = tui.wait_for("Workspaces of acme");
+    let dev = line(&pane, "dev").expect("dev is listed");
+    assert!(dev.contains("agent") && dev.contains("pool1"), "{pane}");
+
+    // The pool shows dev as granted and assigned.
+    tui.keys(&["q", "p"]);
+    tui.wait("pool1 in the list", STEP, |p| {
+        line(p, "pool1").is_some_and(|l| l.starts_with('>'))
+    });
+    tui.keys(&["Enter"]);
+    tui.wait("dev granted and assigned", STEP, |p| {
+        line(p, "dev").is_some_and(|l| l.contains("granted") && l.contains("assigned"))
+    });
+
+    // 4. A token; its secret is shown once.
+    tui.keys(&["t"]);
+    tui.wait_for("Agent tokens of pool1");
+    tui.keys(&["n"]);
+    tui.text("tui agents");
+    tui.keys(&["Enter"]);
+    let pane = tui.wait_for("Copy it now");
+    let token = secret(&pane);
+
+    // 5-6. An agent with that token shows as idle in the pool.
+    let agent = Agent::start(
+        &server,
+        &token,
+        "tui-agent",
+        &tf,
+        &["--concurrency", "1"],
+        &[],
+    );
+    tui.keys(&["Escape"]);
+    let pane = tui.wait_for("tui agents");
+    assert!(
+        !pane.contains(&token),
+        "the secret is shown once only:\n{pane}"
+    );
+    tui.keys(&["q"]);
+    let pane = tui.wait("the agent idle in the pool", STEP, |p| {
+        line(p, "tui-agent").is_some_and(|l| l.contains("idle"))
+    });
+    let row = line(&pane, "tui-agent").expect("the agent's row");
+    assert!(row.contains("127.0.0.1") && row.contains("0/1"), "{pane}");
+
+    // 7. A run from the configuration directory, on the agent, applied.
+    tui.keys(&["q", "q"]);
+    tui.wait_for("Jobs and queue");
+    tui.keys(&["w"]);
+    tui.wait("the workspaces, dev selected", STEP, |p| {
+        line(p, "dev").is_some_and(|l| l.starts_with('>'))
+    });
+    tui.keys(&["Enter"]);
+    tui.wait_for("No runs yet");
+    tui.keys(&["n"]);
+    tui.text(&config.path().display().to_string());
+    tui.keys(&["Enter"]);
+    tui.wait("the plan", RUN, |p| p.contains("of dev: planned"));
+    tui.wait_for("Plan: 1 to add");
+    tui.keys(&["a"]);
+    tui.wait_for("Confirm and apply");
+    tui.keys(&["y"]);
+    let pane = tui.wait("the run applied", RUN, |p| p.contains("of dev: applied"));
+    assert!(
+        line(&pane, "apply").is_some_and(|l| l.contains("finished") && l.contains("+1 ~0 -0")),
+        "{pane}"
+    );
+    tui.wait_for("Apply complete!");
+
+    // q all the way out: the TUI exits 0 and leaves the terminal usable.
+    for _ in 0..6 {
+        tui.keys(&["q"]);
+    }
+    tui.wait_for("otf-tui exited with 0");
+    drop(agent);
+}
+
+#[test]
+fn refused_token_and_unreachable_server_are_exit_codes() {
+    let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
+    let tui = env!("CARGO_BIN_EXE_otf-tui-e2e");
+    let out = Command::new(tui)
+        .args(["--address", &server.url, "--token", "wrong"])
+        .output()
+        .expect("run otf-tui");
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the token"), "{err}");
+    drop(server);
+    let out = Command::new(tui)
+        .args(["--address", "127.0.0.1:9", "--token", "x"])
+        .output()
+        .expect("run otf-tui");
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach otfd"), "{err}");
+}
