@@ -20,7 +20,7 @@ const RUN: Duration = Duration::from_secs(90);
 fn slow_engine(dir: &std::path::Path) -> String {
     let path = dir.join("slow-terraform");
     let script = format!(
-        "#!/bin/sh\nif [ \"$1\" = \"$OTF_TEST_SLOW\" ]; then\n  [ -n \"$OTF_TEST_IGNORE_INT\" ] && trap '' INT\n  echo \"slow $1 is waiting\"\n  sleep 600\nfi\nexec {} \"$@\"\n",
+        "#!/bin/sh\nif [ \"$1\" = \"$OTF_TEST_SLOW\" ]; then\n  trap 'exit 130' INT\n  [ -n \"$OTF_TEST_IGNORE_INT\" ] && trap '' INT\n  echo \"slow $1 is waiting\"\n  sleep 600\nfi\nexec {} \"$@\"\n",
         terraform()
     );
     std::fs::write(&path, script).expect("write the engine wrapper");
