@@ -421,3 +421,54 @@ async fn bad_archives_are_refused_and_change_nothing() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn routed_wakeups_reach_long_polls_for_jobs_and_signals() {
+    let mut w = World::new(21).await;
+    w.org("acme").await;
+    let ws = w.workspace("acme", "dev", ExecutionMode::Remote).await;
+    let server = w.register(&SERVER, "server", 1).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let core = w.core.clone();
+    let router = tokio::spawn(async move {
+        core.route_wakeups(async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    while !w.core.wakeups_routed() {
+        tokio::task::yield_now().await;
+    }
+    let (core, agent) = (w.core.clone(), server.id.to_string());
+    let poll = tokio::spawn(async move { core.await_allocated_jobs(&SERVER, &agent).await });
+    tokio::task::yield_now().await;
+    let run = w.run(&ws).await;
+    let jobs = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    let started = w
+        .core
+        .start_job(&SERVER, server.id.as_str(), jobs[0].id.as_str())
+        .await
+        .unwrap();
+    let (core, agent, job) = (
+        w.core.clone(),
+        server.id.to_string(),
+        started.job.id.to_string(),
+    );
+    let signal = tokio::spawn(async move { core.await_signal(&SERVER, &agent, &job).await });
+    tokio::task::yield_now().await;
+    w.core.cancel_run(&w.site, run.id.as_str()).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), signal)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, Some(Signal::Cancel));
+    stop.send(()).unwrap();
+    router.await.unwrap();
+    assert!(!w.core.wakeups_routed());
+}

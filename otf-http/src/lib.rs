@@ -254,7 +254,21 @@ impl Otfd {
             self.config.tick,
             stopped.clone(),
         ));
-        let flusher = tokio::spawn(leader::flush_pings(core.clone(), self.config.tick, stopped));
+        let flusher = tokio::spawn(leader::flush_pings(
+            core.clone(),
+            self.config.tick,
+            stopped.clone(),
+        ));
+        // One bus subscription wakes every long-poll (instead of one each).
+        let wakeups = {
+            let (core, mut stopped) = (core.clone(), stopped);
+            tokio::spawn(async move {
+                core.route_wakeups(async move {
+                    let _ = stopped.changed().await;
+                })
+                .await
+            })
+        };
         // The server runner: the same runner as otf-agent, calling the core
         // directly, for workspaces in remote execution mode.
         let (runner_stop, runner_signals) = tokio::sync::mpsc::channel(2);
@@ -293,6 +307,7 @@ impl Otfd {
         let _ = stop.send(true);
         let _ = leader.await;
         let _ = flusher.await;
+        let _ = wakeups.await;
         Ok(())
     }
 }

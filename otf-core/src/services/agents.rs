@@ -1,10 +1,11 @@
 //! The agent side of the protocol: register, ping, wait for jobs and signals,
 //! plus the administrator's view of agents.
 
+use super::waiters::WaitKey;
 use super::{allow, found, Core, Error};
 use crate::agent::{agent_transition, Agent, AgentEvent, AgentStatus, ReportedStatus};
 use crate::auth::{authorize_agent_protocol, authorize_organization, Access, Subject};
-use crate::events::{Event, RecvError};
+use crate::events::Event;
 use crate::ids::{AgentId, JobId, PoolId};
 use crate::job::{Job, JobStatus, Signal};
 use crate::store::{AgentRepo, JobRepo, Store};
@@ -172,8 +173,8 @@ impl<S: Store> Core<S> {
     ) -> Result<Vec<Job>, Error> {
         let id: AgentId = agent.parse()?;
         loop {
-            // Subscribe before looking, so nothing slips between the two.
-            let mut sub = self.bus.subscribe();
+            // Wait before looking, so nothing slips between the two.
+            let mut wait = self.wait_on(WaitKey::Agent(id.clone()));
             {
                 let mut tx = self.begin().await?;
                 self.agent_for(&mut tx, subject, &id).await?;
@@ -187,20 +188,8 @@ impl<S: Store> Core<S> {
                     return Ok(jobs);
                 }
             }
-            loop {
-                match sub.recv().await {
-                    Ok(Event::Job(j))
-                        if j.agent.as_ref() == Some(&id) && j.status == JobStatus::Allocated =>
-                    {
-                        break
-                    }
-                    Ok(Event::Agent(a)) if a.id == id => break,
-                    Ok(Event::AgentDeleted(a)) if a == id => break,
-                    Ok(Event::TokenRevoked(_)) => break,
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged) => break,
-                    Err(RecvError::Closed) => return Ok(Vec::new()),
-                }
+            if !wait.next().await {
+                return Ok(Vec::new());
             }
         }
     }
@@ -216,7 +205,7 @@ impl<S: Store> Core<S> {
         let agent_id: AgentId = agent.parse()?;
         let job_id: JobId = job.parse()?;
         loop {
-            let mut sub = self.bus.subscribe();
+            let mut wait = self.wait_on(WaitKey::Job(job_id.clone()));
             {
                 let mut tx = self.begin().await?;
                 let agent = found(tx.get_agent(&agent_id).await?, "agent", &agent_id)?;
@@ -239,13 +228,8 @@ impl<S: Store> Core<S> {
                     return Ok(None);
                 }
             }
-            loop {
-                match sub.recv().await {
-                    Ok(Event::Job(j)) if j.id == job_id => break,
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged) => break,
-                    Err(RecvError::Closed) => return Ok(None),
-                }
+            if !wait.next().await {
+                return Ok(None);
             }
         }
     }

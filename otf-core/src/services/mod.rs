@@ -14,6 +14,7 @@ mod queue;
 mod runs;
 mod state;
 mod tokens;
+mod waiters;
 mod workspaces;
 
 use std::collections::HashMap;
@@ -79,6 +80,8 @@ pub struct Core<S: Store> {
     /// Pings that changed no status: agent -> last heard, flushed in batches by
     /// [`Core::flush_last_seen`] instead of one commit per ping.
     last_seen: Arc<Mutex<HashMap<AgentId, Timestamp>>>,
+    /// Long-polls waiting for jobs and signals.
+    waiters: Arc<waiters::Waiters>,
 }
 
 impl<S: Store> Clone for Core<S> {
@@ -90,6 +93,7 @@ impl<S: Store> Clone for Core<S> {
             rng: self.rng.clone(),
             config: self.config.clone(),
             last_seen: self.last_seen.clone(),
+            waiters: self.waiters.clone(),
         }
     }
 }
@@ -109,6 +113,7 @@ impl<S: Store> Core<S> {
             rng,
             config: Arc::new(config),
             last_seen: Arc::default(),
+            waiters: Arc::default(),
         }
     }
 

@@ -316,6 +316,11 @@ impl Agent {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Log first, then announce: readers of the log after start()
+                // see the registration line.
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&format!("{line}\n"));
                 if line.contains("registered successfully") {
                     let id = line
                         .split_whitespace()
@@ -323,9 +328,6 @@ impl Agent {
                         .map(str::to_string);
                     let _ = tx.send(id);
                 }
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_str(&(line + "\n"));
             }
         });
         let id = match rx.recv_timeout(Duration::from_secs(30)) {
