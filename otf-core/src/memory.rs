@@ -609,6 +609,13 @@ impl RunRepo for MemoryTx {
             .min_by_key(|r| (r.created_at, r.id.clone()))
             .cloned())
     }
+    async fn count_runs_by_status(&mut self) -> StoreResult<Vec<(RunStatus, u64)>> {
+        let mut counts = BTreeMap::new();
+        for r in self.state.runs.values() {
+            *counts.entry(r.status).or_insert(0u64) += 1;
+        }
+        Ok(counts.into_iter().collect())
+    }
 }
 
 #[async_trait]

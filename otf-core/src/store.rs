@@ -141,6 +141,9 @@ pub trait RunRepo {
     ) -> StoreResult<(Vec<Run>, u64)>;
     /// The oldest `pending` non-speculative run of the workspace.
     async fn next_pending_run(&mut self, ws: &WorkspaceId) -> StoreResult<Option<Run>>;
+    /// How many runs there are in each status (for metrics); statuses with
+    /// no run may be missing.
+    async fn count_runs_by_status(&mut self) -> StoreResult<Vec<(crate::run::RunStatus, u64)>>;
 }
 
 #[async_trait]

@@ -107,6 +107,25 @@ async fn walkthrough_runs_on_an_agent_of_the_pool() {
         assert_eq!(apply["attributes"]["resource-destructions"], json!(1));
         let ws_doc = api.data(&format!("/workspaces/{ws}")).await;
         assert_eq!(ws_doc["attributes"]["locked"], json!(false));
+        // Prometheus metrics tell the story.
+        let metrics = reqwest::get(format!("{}/metrics", server.url))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .unwrap_or_default();
+        for needle in [
+            "otf_runs{status=\"applied\"} 2",
+            "otf_runs{status=\"planned_and_finished\"} 1",
+            &format!("otf_agents{{pool=\"{pool}\",status=\"idle\"}} 1"),
+            "otf_scheduling_latency_seconds_count",
+            "otf_http_requests_total{route=\"Run\",status=\"200\"}",
+        ] {
+            assert!(
+                metrics.contains(needle),
+                "{needle} missing from:\n{metrics}"
+            );
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Discovery, ping, health and metrics.
 
 use hyper::StatusCode;
-use otf_core::store::{AgentRepo, JobRepo, Store};
+use otf_core::store::{AgentRepo, JobRepo, RunRepo, Store};
 use serde_json::json;
 
 use crate::app::App;
@@ -58,6 +58,10 @@ async fn gauges<S: Store>(app: &App<S>) -> Result<String, ApiError> {
         .map_err(otf_core::Error::from)?;
     let agents = tx.list_agents().await.map_err(otf_core::Error::from)?;
     let jobs = tx.list_active_jobs().await.map_err(otf_core::Error::from)?;
+    let runs = tx
+        .count_runs_by_status()
+        .await
+        .map_err(otf_core::Error::from)?;
     drop(tx);
     let mut by_agent: BTreeMap<(String, &str), u64> = BTreeMap::new();
     for a in &agents {
@@ -78,6 +82,10 @@ async fn gauges<S: Store>(app: &App<S>) -> Result<String, ApiError> {
     out.push_str("# HELP otf_agents Agents by pool and status.\n# TYPE otf_agents gauge\n");
     for ((pool, status), n) in by_agent {
         let _ = writeln!(out, "otf_agents{{pool=\"{pool}\",status=\"{status}\"}} {n}");
+    }
+    out.push_str("# HELP otf_runs Runs by status.\n# TYPE otf_runs gauge\n");
+    for (status, n) in runs {
+        let _ = writeln!(out, "otf_runs{{status=\"{status}\"}} {n}");
     }
     out.push_str(
         "# HELP otf_jobs Jobs that are not final, by status and phase.\n# TYPE otf_jobs gauge\n",

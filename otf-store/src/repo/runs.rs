@@ -70,4 +70,26 @@ impl RunRepo for DbTx {
             .map(convert::run)
             .transpose()
     }
+
+    async fn count_runs_by_status(&mut self) -> StoreResult<Vec<(RunStatus, u64)>> {
+        let rows: Vec<(String, i64)> = run::Entity::find()
+            .select_only()
+            .column(run::Column::Status)
+            .column_as(run::Column::Id.count(), "n")
+            .group_by(run::Column::Status)
+            .into_tuple()
+            .all(&self.tx)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(status, n)| {
+                let status = status.parse::<RunStatus>().map_err(|e| {
+                    otf_core::store::StoreError::Unavailable(format!(
+                        "bad run status in the database: {e}"
+                    ))
+                })?;
+                Ok((status, n.max(0) as u64))
+            })
+            .collect()
+    }
 }

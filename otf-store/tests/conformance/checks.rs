@@ -406,6 +406,12 @@ pub async fn runs<S: Store>(s: &S) {
     assert_eq!(back.plan.status, PhaseStatus::Running);
     assert_eq!(back.status, RunStatus::Planning);
     assert_eq!(tx.next_pending_run(&w.id).await.unwrap(), Some(r2.clone()));
+    let mut counts = tx.count_runs_by_status().await.unwrap();
+    counts.sort();
+    assert_eq!(
+        counts,
+        vec![(RunStatus::Pending, 2), (RunStatus::Planning, 1)]
+    );
     let ghost = run(&w, &cv, 1);
     assert!(matches!(
         tx.update_run(&ghost).await,
