@@ -187,6 +187,82 @@ mod tests {
             .contains("cannot download"));
     }
 
+    /// A loopback HTTP server answering GETs from a fixed table.
+    async fn serve(files: Vec<(String, Vec<u8>)>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                let (status, body) = match files.iter().find(|(p, _)| *p == path) {
+                    Some((_, b)) => ("200 OK", b.clone()),
+                    None => ("404 Not Found", Vec::new()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn release_zip() -> Vec<u8> {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut w = zip::ZipWriter::new(&mut buf);
+            w.start_file::<_, ()>("terraform", zip::write::SimpleFileOptions::default())
+                .unwrap();
+            std::io::Write::write_all(&mut w, b"#!/bin/sh\necho mirrored\n").unwrap();
+            w.finish().unwrap();
+        }
+        buf.into_inner()
+    }
+
+    #[tokio::test]
+    async fn a_mirror_download_is_checked_and_cached() {
+        let zip = release_zip();
+        let name = format!("terraform_1.2.3_{}.zip", platform());
+        let good = format!("{}  {name}\n", hex::encode(Sha256::digest(&zip)));
+        let mirror = serve(vec![
+            (format!("/terraform/1.2.3/{name}"), zip.clone()),
+            (
+                "/terraform/1.2.3/terraform_1.2.3_SHA256SUMS".into(),
+                good.into_bytes(),
+            ),
+            (
+                format!("/terraform/6.6.6/{}", name.replace("1.2.3", "6.6.6")),
+                zip,
+            ),
+            (
+                "/terraform/6.6.6/terraform_6.6.6_SHA256SUMS".into(),
+                format!("{}  {}\n", "0".repeat(64), name.replace("1.2.3", "6.6.6")).into_bytes(),
+            ),
+        ])
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = EngineConfig {
+            bin: None,
+            cache_dir: dir.path().into(),
+            mirror,
+        };
+        let bin = cfg.resolve("1.2.3").await.unwrap();
+        assert_eq!(bin, dir.path().join("terraform/1.2.3/terraform"));
+        assert_eq!(std::fs::read(&bin).unwrap(), b"#!/bin/sh\necho mirrored\n");
+        let err = cfg.resolve("6.6.6").await.unwrap_err();
+        assert!(err.contains("does not match its SHA256SUMS"), "{err}");
+        assert!(
+            !dir.path().join("terraform/6.6.6/terraform").exists(),
+            "nothing is installed"
+        );
+    }
+
     #[test]
     fn extract_finds_the_binary() {
         let mut buf = std::io::Cursor::new(Vec::new());

@@ -286,3 +286,28 @@ async fn revoking_the_token_shuts_the_agent_out_and_sigterm_exits_cleanly() {
     assert_eq!(graceful.wait_exit(RUN).await, Some(0), "{}", graceful.log());
     w.api.wait_agent(&w.pool, &graceful.id, "exited", RUN).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_or_an_unreachable_server_at_start_is_a_one_line_error() {
+    let server = Server::start(&support::Db::Sqlite, &["--concurrency", "0"]);
+    let run = |address: &str, token: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_otf-agent-e2e"))
+            .args(["--address", address, "--token", token])
+            .env("RUST_LOG", "off")
+            .output()
+            .expect("otf-agent runs")
+    };
+    let bad = run(
+        &server.url,
+        &format!("at-0000000000000000.{}", "0".repeat(64)),
+    );
+    assert_eq!(bad.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("token was refused"), "{err}");
+    let down = run("127.0.0.1:1", "whatever");
+    assert_eq!(down.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach otfd"), "{err}");
+}

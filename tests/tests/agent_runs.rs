@@ -216,3 +216,55 @@ async fn a_restricted_pool_refuses_workspaces_it_is_not_granted_to() {
         "nothing changed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_working_directory_is_honoured_and_a_failed_apply_still_saves_its_state() {
+    let tf = terraform();
+    for db in databases() {
+        let server = Server::start(&db, &["--engine-bin", &tf, "--concurrency", "1"]);
+        let api = Api::new(&server);
+        api.org("acme").await;
+        let ws = api.workspace("acme", "infra", None).await;
+        let (s, v) = api
+            .patch(&format!("/workspaces/{ws}"), json!({"data":{"type":"workspaces","attributes":{"working-directory":"stacks/infra"}}}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        // The root holds a decoy that would fail if terraform ran there.
+        let files = [
+            ("main.tf", "this is not terraform"),
+            (
+                "stacks/infra/main.tf",
+                "resource \"null_resource\" \"first\" {}\n\
+                 resource \"null_resource\" \"second\" {\n  depends_on = [null_resource.first]\n  provisioner \"local-exec\" {\n    command = \"exit 3\"\n  }\n}\n",
+            ),
+        ];
+        let run = api.run(&ws, &files, false).await;
+        api.wait_for(&run, "planned", RUN).await;
+        api.apply(&run).await;
+        let errored = api.wait_for(&run, "errored", RUN).await;
+        assert!(
+            errored["attributes"]["error-message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("exited"),
+            "{errored}"
+        );
+        // What the failed apply did create is in the workspace's state.
+        let sv = api
+            .data(&format!("/workspaces/{ws}/current-state-version"))
+            .await;
+        let url = sv["attributes"]["hosted-state-download-url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (s, state) = api.get(&url).await;
+        assert_eq!(s, 200);
+        let names: Vec<&str> = state["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert!(names.contains(&"first"), "{state}");
+    }
+}

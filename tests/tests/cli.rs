@@ -267,55 +267,57 @@ async fn local_execution_keeps_state_in_otfd_under_a_lock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workspace_prefixes_list_and_select_workspaces() {
-    let db = Db::Sqlite;
-    let c = cli(&db, &["--concurrency", "0"]);
-    c.api.org("acme").await;
-    for name in ["app-one", "app-two", "other"] {
-        c.api.workspace("acme", name, None).await;
+    for db in databases() {
+        let c = cli(&db, &["--concurrency", "0"]);
+        c.api.org("acme").await;
+        for name in ["app-one", "app-two", "other"] {
+            c.api.workspace("acme", name, None).await;
+        }
+        let project = c.project("apps", "prefix = \"app-\"", BODY);
+        let mut init = c.command(&project, &["init", "-input=false", "-no-color"]);
+        init.env("TF_WORKSPACE", "one");
+        let out = init.output().expect("init");
+        assert!(out.status.success(), "{}", text(&out));
+        let mut list = c.command(&project, &["workspace", "list"]);
+        list.env("TF_WORKSPACE", "one");
+        let out = list.output().expect("workspace list");
+        let t = text(&out);
+        assert!(
+            t.contains("one") && t.contains("two") && !t.contains("other"),
+            "{t}"
+        );
     }
-    let project = c.project("apps", "prefix = \"app-\"", BODY);
-    let mut init = c.command(&project, &["init", "-input=false", "-no-color"]);
-    init.env("TF_WORKSPACE", "one");
-    let out = init.output().expect("init");
-    assert!(out.status.success(), "{}", text(&out));
-    let mut list = c.command(&project, &["workspace", "list"]);
-    list.env("TF_WORKSPACE", "one");
-    let out = list.output().expect("workspace list");
-    let t = text(&out);
-    assert!(
-        t.contains("one") && t.contains("two") && !t.contains("other"),
-        "{t}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_mismatch_gives_the_clis_message() {
     let tf = terraform();
-    let db = Db::Sqlite;
-    let c = cli(&db, &["--engine-bin", &tf, "--concurrency", "1"]);
-    c.api.org("acme").await;
-    let project = c.project("old", "name = \"old\"", BODY);
-    let out = c.tf(&project, &["init", "-input=false", "-no-color"], "");
-    assert!(out.status.success(), "{}", text(&out));
-    let out = c.tf(&project, &["apply", "-auto-approve", "-no-color"], "");
-    assert!(out.status.success(), "{}", text(&out));
-    let ws = c.api.data("/organizations/acme/workspaces/old").await;
-    let id = ws["id"].as_str().unwrap_or_default();
-    let (s, v) = c
-        .api
-        .patch(
-            &format!("/workspaces/{id}"),
-            json!({"data":{"type":"workspaces","attributes":{"terraform-version":"0.13.5"}}}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let out = c.tf(&project, &["state", "rm", "null_resource.a"], "");
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("Terraform version mismatch"),
-        "{}",
-        text(&out)
-    );
+    for db in databases() {
+        let c = cli(&db, &["--engine-bin", &tf, "--concurrency", "1"]);
+        c.api.org("acme").await;
+        let project = c.project("old", "name = \"old\"", BODY);
+        let out = c.tf(&project, &["init", "-input=false", "-no-color"], "");
+        assert!(out.status.success(), "{}", text(&out));
+        let out = c.tf(&project, &["apply", "-auto-approve", "-no-color"], "");
+        assert!(out.status.success(), "{}", text(&out));
+        let ws = c.api.data("/organizations/acme/workspaces/old").await;
+        let id = ws["id"].as_str().unwrap_or_default();
+        let (s, v) = c
+            .api
+            .patch(
+                &format!("/workspaces/{id}"),
+                json!({"data":{"type":"workspaces","attributes":{"terraform-version":"0.13.5"}}}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let out = c.tf(&project, &["state", "rm", "null_resource.a"], "");
+        assert!(!out.status.success());
+        assert!(
+            text(&out).contains("Terraform version mismatch"),
+            "{}",
+            text(&out)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
