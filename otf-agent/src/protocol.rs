@@ -146,3 +146,82 @@ pub struct FinishRequest {
     #[serde(default)]
     pub message: Option<String>,
 }
+
+// Conversions between core types and the wire, shared by otfd's endpoints and
+// the in-process transport, so both speak exactly the same protocol.
+
+impl From<&otf_core::job::Job> for JobSummary {
+    fn from(j: &otf_core::job::Job) -> Self {
+        JobSummary {
+            id: j.id.to_string(),
+            run_id: j.run.to_string(),
+            workspace_id: j.workspace.to_string(),
+            phase: j.phase.to_string(),
+            attempt: j.attempt,
+        }
+    }
+}
+
+impl From<&otf_core::services::StartedJob> for StartResponse {
+    fn from(s: &otf_core::services::StartedJob) -> Self {
+        let (r, w) = (&s.run, &s.workspace);
+        StartResponse {
+            token: s.token.expose().to_string(),
+            job: JobSummary::from(&s.job),
+            run: RunSpec {
+                id: r.id.to_string(),
+                is_destroy: r.options.is_destroy,
+                refresh: r.options.refresh,
+                refresh_only: r.options.refresh_only,
+                plan_only: r.options.plan_only,
+                target_addrs: r.options.target_addrs.clone(),
+                replace_addrs: r.options.replace_addrs.clone(),
+                terraform_version: r.terraform_version.clone(),
+            },
+            workspace: WorkspaceSpec {
+                id: w.id.to_string(),
+                name: w.name.clone(),
+                organization: w.organization.to_string(),
+                working_directory: w.working_directory.clone(),
+                terraform_version: w.terraform_version.clone(),
+            },
+        }
+    }
+}
+
+impl From<otf_core::artifacts::Variable> for VariableSpec {
+    fn from(v: otf_core::artifacts::Variable) -> Self {
+        VariableSpec {
+            key: v.key,
+            value: v.value,
+            category: v.category.to_string(),
+            hcl: v.hcl,
+            sensitive: v.sensitive,
+        }
+    }
+}
+
+impl FinishRequest {
+    /// The job outcome this report asks for; `None` for an unknown outcome.
+    pub fn outcome(&self) -> Option<otf_core::services::JobOutcome> {
+        use otf_core::services::JobOutcome;
+        Some(match self.outcome.as_str() {
+            "finished" => JobOutcome::Finished {
+                counts: otf_core::run::ResourceCounts {
+                    additions: self.additions,
+                    changes: self.changes,
+                    destructions: self.destructions,
+                },
+                has_changes: self.has_changes,
+            },
+            "errored" => JobOutcome::Errored {
+                message: self
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "the job failed".into()),
+            },
+            "canceled" => JobOutcome::Canceled,
+            _ => return None,
+        })
+    }
+}

@@ -7,9 +7,7 @@ use otf_agent::protocol::*;
 use otf_core::agent::ReportedStatus;
 use otf_core::artifacts::ArtifactKind;
 use otf_core::auth::Subject;
-use otf_core::job::Job;
-use otf_core::run::ResourceCounts;
-use otf_core::services::{JobOutcome, RegisterAgent};
+use otf_core::services::RegisterAgent;
 use otf_core::store::Store;
 
 use crate::app::{method_not_allowed, App};
@@ -33,16 +31,6 @@ fn agent_id(req: &Req) -> Result<&str, ApiError> {
             "the `{AGENT_ID_HEADER}` header is required: register first"
         ))
     })
-}
-
-pub fn job_summary(j: &Job) -> JobSummary {
-    JobSummary {
-        id: j.id.to_string(),
-        run_id: j.run.to_string(),
-        workspace_id: j.workspace.to_string(),
-        phase: j.phase.to_string(),
-        attempt: j.attempt,
-    }
 }
 
 pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<Resp, ApiError> {
@@ -95,35 +83,14 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
                 Err(_) => Vec::new(),
             };
             ok(&JobsResponse {
-                jobs: jobs.iter().map(job_summary).collect(),
+                jobs: jobs.iter().map(JobSummary::from).collect(),
             })
         }
         (Route::AgentJobStart, &Method::POST) => {
             let started = core
                 .start_job(&subject, agent_id(req)?, req.param("job"))
                 .await?;
-            let (r, w) = (&started.run, &started.workspace);
-            ok(&StartResponse {
-                token: started.token.expose().to_string(),
-                job: job_summary(&started.job),
-                run: RunSpec {
-                    id: r.id.to_string(),
-                    is_destroy: r.options.is_destroy,
-                    refresh: r.options.refresh,
-                    refresh_only: r.options.refresh_only,
-                    plan_only: r.options.plan_only,
-                    target_addrs: r.options.target_addrs.clone(),
-                    replace_addrs: r.options.replace_addrs.clone(),
-                    terraform_version: r.terraform_version.clone(),
-                },
-                workspace: WorkspaceSpec {
-                    id: w.id.to_string(),
-                    name: w.name.clone(),
-                    organization: w.organization.to_string(),
-                    working_directory: w.working_directory.clone(),
-                    terraform_version: w.terraform_version.clone(),
-                },
-            })
+            ok(&StartResponse::from(&started))
         }
         (Route::AgentJobSignal, &Method::GET) => {
             let wait = core.await_signal(&subject, agent_id(req)?, req.param("job"));
@@ -167,16 +134,7 @@ async fn job_endpoints<S: Store>(
         (Route::JobVariables, &Method::GET) => {
             let vars = core.job_variables(subject).await?;
             ok(&VariablesResponse {
-                variables: vars
-                    .into_iter()
-                    .map(|v| VariableSpec {
-                        key: v.key,
-                        value: v.value,
-                        category: v.category.to_string(),
-                        hcl: v.hcl,
-                        sensitive: v.sensitive,
-                    })
-                    .collect(),
+                variables: vars.into_iter().map(VariableSpec::from).collect(),
             })
         }
         (Route::JobState, &Method::GET) => match core.job_current_state(subject).await? {
@@ -214,25 +172,12 @@ async fn job_endpoints<S: Store>(
         }
         (Route::JobFinish, &Method::POST) => {
             let body: FinishRequest = decode(req)?;
-            let outcome = match body.outcome.as_str() {
-                "finished" => JobOutcome::Finished {
-                    counts: ResourceCounts {
-                        additions: body.additions,
-                        changes: body.changes,
-                        destructions: body.destructions,
-                    },
-                    has_changes: body.has_changes,
-                },
-                "errored" => JobOutcome::Errored {
-                    message: body.message.unwrap_or_else(|| "the job failed".into()),
-                },
-                "canceled" => JobOutcome::Canceled,
-                other => {
-                    return Err(ApiError::unprocessable(format!(
-                        "outcome {other:?} must be finished, errored or canceled"
-                    )))
-                }
-            };
+            let outcome = body.outcome().ok_or_else(|| {
+                ApiError::unprocessable(format!(
+                    "outcome {:?} must be finished, errored or canceled",
+                    body.outcome
+                ))
+            })?;
             let run = core.finish_job(subject, outcome).await?;
             ok(&serde_json::json!({ "run_status": run.status.to_string() }))
         }

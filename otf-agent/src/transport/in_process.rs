@@ -6,7 +6,6 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use otf_core::artifacts::ArtifactKind;
 use otf_core::auth::Subject;
-use otf_core::run::ResourceCounts;
 use otf_core::services::{JobOutcome, RegisterAgent};
 use otf_core::store::Store;
 use otf_core::{Core, Error};
@@ -97,16 +96,7 @@ impl<S: Store> Transport for InProcess<S> {
             Ok(j) => j.map_err(map)?,
             Err(_) => Vec::new(),
         };
-        Ok(jobs
-            .iter()
-            .map(|j| JobSummary {
-                id: j.id.to_string(),
-                run_id: j.run.to_string(),
-                workspace_id: j.workspace.to_string(),
-                phase: j.phase.to_string(),
-                attempt: j.attempt,
-            })
-            .collect())
+        Ok(jobs.iter().map(JobSummary::from).collect())
     }
 
     async fn start_job(&self, agent: &str, job: &str) -> TResult<StartResponse> {
@@ -115,33 +105,7 @@ impl<S: Store> Transport for InProcess<S> {
             .start_job(&Subject::ServerRunner, agent, job)
             .await
             .map_err(map)?;
-        Ok(StartResponse {
-            token: s.token.expose().to_string(),
-            job: JobSummary {
-                id: s.job.id.to_string(),
-                run_id: s.job.run.to_string(),
-                workspace_id: s.job.workspace.to_string(),
-                phase: s.job.phase.to_string(),
-                attempt: s.job.attempt,
-            },
-            run: RunSpec {
-                id: s.run.id.to_string(),
-                is_destroy: s.run.options.is_destroy,
-                refresh: s.run.options.refresh,
-                refresh_only: s.run.options.refresh_only,
-                plan_only: s.run.options.plan_only,
-                target_addrs: s.run.options.target_addrs.clone(),
-                replace_addrs: s.run.options.replace_addrs.clone(),
-                terraform_version: s.run.terraform_version.clone(),
-            },
-            workspace: WorkspaceSpec {
-                id: s.workspace.id.to_string(),
-                name: s.workspace.name.clone(),
-                organization: s.workspace.organization.to_string(),
-                working_directory: s.workspace.working_directory.clone(),
-                terraform_version: s.workspace.terraform_version.clone(),
-            },
-        })
+        Ok(StartResponse::from(&s))
     }
 
     async fn await_signal(&self, agent: &str, job: &str) -> TResult<Option<String>> {
@@ -165,13 +129,7 @@ impl<S: Store> Transport for InProcess<S> {
             .await
             .map_err(map)?
             .into_iter()
-            .map(|v| VariableSpec {
-                key: v.key,
-                value: v.value,
-                category: v.category.to_string(),
-                hcl: v.hcl,
-                sensitive: v.sensitive,
-            })
+            .map(VariableSpec::from)
             .collect())
     }
 
@@ -221,23 +179,10 @@ impl<S: Store> Transport for InProcess<S> {
 
     async fn finish(&self, token: &str, req: &FinishRequest) -> TResult<()> {
         let s = self.job(token).await?;
-        let outcome = match req.outcome.as_str() {
-            "finished" => JobOutcome::Finished {
-                counts: ResourceCounts {
-                    additions: req.additions,
-                    changes: req.changes,
-                    destructions: req.destructions,
-                },
-                has_changes: req.has_changes,
-            },
-            "canceled" => JobOutcome::Canceled,
-            _ => JobOutcome::Errored {
-                message: req
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "the job failed".into()),
-            },
-        };
+        // An unknown outcome reports the job as failed.
+        let outcome = req.outcome().unwrap_or_else(|| JobOutcome::Errored {
+            message: format!("unknown job outcome {:?}", req.outcome),
+        });
         self.core
             .finish_job(&s, outcome)
             .await
