@@ -495,8 +495,7 @@ impl<S: Store> Core<S> {
         }
     }
 
-    /// Move a pending run to plan_queued and create its plan job. A workspace
-    /// that switched to local execution cannot run it: the run errors.
+    /// Move a pending run to plan_queued and create its plan job.
     pub(super) async fn enqueue_plan(
         &self,
         tx: &mut S::Tx,
@@ -504,24 +503,8 @@ impl<S: Store> Core<S> {
         run: &mut Run,
         events: &mut Vec<Event>,
     ) -> Result<(), Error> {
-        let now = self.now();
-        run.apply_event(RunEvent::Enqueue, now, self.config.force_cancel_cool_off)?;
-        if ws.execution_mode == ExecutionMode::Local {
-            let message = Error::LocalExecution {
-                workspace: ws.name.clone(),
-            }
-            .to_string();
-            run.apply_event(
-                RunEvent::Error { message },
-                now,
-                self.config.force_cancel_cool_off,
-            )?;
-            return Ok(());
-        }
-        let job = self.new_job(ws, run, JobPhase::Plan, 1, now);
-        tx.insert_job(&job).await?;
-        events.push(Event::Job(job));
-        Ok(())
+        self.queue_phase(tx, ws, run, RunEvent::Enqueue, JobPhase::Plan, events)
+            .await
     }
 
     /// After a confirm: queue the apply and create its job.
@@ -532,25 +515,34 @@ impl<S: Store> Core<S> {
         run: &mut Run,
         events: &mut Vec<Event>,
     ) -> Result<(), Error> {
+        self.queue_phase(tx, ws, run, RunEvent::ApplyQueued, JobPhase::Apply, events)
+            .await
+    }
+
+    /// Queue a phase of `run` (`event`) and create its job, routed by the
+    /// workspace's execution mode at this moment. A workspace that switched
+    /// to local execution cannot run it: the run errors.
+    async fn queue_phase(
+        &self,
+        tx: &mut S::Tx,
+        ws: &Workspace,
+        run: &mut Run,
+        event: RunEvent,
+        phase: JobPhase,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
         let now = self.now();
-        run.apply_event(
-            RunEvent::ApplyQueued,
-            now,
-            self.config.force_cancel_cool_off,
-        )?;
+        let cool_off = self.config.force_cancel_cool_off;
+        run.apply_event(event, now, cool_off)?;
         if ws.execution_mode == ExecutionMode::Local {
             let message = Error::LocalExecution {
                 workspace: ws.name.clone(),
             }
             .to_string();
-            run.apply_event(
-                RunEvent::Error { message },
-                now,
-                self.config.force_cancel_cool_off,
-            )?;
+            run.apply_event(RunEvent::Error { message }, now, cool_off)?;
             return Ok(());
         }
-        let job = self.new_job(ws, run, JobPhase::Apply, 1, now);
+        let job = self.new_job(ws, run, phase, 1, now);
         tx.insert_job(&job).await?;
         events.push(Event::Job(job));
         Ok(())

@@ -158,19 +158,8 @@ impl<S: Store> Core<S> {
         org: &str,
         name: &str,
     ) -> Result<Workspace, Error> {
-        let org = parse_org(org)?;
-        let id = format!("{org}/{name}");
-        allow(
-            authorize_organization(subject, &org, Access::Write),
-            "workspace",
-            &id,
-        )?;
-        let mut tx = self.begin().await?;
-        found(
-            tx.get_workspace_by_name(&org, name).await?,
-            "workspace",
-            &id,
-        )
+        self.workspace_by_name(subject, org, name, Access::Write)
+            .await
     }
 
     pub async fn get_workspace_by_name(
@@ -179,10 +168,21 @@ impl<S: Store> Core<S> {
         org: &str,
         name: &str,
     ) -> Result<Workspace, Error> {
+        self.workspace_by_name(subject, org, name, Access::Read)
+            .await
+    }
+
+    async fn workspace_by_name(
+        &self,
+        subject: &Subject,
+        org: &str,
+        name: &str,
+        access: Access,
+    ) -> Result<Workspace, Error> {
         let org = parse_org(org)?;
         let id = format!("{org}/{name}");
         allow(
-            authorize_organization(subject, &org, Access::Read),
+            authorize_organization(subject, &org, access),
             "workspace",
             &id,
         )?;
