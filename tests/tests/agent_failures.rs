@@ -311,3 +311,35 @@ async fn a_bad_token_or_an_unreachable_server_at_start_is_a_one_line_error() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("cannot reach otfd"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_signal_lets_the_job_finish_and_a_second_cancels_it() {
+    let db = support::Db::Sqlite;
+    let w = world(&db).await;
+    let mut agent = w.agent("draining", "plan", false);
+    let run = w.api.run(&w.ws, HELLO, false).await;
+    w.api.wait_for(&run, "planning", RUN).await;
+    let api = w.api.clone();
+    eventually(RUN, "terraform plan to be under way", || {
+        let (api, run) = (api.clone(), run.clone());
+        async move {
+            api.log(&run, "plan")
+                .await
+                .contains("slow plan is waiting")
+                .then_some(())
+        }
+    })
+    .await;
+    // First signal: no new jobs, the running one goes on.
+    agent.signal(Signal::SIGTERM);
+    eventually(RUN, "the agent to start draining", || async {
+        agent.log().contains("shutting down").then_some(())
+    })
+    .await;
+    assert_eq!(w.api.status(&run).await, "planning");
+    // Second signal: the running job is canceled, the agent exits cleanly.
+    agent.signal(Signal::SIGTERM);
+    w.api.wait_for(&run, "canceled", RUN).await;
+    assert_eq!(agent.wait_exit(RUN).await, Some(0), "{}", agent.log());
+    w.api.wait_agent(&w.pool, &agent.id, "exited", RUN).await;
+}
