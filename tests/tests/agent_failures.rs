@@ -96,17 +96,7 @@ async fn cancel_interrupts_terraform_and_force_cancel_kills_it() {
         w.api.wait_for(&run, "planned", RUN).await;
         w.api.apply(&run).await;
         w.api.wait_for(&run, "applying", RUN).await;
-        let api = w.api.clone();
-        eventually(RUN, "the provisioner to run", || {
-            let (api, run) = (api.clone(), run.clone());
-            async move {
-                api.log(&run, "apply")
-                    .await
-                    .contains("local-exec")
-                    .then_some(())
-            }
-        })
-        .await;
+        w.api.wait_log(&run, "apply", "local-exec", RUN).await;
         let (s, _) = w
             .api
             .post(&format!("/runs/{run}/actions/cancel"), json!({}))
@@ -122,17 +112,9 @@ async fn cancel_interrupts_terraform_and_force_cancel_kills_it() {
         w.api.wait_for(&run, "planned", RUN).await;
         w.api.apply(&run).await;
         w.api.wait_for(&run, "applying", RUN).await;
-        let api = w.api.clone();
-        eventually(RUN, "terraform apply to be under way", || {
-            let (api, run) = (api.clone(), run.clone());
-            async move {
-                api.log(&run, "apply")
-                    .await
-                    .contains("slow apply is waiting")
-                    .then_some(())
-            }
-        })
-        .await;
+        w.api
+            .wait_log(&run, "apply", "slow apply is waiting", RUN)
+            .await;
         let (s, _) = w
             .api
             .post(&format!("/runs/{run}/actions/cancel"), json!({}))
@@ -319,17 +301,9 @@ async fn a_first_signal_lets_the_job_finish_and_a_second_cancels_it() {
     let mut agent = w.agent("draining", "plan", false);
     let run = w.api.run(&w.ws, HELLO, false).await;
     w.api.wait_for(&run, "planning", RUN).await;
-    let api = w.api.clone();
-    eventually(RUN, "terraform plan to be under way", || {
-        let (api, run) = (api.clone(), run.clone());
-        async move {
-            api.log(&run, "plan")
-                .await
-                .contains("slow plan is waiting")
-                .then_some(())
-        }
-    })
-    .await;
+    w.api
+        .wait_log(&run, "plan", "slow plan is waiting", RUN)
+        .await;
     // First signal: no new jobs, the running one goes on.
     agent.signal(Signal::SIGTERM);
     eventually(RUN, "the agent to start draining", || async {

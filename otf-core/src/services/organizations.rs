@@ -87,12 +87,7 @@ impl<S: Store> Core<S> {
         org: &str,
         description: &str,
     ) -> Result<(OrganizationToken, IssuedSecret), Error> {
-        let org = parse_org(org)?;
-        allow(
-            authorize_organization(subject, &org, Access::Write),
-            "organization",
-            &org,
-        )?;
+        let org = org_scope(subject, org, Access::Write)?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         let id = OrgTokenId::generate(self.rng.as_ref());
@@ -115,12 +110,7 @@ impl<S: Store> Core<S> {
         subject: &Subject,
         org: &str,
     ) -> Result<Vec<OrganizationToken>, Error> {
-        let org = parse_org(org)?;
-        allow(
-            authorize_organization(subject, &org, Access::Read),
-            "organization",
-            &org,
-        )?;
+        let org = org_scope(subject, org, Access::Read)?;
         let mut tx = self.begin().await?;
         Ok(tx.list_org_tokens(&org).await?)
     }
@@ -146,4 +136,20 @@ pub(super) fn parse_org(name: &str) -> Result<OrganizationName, Error> {
         kind: "organization",
         id: name.to_string(),
     })
+}
+
+/// An organization named in a request, if the subject may act on it with
+/// `access` (an invalid name cannot exist: not found).
+pub(super) fn org_scope(
+    subject: &Subject,
+    org: &str,
+    access: Access,
+) -> Result<OrganizationName, Error> {
+    let org = parse_org(org)?;
+    allow(
+        authorize_organization(subject, &org, access),
+        "organization",
+        &org,
+    )?;
+    Ok(org)
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::organizations::parse_org;
+use super::organizations::org_scope;
 use super::{allow, found, Core, Error};
 use crate::auth::{authorize_organization, Access, Subject};
 use crate::events::Event;
@@ -83,12 +83,7 @@ impl<S: Store> Core<S> {
         org: &str,
         spec: PoolSpec,
     ) -> Result<AgentPool, Error> {
-        let org = parse_org(org)?;
-        allow(
-            authorize_organization(subject, &org, Access::Write),
-            "organization",
-            &org,
-        )?;
+        let org = org_scope(subject, org, Access::Write)?;
         let name = validate_pool_name(&spec.name)?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
@@ -119,12 +114,7 @@ impl<S: Store> Core<S> {
     }
 
     pub async fn list_pools(&self, subject: &Subject, org: &str) -> Result<Vec<AgentPool>, Error> {
-        let org = parse_org(org)?;
-        allow(
-            authorize_organization(subject, &org, Access::Read),
-            "organization",
-            &org,
-        )?;
+        let org = org_scope(subject, org, Access::Read)?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         Ok(tx.list_pools(&org).await?)

@@ -1,9 +1,9 @@
 //! The job queue of an organization, as administrators see it: which job
 //! runs on which agent, which wait and why. Read-only.
 
-use super::organizations::parse_org;
-use super::{allow, found, Core, Error};
-use crate::auth::{authorize_organization, Access, Subject};
+use super::organizations::org_scope;
+use super::{found, Core, Error};
+use crate::auth::{Access, Subject};
 use crate::job::{Job, JobStatus};
 use crate::scheduler::{AgentSlot, JobSlot, PoolKey, Scheduler, WaitReason};
 use crate::store::{AgentRepo, JobRepo, OrganizationRepo, Store};
@@ -25,12 +25,7 @@ impl<S: Store> Core<S> {
     /// and the agents of the pools involved (server runner jobs of other
     /// organizations count against its capacity too).
     pub async fn list_queue(&self, subject: &Subject, org: &str) -> Result<Vec<QueuedJob>, Error> {
-        let org = parse_org(org)?;
-        allow(
-            authorize_organization(subject, &org, Access::Read),
-            "organization",
-            &org,
-        )?;
+        let org = org_scope(subject, org, Access::Read)?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         let jobs = tx.list_active_jobs().await?;

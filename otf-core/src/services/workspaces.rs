@@ -1,6 +1,6 @@
 //! Workspaces: create, settings (execution mode and pool), lock, delete.
 
-use super::organizations::parse_org;
+use super::organizations::{org_scope, parse_org};
 use super::{allow, found, Core, Error};
 use crate::auth::{authorize_organization, Access, Subject};
 use crate::events::Event;
@@ -69,12 +69,7 @@ impl<S: Store> Core<S> {
         org: &str,
         spec: WorkspaceSpec,
     ) -> Result<Workspace, Error> {
-        let org = parse_org(org)?;
-        allow(
-            authorize_organization(subject, &org, Access::Write),
-            "organization",
-            &org,
-        )?;
+        let org = org_scope(subject, org, Access::Write)?;
         validate_name("workspace", &spec.name)?;
         if let Some(v) = &spec.terraform_version {
             validate_version(v)?;
@@ -199,12 +194,7 @@ impl<S: Store> Core<S> {
         subject: &Subject,
         org: &str,
     ) -> Result<Vec<Workspace>, Error> {
-        let org = parse_org(org)?;
-        allow(
-            authorize_organization(subject, &org, Access::Read),
-            "organization",
-            &org,
-        )?;
+        let org = org_scope(subject, org, Access::Read)?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         Ok(tx.list_workspaces(&org).await?)

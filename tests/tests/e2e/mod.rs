@@ -234,6 +234,20 @@ impl Api {
         text.replace(['\u{2}', '\u{3}'], "")
     }
 
+    /// Wait until a phase log contains `needle`.
+    pub async fn wait_log(&self, run: &str, phase: &str, needle: &str, within: Duration) {
+        let api = self.clone();
+        eventually(
+            within,
+            &format!("{phase} log of {run} to show {needle:?}"),
+            || {
+                let api = api.clone();
+                async move { api.log(run, phase).await.contains(needle).then_some(()) }
+            },
+        )
+        .await
+    }
+
     pub async fn apply(&self, run: &str) {
         let (s, v) = self
             .post(&format!("/runs/{run}/actions/apply"), json!({}))

@@ -165,23 +165,7 @@ impl Api {
 
 /// A gzipped tarball holding `files`.
 pub fn tarball(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::fast(),
-    ));
-    for (name, text) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(text.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, name, text.as_bytes())
-            .expect("append to the tarball");
-    }
-    builder
-        .into_inner()
-        .and_then(|gz| gz.finish())
-        .expect("finish the tarball")
+    otf_core::tarball::pack(files.iter().map(|(p, c)| (*p, c.as_bytes())))
 }
 
 /// An organization set up by the site admin: a pool, an agent-mode
