@@ -1,5 +1,6 @@
 //! The `otf-agent` command line: flags (each also read from `OTF_<FLAG>`;
-//! the token also from `OTF_AGENT_TOKEN`), logging, signals, exit codes.
+//! the token also from `OTF_AGENT_TOKEN` or a file), logging, the work
+//! directory, the sandbox, signals, exit codes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use clap::Parser;
 
 use crate::engine::EngineConfig;
 use crate::runtime::{run, AgentError, RunnerConfig};
+use crate::sandbox::{Sandbox, SandboxMode};
 use crate::transport::http::HttpTransport;
 
 #[derive(Debug, Parser)]
@@ -18,9 +20,13 @@ use crate::transport::http::HttpTransport;
     about = "otf pool agent: runs the jobs of its agent pool"
 )]
 struct Flags {
-    /// The agent token of the pool to join.
+    /// The agent token of the pool to join. Prefer OTF_AGENT_TOKEN or
+    /// --token-file: a command line is visible to every local user.
     #[arg(long, env = "OTF_AGENT_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
+    /// A file holding the agent token (e.g. a systemd credential).
+    #[arg(long, env = "OTF_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     /// otfd's address: a URL, or host[:port].
     #[arg(
         long,
@@ -45,9 +51,20 @@ struct Flags {
         default_value = "https://releases.hashicorp.com"
     )]
     engine_mirror: String,
-    /// Where job directories (and the engine cache) live.
+    /// Where job directories (and the engine cache) live: a private
+    /// directory (default: $STATE_DIRECTORY, else
+    /// $XDG_STATE_HOME/otf-agent, else ~/.local/state/otf-agent).
     #[arg(long, env = "OTF_WORK_DIR")]
     work_dir: Option<PathBuf>,
+    /// Confine terraform: auto (when the kernel allows), required (refuse
+    /// to start without), off.
+    #[arg(long, env = "OTF_SANDBOX", default_value = "auto")]
+    sandbox: SandboxMode,
+    /// More paths terraform may read and execute inside the sandbox
+    /// (repeatable; comma-separated in the variable), e.g. the real binary
+    /// behind an --engine-bin wrapper, or a credentials directory.
+    #[arg(long, env = "OTF_SANDBOX_READ", value_delimiter = ',')]
+    sandbox_read: Vec<PathBuf>,
     /// A PEM CA certificate to trust besides the system's.
     #[arg(long, env = "OTF_CA_CERT")]
     ca_cert: Option<PathBuf>,
@@ -66,6 +83,7 @@ fn hostname() -> String {
 
 /// Run the agent with the process's arguments; returns the exit code.
 pub fn main_impl() -> ExitCode {
+    crate::sandbox::helper::run_if_requested();
     let flags = Flags::parse();
     let level = if flags.debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -90,7 +108,40 @@ pub fn main_impl() -> ExitCode {
     runtime.block_on(agent(flags))
 }
 
+/// A secret from a flag (or its variable) or from a file.
+pub fn secret_from(
+    value: Option<&str>,
+    file: Option<&std::path::Path>,
+    what: &str,
+) -> Result<Option<String>, String> {
+    if let Some(v) = value {
+        return Ok(Some(v.trim().to_string()));
+    }
+    let Some(file) = file else { return Ok(None) };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read the {what} from {}: {e}", file.display()))?;
+    match text.trim() {
+        "" => Err(format!("the {what} file {} is empty", file.display())),
+        t => Ok(Some(t.to_string())),
+    }
+}
+
 async fn agent(flags: Flags) -> ExitCode {
+    let token = match secret_from(
+        flags.token.as_deref(),
+        flags.token_file.as_deref(),
+        "agent token",
+    ) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            eprintln!("otf-agent: give the pool's agent token with OTF_AGENT_TOKEN or --token-file (or --token)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("otf-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let ca = match &flags.ca_cert {
         Some(p) => match std::fs::read(p) {
             Ok(b) => Some(b),
@@ -104,17 +155,39 @@ async fn agent(flags: Flags) -> ExitCode {
         },
         None => None,
     };
-    let transport = match HttpTransport::new(&flags.address, &flags.token, ca.as_deref()) {
+    let transport = match HttpTransport::new(&flags.address, &token, ca.as_deref()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("otf-agent: {e}");
             return ExitCode::from(2);
         }
     };
-    let work_dir = flags
+    let Some(work_dir) = flags
         .work_dir
         .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("otf-agent"));
+        .or_else(crate::workdir::default_work_dir)
+    else {
+        eprintln!("otf-agent: no work directory: give --work-dir (neither STATE_DIRECTORY, XDG_STATE_HOME nor HOME is set)");
+        return ExitCode::from(2);
+    };
+    for dir in [
+        work_dir.clone(),
+        work_dir.join("jobs"),
+        work_dir.join("engines"),
+    ] {
+        if let Err(e) = crate::workdir::prepare(&dir) {
+            eprintln!("otf-agent: work directory: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let env = crate::job_env::inherited(std::env::vars_os(), std::slice::from_ref(&token));
+    let sandbox = match Sandbox::setup(flags.sandbox, &env, &flags.sandbox_read).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("otf-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let cfg = RunnerConfig {
         name: flags.name.clone().unwrap_or_else(hostname),
         concurrency: flags.concurrency.max(1),
@@ -125,6 +198,8 @@ async fn agent(flags: Flags) -> ExitCode {
         },
         work_dir: work_dir.join("jobs"),
         server: false,
+        sandbox,
+        env,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {

@@ -1,8 +1,12 @@
 //! Which terraform (or tofu) binary runs a job: `--engine-bin` if given;
-//! else the workspace's version from the cache directory; else downloaded
-//! from `--engine-mirror` (a zip and its SHA256SUMS, checked) into the cache.
+//! else the workspace's version from the cache directory, checked against
+//! the SHA-256 recorded when it was downloaded; else downloaded from
+//! `--engine-mirror` (a zip and its SHA256SUMS, checked) into the cache.
 
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 
@@ -57,8 +61,17 @@ impl EngineConfig {
             .join("terraform")
             .join(version)
             .join("terraform");
-        if cached.is_file() {
-            return Ok(cached);
+        let check = cached.clone();
+        let verified = tokio::task::spawn_blocking(move || verify_cached(&check))
+            .await
+            .map_err(|e| format!("checking the cached engine failed: {e}"))?;
+        match verified {
+            Cached::Good => return Ok(cached),
+            Cached::Absent => {}
+            Cached::Bad(why) => tracing::warn!(
+                path = %cached.display(),
+                "the cached terraform {version} is not the one downloaded ({why}); downloading it again"
+            ),
         }
         self.download(version, &cached).await?;
         Ok(cached)
@@ -101,29 +114,90 @@ impl EngineConfig {
                 "{zip_name} from the mirror does not match its SHA256SUMS (got {got}, want {want})"
             ));
         }
-        let binary = tokio::task::spawn_blocking(move || extract(&zip))
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || install(&extract(&zip)?, &dest))
             .await
-            .map_err(|e| format!("extraction failed: {e}"))??;
-        let dir = dest.parent().ok_or("the engine cache path has no parent")?;
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        // Write then rename, so a half-written binary is never used.
-        let tmp = dir.join(".terraform.partial");
-        tokio::fs::write(&tmp, binary)
-            .await
-            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        tokio::fs::rename(&tmp, dest)
-            .await
-            .map_err(|e| format!("cannot install {}: {e}", dest.display()))
+            .map_err(|e| format!("installing the engine failed: {e}"))?
     }
+}
+
+/// The record of a cached engine's SHA-256, written at download.
+fn record_of(binary: &Path) -> PathBuf {
+    binary.with_extension("sha256")
+}
+
+/// What identifies a file's contents cheaply, to hash a cached engine once
+/// per process rather than before every job.
+type Fingerprint = (u64, u64, i64, i64);
+
+fn fingerprint(m: &std::fs::Metadata) -> Fingerprint {
+    (
+        m.dev(),
+        m.ino(),
+        m.size() as i64,
+        m.mtime_nsec() + m.mtime() * 1_000_000_000,
+    )
+}
+
+fn verified() -> &'static Mutex<HashMap<PathBuf, Fingerprint>> {
+    static VERIFIED: OnceLock<Mutex<HashMap<PathBuf, Fingerprint>>> = OnceLock::new();
+    VERIFIED.get_or_init(Default::default)
+}
+
+enum Cached {
+    Good,
+    Absent,
+    Bad(String),
+}
+
+/// Whether the cached binary is the one that was downloaded.
+fn verify_cached(binary: &Path) -> Cached {
+    let Ok(meta) = std::fs::symlink_metadata(binary) else {
+        return Cached::Absent;
+    };
+    if !meta.is_file() {
+        return Cached::Bad("not a regular file".into());
+    }
+    let print = fingerprint(&meta);
+    let mut memo = verified().lock().unwrap_or_else(|p| p.into_inner());
+    if memo.get(binary) == Some(&print) {
+        return Cached::Good;
+    }
+    let Ok(want) = std::fs::read_to_string(record_of(binary)) else {
+        return Cached::Bad("no checksum was recorded".into());
+    };
+    let got = match std::fs::read(binary) {
+        Ok(b) => hex::encode(Sha256::digest(&b)),
+        Err(e) => return Cached::Bad(e.to_string()),
+    };
+    if got != want.trim() {
+        return Cached::Bad(format!("SHA-256 {got}, recorded {}", want.trim()));
+    }
+    memo.insert(binary.to_path_buf(), print);
+    Cached::Good
+}
+
+/// Install `binary` at `dest` with its checksum record: each download
+/// writes its own temp file and renames it, so concurrent downloads of one
+/// version never share a file and a half-written binary is never used.
+fn install(binary: &[u8], dest: &Path) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = dest.parent().ok_or("the engine cache path has no parent")?;
+    crate::workdir::create_private(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let io = |e: std::io::Error| format!("cannot install {}: {e}", dest.display());
+    let mut record = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    record
+        .write_all(hex::encode(Sha256::digest(binary)).as_bytes())
+        .map_err(io)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(binary).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    record.persist(record_of(dest)).map_err(|e| io(e.error))?;
+    tmp.persist(dest).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 /// The `terraform` (or `tofu`) binary inside a release zip.
@@ -169,17 +243,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cached_version_is_used_without_download() {
+    async fn a_cached_version_is_used_without_download_while_it_matches_its_record() {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("terraform/9.9.9/terraform");
-        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
-        std::fs::write(&bin, b"#!/bin/sh\n").unwrap();
+        install(b"#!/bin/sh\n", &bin).unwrap();
         let cfg = EngineConfig {
             bin: None,
             cache_dir: dir.path().into(),
             mirror: "http://127.0.0.1:1".into(),
         };
         assert_eq!(cfg.resolve("9.9.9").await.unwrap(), bin);
+        // A binary changed after download is not executed: it is fetched
+        // again (and here the mirror is unreachable).
+        std::fs::write(&bin, b"#!/bin/sh\necho tampered\n").unwrap();
+        let err = cfg.resolve("9.9.9").await.unwrap_err();
+        assert!(err.contains("cannot download"), "{err}");
+        // A binary without a record is not trusted either.
+        let bare = dir.path().join("terraform/9.9.7/terraform");
+        std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
+        std::fs::write(&bare, b"#!/bin/sh\n").unwrap();
+        assert!(cfg.resolve("9.9.7").await.is_err());
         assert!(cfg
             .resolve("9.9.8")
             .await

@@ -11,12 +11,15 @@
 
 pub mod cli;
 pub mod engine;
+pub mod job_env;
 mod logs;
 pub mod operation;
 mod process;
 pub mod protocol;
 pub mod runtime;
+pub mod sandbox;
 pub mod transport;
 mod unpack;
+pub mod workdir;
 
 pub use runtime::{run, AgentError, RunnerConfig};

@@ -4,6 +4,7 @@
 //! current state, `init`, then `plan` (+ `show -json`, uploads, counts) or
 //! `apply` of the saved plan (+ the new state, also after a failed apply).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,7 +13,9 @@ use tokio::sync::watch;
 use crate::logs::LogSink;
 use crate::process::{self, Exit, Step, Stop};
 use crate::protocol::{FinishRequest, StartResponse, StateUpload};
+use crate::sandbox::Sandbox;
 use crate::transport::{Transport, TransportError};
+use crate::workdir::write_private;
 
 /// Makes any `backend`/`cloud` block local, so state stays in the work dir.
 const BACKEND_OVERRIDE: &str = "terraform {\n  backend \"local\" {}\n}\n";
@@ -24,8 +27,12 @@ pub struct JobRun<'a> {
     pub transport: Arc<dyn Transport>,
     pub start: &'a StartResponse,
     pub engine: &'a Path,
-    /// A fresh directory for this job (removed by the caller).
+    /// A fresh private directory for this job (removed by the caller).
     pub dir: &'a Path,
+    /// How terraform is confined.
+    pub sandbox: &'a Sandbox,
+    /// The environment inherited from the runner ([`crate::job_env`]).
+    pub env: &'a [(OsString, OsString)],
     pub log: &'a LogSink,
     pub stop: watch::Receiver<Stop>,
 }
@@ -172,8 +179,13 @@ impl JobRun<'_> {
     /// Unpack, write variables and the backend override, fetch the state.
     /// Returns the directory terraform runs in, its environment and the
     /// state it started from.
-    async fn prepare(&self) -> Result<(PathBuf, Vec<(String, String)>, Option<Vec<u8>>), Failure> {
+    async fn prepare(
+        &self,
+    ) -> Result<(PathBuf, Vec<(OsString, OsString)>, Option<Vec<u8>>), Failure> {
         let tarball = self.transport.config(self.token()).await?;
+        let tmp = self.dir.join("tmp");
+        crate::workdir::create_private(&tmp)
+            .map_err(|e| Failure::Setup(format!("cannot create the job's temp dir: {e}")))?;
         let root = self.dir.join("config");
         let unpack_root = root.clone();
         tokio::task::spawn_blocking(move || crate::unpack::unpack(&tarball, &unpack_root))
@@ -196,8 +208,7 @@ impl JobRun<'_> {
             )));
         }
         let write = |name: &str, data: &[u8]| -> Result<(), Failure> {
-            std::fs::write(cwd.join(name), data)
-                .map_err(|e| Failure::Setup(format!("cannot write {name}: {e}")))
+            write_private(&cwd.join(name), data).map_err(|e| Failure::Setup(e.to_string()))
         };
         write(OVERRIDE_FILE, BACKEND_OVERRIDE.as_bytes())?;
         let mut env = Vec::new();
@@ -216,13 +227,13 @@ impl JobRun<'_> {
         if let Some(s) = &state {
             write("terraform.tfstate", s)?;
         }
-        Ok((cwd, env, state))
+        Ok((cwd, crate::job_env::for_job(self.env, &env, &tmp), state))
     }
 
     async fn terraform(
         &mut self,
         cwd: &Path,
-        env: &[(String, String)],
+        env: &[(OsString, OsString)],
         args: Vec<String>,
         logged: bool,
     ) -> Result<Vec<u8>, Failure> {
@@ -231,6 +242,8 @@ impl JobRun<'_> {
             args,
             cwd,
             env,
+            sandbox: self.sandbox,
+            job_dir: self.dir,
             log: logged.then_some(self.log),
             capture: !logged,
         };
@@ -240,7 +253,7 @@ impl JobRun<'_> {
         }
     }
 
-    async fn init(&mut self, cwd: &Path, env: &[(String, String)]) -> Result<(), Failure> {
+    async fn init(&mut self, cwd: &Path, env: &[(OsString, OsString)]) -> Result<(), Failure> {
         self.terraform(
             cwd,
             env,
@@ -301,16 +314,15 @@ impl JobRun<'_> {
         let (cwd, env, before) = self.prepare().await?;
         let token = self.token().to_string();
         if let Some(lock) = self.transport.get_artifact(&token, "lock-file").await? {
-            std::fs::write(cwd.join(".terraform.lock.hcl"), lock)
-                .map_err(|e| Failure::Setup(format!("cannot write the lock file: {e}")))?;
+            write_private(&cwd.join(".terraform.lock.hcl"), &lock)
+                .map_err(|e| Failure::Setup(e.to_string()))?;
         }
         let plan = self
             .transport
             .get_artifact(&token, "plan")
             .await?
             .ok_or_else(|| Failure::Setup("the run has no saved plan to apply".into()))?;
-        std::fs::write(cwd.join("plan.out"), plan)
-            .map_err(|e| Failure::Setup(format!("cannot write the plan: {e}")))?;
+        write_private(&cwd.join("plan.out"), &plan).map_err(|e| Failure::Setup(e.to_string()))?;
         self.init(&cwd, &env).await?;
         // The apply output is both streamed and kept, for its closing counts.
         let step = Step {
@@ -323,6 +335,8 @@ impl JobRun<'_> {
             ],
             cwd: &cwd,
             env: &env,
+            sandbox: self.sandbox,
+            job_dir: self.dir,
             log: Some(self.log),
             capture: true,
         };

@@ -1,15 +1,17 @@
-//! Running one terraform command: inherited environment plus the run's, its
-//! output streamed to the job log, interrupted gracefully (SIGINT) on cancel
-//! and killed (SIGKILL) on force-cancel.
+//! Running one terraform command: confined by the runner's sandbox, with
+//! exactly the job's environment, its output streamed to the job log,
+//! interrupted gracefully (SIGINT) on cancel and killed (SIGKILL) on
+//! force-cancel.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::Stdio;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::logs::LogSink;
+use crate::sandbox::Sandbox;
 
 /// What the runner was told to do with the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +37,11 @@ pub struct Step<'a> {
     pub program: &'a Path,
     pub args: Vec<String>,
     pub cwd: &'a Path,
-    pub env: &'a [(String, String)],
+    /// The whole environment of the command.
+    pub env: &'a [(OsString, OsString)],
+    pub sandbox: &'a Sandbox,
+    /// The job's directory: the only place the command may write.
+    pub job_dir: &'a Path,
     /// Stream output to the log.
     pub log: Option<&'a LogSink>,
     /// Keep stdout and return it.
@@ -73,12 +79,10 @@ pub async fn run(step: Step<'_>, stop: &mut watch::Receiver<Stop>) -> (Exit, Vec
     if *stop.borrow() != Stop::Run {
         return (Exit::Stopped(*stop.borrow()), Vec::new());
     }
-    let mut cmd = Command::new(step.program);
-    cmd.args(&step.args)
-        .current_dir(step.cwd)
-        .envs(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("TF_IN_AUTOMATION", "1")
-        .stdin(Stdio::null())
+    let (mut cmd, input) = step
+        .sandbox
+        .command(step.program, &step.args, step.job_dir, step.env);
+    cmd.current_dir(step.cwd)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -95,6 +99,18 @@ pub async fn run(step: Step<'_>, stop: &mut watch::Receiver<Stop>) -> (Exit, Vec
         }
     };
     let pid = child.id();
+    // The launcher reads the command's environment from its stdin.
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        if let Err(e) = stdin.write_all(&input).await {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return (
+                Exit::Failed(format!("cannot start the sandboxed command: {e}")),
+                Vec::new(),
+            );
+        }
+        drop(stdin);
+    }
     let capture = step.capture;
     let out = tokio::spawn(pump(
         child.stdout.take().expect("piped"),

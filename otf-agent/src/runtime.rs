@@ -4,6 +4,7 @@
 //! events; every spawned task is owned and awaited.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use crate::logs::LogSink;
 use crate::operation::JobRun;
 use crate::process::Stop;
 use crate::protocol::{FinishRequest, JobSummary, RegisterRequest, RegisterResponse};
+use crate::sandbox::Sandbox;
 use crate::transport::{TResult, Transport, TransportError};
 
 /// How a runner is set up.
@@ -24,10 +26,15 @@ pub struct RunnerConfig {
     pub name: String,
     pub concurrency: u32,
     pub engine: EngineConfig,
-    /// Where job directories are made (and removed).
+    /// Where job directories are made (and removed); a private directory
+    /// (see [`crate::workdir::prepare`]).
     pub work_dir: PathBuf,
     /// True for the server runner inside otfd (only for the log line).
     pub server: bool,
+    /// How terraform is confined.
+    pub sandbox: Sandbox,
+    /// The environment every job starts from ([`crate::job_env::inherited`]).
+    pub env: Vec<(OsString, OsString)>,
 }
 
 /// Why a runner stopped with an error.
@@ -67,6 +74,11 @@ pub async fn run(
     mut signals: mpsc::Receiver<()>,
 ) -> Result<(), AgentError> {
     tracing::info!(version = %env!("CARGO_PKG_VERSION"), "starting agent");
+    if cfg.sandbox.confinement.is_confined() {
+        tracing::info!(sandbox = %cfg.sandbox.mode, "{}", cfg.sandbox.describe());
+    } else {
+        tracing::warn!(sandbox = %cfg.sandbox.mode, "{}", cfg.sandbox.describe());
+    }
     let mut reg = register(&*transport, &cfg).await.map_err(|e| match e {
         TransportError::Unauthorized(m) => AgentError::TokenRefused(m),
         TransportError::Unavailable(m) => AgentError::Unreachable(m),
@@ -329,7 +341,7 @@ async fn execute_job(
     ));
     let finish = match cfg.engine.resolve(&start.run.terraform_version).await {
         Ok(engine) => {
-            let created = tokio::fs::create_dir_all(&dir).await;
+            let created = crate::workdir::create_private(&dir);
             match created {
                 Ok(()) => {
                     JobRun {
@@ -337,6 +349,8 @@ async fn execute_job(
                         start: &start,
                         engine: &engine,
                         dir: &dir,
+                        sandbox: &cfg.sandbox,
+                        env: &cfg.env,
                         log: &log,
                         stop: stop_rx,
                     }

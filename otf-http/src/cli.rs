@@ -23,18 +23,31 @@ struct Flags {
     /// External host[:port] used in URLs handed out (default: the address).
     #[arg(long, env = "OTF_HOSTNAME")]
     hostname: Option<String>,
-    /// Database URL: sqlite://PATH or postgres://... (default: otf.db in the data dir).
-    #[arg(long, env = "OTF_DATABASE")]
+    /// Database URL: sqlite://PATH or postgres://... (default: otf.db in the
+    /// data dir). A URL with a password belongs in OTF_DATABASE or
+    /// --database-file, not on the command line.
+    #[arg(long, env = "OTF_DATABASE", hide_env_values = true)]
     database: Option<String>,
+    /// A file holding the database URL.
+    #[arg(long, env = "OTF_DATABASE_FILE", conflicts_with = "database")]
+    database_file: Option<PathBuf>,
     /// Directory for the embedded database and generated secrets.
     #[arg(long, env = "OTF_DATA_DIR", default_value = "otf-data")]
     data_dir: PathBuf,
-    /// The site administrator token (generated and saved in the data dir when absent).
+    /// The site administrator token (generated and saved in the data dir
+    /// when absent). Prefer OTF_SITE_TOKEN or --site-token-file.
     #[arg(long, env = "OTF_SITE_TOKEN", hide_env_values = true)]
     site_token: Option<String>,
-    /// Key signing capability URLs; replicas must share it (default: generated in the data dir).
+    /// A file holding the site administrator token.
+    #[arg(long, env = "OTF_SITE_TOKEN_FILE", conflicts_with = "site_token")]
+    site_token_file: Option<PathBuf>,
+    /// Key signing capability URLs; replicas must share it (default:
+    /// generated in the data dir). Prefer OTF_SECRET or --secret-file.
     #[arg(long, env = "OTF_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// A file holding the URL-signing key.
+    #[arg(long, env = "OTF_SECRET_FILE", conflicts_with = "secret")]
+    secret_file: Option<PathBuf>,
     /// PEM certificate to serve HTTPS.
     #[arg(long, env = "OTF_CERT_FILE")]
     cert_file: Option<PathBuf>,
@@ -54,6 +67,14 @@ struct Flags {
         default_value = "https://releases.hashicorp.com"
     )]
     engine_mirror: String,
+    /// Confine the server runner's terraform: auto (when the kernel
+    /// allows), required (refuse to start without), off.
+    #[arg(long, env = "OTF_SANDBOX", default_value = "auto")]
+    sandbox: otf_agent::sandbox::SandboxMode,
+    /// More paths the server runner's terraform may read and execute
+    /// inside the sandbox (repeatable; comma-separated in the variable).
+    #[arg(long, env = "OTF_SANDBOX_READ", value_delimiter = ',')]
+    sandbox_read: Vec<PathBuf>,
     /// Log format: text or json.
     #[arg(long, env = "OTF_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -145,6 +166,8 @@ fn init_logging(flags: &Flags) {
 
 /// Run otfd with the process's arguments; returns the exit code.
 pub fn main_impl() -> ExitCode {
+    // The server runner re-executes this binary to confine terraform.
+    otf_agent::sandbox::helper::run_if_requested();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -161,12 +184,28 @@ pub fn main_impl() -> ExitCode {
 async fn run() -> ExitCode {
     let flags = Flags::parse();
     init_logging(&flags);
+    let secret = |value: &Option<String>, file: &Option<PathBuf>, what: &str| {
+        otf_agent::cli::secret_from(value.as_deref(), file.as_deref(), what)
+    };
+    let (database, site_token, signing_key) = match (
+        secret(&flags.database, &flags.database_file, "database URL"),
+        secret(&flags.site_token, &flags.site_token_file, "site token"),
+        secret(&flags.secret, &flags.secret_file, "URL-signing key"),
+    ) {
+        (Ok(d), Ok(t), Ok(s)) => (d, t, s),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            eprintln!("otfd: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = Config {
         hostname: flags.hostname.clone(),
-        database: flags.database.clone(),
+        database,
         data_dir: flags.data_dir.clone(),
-        site_token: flags.site_token.clone(),
-        secret: flags.secret.clone(),
+        site_token,
+        secret: signing_key,
+        sandbox: flags.sandbox,
+        sandbox_read: flags.sandbox_read.clone(),
         cert_file: flags.cert_file.clone(),
         key_file: flags.key_file.clone(),
         liveness: otf_core::agent::LivenessConfig {

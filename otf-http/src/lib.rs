@@ -72,6 +72,10 @@ pub struct Config {
     pub concurrency: u32,
     /// Where the server runner finds terraform.
     pub engine: otf_agent::engine::EngineConfig,
+    /// How the server runner confines terraform.
+    pub sandbox: otf_agent::sandbox::SandboxMode,
+    /// Extra read grants of the server runner's sandbox.
+    pub sandbox_read: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -91,6 +95,8 @@ impl Default for Config {
             limits: Limits::default(),
             concurrency: 5,
             engine: otf_agent::engine::EngineConfig::default(),
+            sandbox: otf_agent::sandbox::SandboxMode::Auto,
+            sandbox_read: Vec::new(),
         }
     }
 }
@@ -103,6 +109,10 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("the data directory is not private: {0}")]
+    Private(#[from] otf_agent::workdir::PrivateError),
+    #[error("{0}")]
+    Sandbox(#[from] otf_agent::sandbox::SandboxError),
     #[error("cannot open the database {url}: {source}")]
     Database {
         url: String,
@@ -123,6 +133,9 @@ pub struct Otfd {
     pub generated_site_token: Option<String>,
     secret: Vec<u8>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The server runner's sandbox and the environment its jobs inherit.
+    sandbox: otf_agent::sandbox::Sandbox,
+    runner_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -143,7 +156,10 @@ fn kept_secret(dir: &Path, name: &str) -> Result<(String, bool), StartError> {
         source,
     };
     match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => Ok((s.trim().to_string(), false)),
+        Ok(s) if !s.trim().is_empty() => {
+            otf_agent::workdir::narrow_file(&path)?;
+            Ok((s.trim().to_string(), false))
+        }
         _ => {
             let value = random_hex(32);
             let mut opts = std::fs::OpenOptions::new();
@@ -157,14 +173,62 @@ fn kept_secret(dir: &Path, name: &str) -> Result<(String, bool), StartError> {
     }
 }
 
+/// The password of a database URL (`scheme://user:password@host/...`).
+fn url_password(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let userinfo = rest.split(['/', '?']).next()?.rsplit_once('@')?.0;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_string())
+}
+
+/// A database URL fit for a log or an error: its password replaced.
+pub fn redact_password(url: &str) -> String {
+    match url_password(url) {
+        Some(p) => url.replacen(&format!(":{p}@"), ":***@", 1),
+        None => url.to_string(),
+    }
+}
+
+/// An SQLite database file (and its journals) readable by this user only:
+/// created empty with mode 0600 when absent (SQLite gives its WAL and
+/// shared-memory files the database file's mode), narrowed when present.
+fn private_sqlite(url: &str) -> Result<(), StartError> {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Ok(());
+    };
+    let path = Path::new(rest.split('?').next().unwrap_or(rest));
+    if path.as_os_str().is_empty() || rest.starts_with(":memory:") {
+        return Ok(());
+    }
+    if !path.exists() {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        if let Err(source) = opts.open(path) {
+            if source.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(StartError::DataDir {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        otf_agent::workdir::narrow_file(Path::new(&p))?;
+    }
+    Ok(())
+}
+
 impl Otfd {
     /// Open the database (running migrations) and settle the site token and
     /// the URL-signing key.
     pub async fn prepare(config: Config) -> Result<Otfd, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
+        otf_agent::workdir::prepare(&config.data_dir)?;
         let tls = match (&config.cert_file, &config.key_file) {
             (Some(c), Some(k)) => Some(tls_acceptor(c, k).map_err(StartError::Tls)?),
             (None, None) => None,
@@ -185,12 +249,25 @@ impl Otfd {
             .database
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("otf.db").display()));
+        private_sqlite(&url)?;
         let runtime = Runtime::connect(&url)
             .await
             .map_err(|source| StartError::Database {
-                url: url.clone(),
+                url: redact_password(&url),
                 source,
             })?;
+        // The server runner's jobs inherit otfd's environment minus its
+        // configuration and every secret it holds.
+        let mut secrets = vec![site_token.clone(), secret.clone(), url.clone()];
+        secrets.extend(url_password(&url));
+        let runner_env = otf_agent::job_env::inherited(std::env::vars_os(), &secrets);
+        let sandbox = if config.concurrency > 0 {
+            otf_agent::workdir::prepare(&config.data_dir.join("work"))?;
+            otf_agent::sandbox::Sandbox::setup(config.sandbox, &runner_env, &config.sandbox_read)
+                .await?
+        } else {
+            otf_agent::sandbox::Sandbox::off()
+        };
         Ok(Otfd {
             config,
             runtime,
@@ -198,6 +275,8 @@ impl Otfd {
             generated_site_token: generated,
             secret: secret.into_bytes(),
             tls,
+            sandbox,
+            runner_env,
         })
     }
 
@@ -287,6 +366,8 @@ impl Otfd {
                 engine,
                 work_dir: self.config.data_dir.join("work"),
                 server: true,
+                sandbox: self.sandbox.clone(),
+                env: self.runner_env.clone(),
             };
             tokio::spawn(otf_agent::run(transport, cfg, runner_signals))
         });

@@ -14,13 +14,15 @@ use support::{databases, eventually, Server};
 
 const RUN: Duration = Duration::from_secs(90);
 
-/// A terraform that blocks in one command when `OTF_TEST_SLOW` names it (and
-/// ignores SIGINT there when `OTF_TEST_IGNORE_INT` is set): a long-running
-/// plan or apply on demand.
+/// A terraform that blocks in one command when `SLOW_TF_COMMAND` names it (and
+/// ignores SIGINT there when `SLOW_TF_IGNORE_INT` is set): a long-running
+/// plan or apply on demand. (Not `OTF_*` variables: those never reach
+/// terraform.) It runs the real terraform, which agents are granted with
+/// `--sandbox-read`.
 fn slow_engine(dir: &std::path::Path) -> String {
     let path = dir.join("slow-terraform");
     let script = format!(
-        "#!/bin/sh\nif [ \"$1\" = \"$OTF_TEST_SLOW\" ]; then\n  trap 'exit 130' INT\n  [ -n \"$OTF_TEST_IGNORE_INT\" ] && trap '' INT\n  echo \"slow $1 is waiting\"\n  sleep 600\nfi\nexec {} \"$@\"\n",
+        "#!/bin/sh\nif [ \"$1\" = \"$SLOW_TF_COMMAND\" ]; then\n  trap 'exit 130' INT\n  [ -n \"$SLOW_TF_IGNORE_INT\" ] && trap '' INT\n  echo \"slow $1 is waiting\"\n  sleep 600\nfi\nexec {} \"$@\"\n",
         terraform()
     );
     std::fs::write(&path, script).expect("write the engine wrapper");
@@ -40,6 +42,8 @@ struct World {
     secret: String,
     token_id: String,
     engine: String,
+    /// The real terraform behind `engine`.
+    real: String,
     _dir: tempfile::TempDir,
 }
 
@@ -60,22 +64,23 @@ async fn world(db: &support::Db) -> World {
         secret,
         token_id,
         engine,
+        real: terraform(),
         _dir: dir,
     }
 }
 
 impl World {
     fn agent(&self, name: &str, slow: &str, ignore_int: bool) -> Agent {
-        let mut env = vec![("OTF_TEST_SLOW", slow)];
+        let mut env = vec![("SLOW_TF_COMMAND", slow)];
         if ignore_int {
-            env.push(("OTF_TEST_IGNORE_INT", "1"));
+            env.push(("SLOW_TF_IGNORE_INT", "1"));
         }
         Agent::start(
             &self.server,
             &self.secret,
             name,
             &self.engine,
-            &["--concurrency", "1"],
+            &["--concurrency", "1", "--sandbox-read", &self.real],
             &env,
         )
     }

@@ -338,12 +338,14 @@ async fn ctrl_c_during_a_remote_plan_cancels_the_run_on_the_agent() {
                 .expect("chmod");
         }
         let cert = c.cert.display().to_string();
+        let real = terraform();
         let agent = Agent::start(
             &c.server,
             &secret,
             "slow",
             engine.to_str().unwrap_or(""),
-            &[],
+            // The wrapper runs the real terraform, which the sandbox must let it.
+            &["--sandbox-read", &real],
             &[("SSL_CERT_FILE", &cert)],
         );
         let project = c.project("slow", "name = \"slow\"", BODY);

@@ -131,7 +131,7 @@ impl<S: Store> Core<S> {
                 ),
             });
         }
-        crate::tarball::read_tarball(tarball, self.config.tarball_limits)?;
+        crate::tarball::check_tarball(tarball, self.config.tarball_limits)?;
         let mut tx = self.begin().await?;
         let mut cv = found(
             tx.get_config_version(&id).await?,

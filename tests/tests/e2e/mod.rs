@@ -367,6 +367,11 @@ impl Agent {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The agent's `--work-dir`.
+    pub fn work_dir(&self) -> &std::path::Path {
+        self._work.path()
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
     }

@@ -156,6 +156,11 @@ pub fn fast_timers() -> Vec<String> {
 impl Server {
     /// Start otfd on `db` with `extra` flags (on top of fast timers).
     pub fn start(db: &Db, extra: &[&str]) -> Server {
+        Server::start_with_env(db, extra, &[])
+    }
+
+    /// Start otfd with `extra` flags and `env` variables besides its own.
+    pub fn start_with_env(db: &Db, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::tempdir().expect("a temporary directory");
         let site_token = "e2e-site-token".to_string();
         let (pg, url) = match db {
@@ -174,6 +179,7 @@ impl Server {
             .arg(&site_token)
             .args(fast_timers())
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
