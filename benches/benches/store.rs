@@ -110,6 +110,7 @@ async fn setup(store: &DbStore) -> BenchResult<Fixture> {
             token_hash: None,
             error: None,
             updated_at: now,
+            log_dropped: 0,
         };
         tx.insert_run(&run).await?;
         tx.insert_job(&job).await?;

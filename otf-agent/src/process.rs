@@ -56,7 +56,7 @@ async fn pump(mut from: impl AsyncRead + Unpin, log: Option<LogSink>, keep: bool
             Ok(0) | Err(_) => return kept,
             Ok(n) => {
                 if let Some(l) = &log {
-                    l.write(&buf[..n]);
+                    l.write(&buf[..n]).await;
                 }
                 if keep {
                     kept.extend_from_slice(&buf[..n]);

@@ -338,7 +338,8 @@ async fn execute_job(
         },
         cfg.name,
         start.job.attempt
-    ));
+    ))
+    .await;
     let finish = match cfg.engine.resolve(&start.run.terraform_version).await {
         Ok(engine) => {
             let created = crate::workdir::create_private(&dir);
@@ -366,7 +367,7 @@ async fn execute_job(
         Err(e) => errored(e),
     };
     if let Some(m) = &finish.message {
-        log.line(&format!("Error: {m}"));
+        log.line(&format!("Error: {m}")).await;
     }
     uploader.close(log).await;
     let mut tries = 0;

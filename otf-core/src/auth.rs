@@ -107,6 +107,21 @@ pub fn authorize_organization(
 }
 
 /// The agent protocol for jobs of `pool` (None: the server runner's jobs).
+/// Whether `subject` may act as an agent of `pool` registered with
+/// `agent_token`: the pool's agent token it registered with (another token
+/// of the same pool does not see it), or the server runner for its own.
+pub fn authorize_agent(
+    subject: &Subject,
+    pool: Option<&PoolId>,
+    agent_token: Option<&crate::ids::AgentTokenId>,
+) -> Result<(), Denied> {
+    authorize_agent_protocol(subject, pool)?;
+    match subject {
+        Subject::AgentToken { token, .. } if agent_token != Some(token) => Err(Denied::NotFound),
+        _ => Ok(()),
+    }
+}
+
 pub fn authorize_agent_protocol(subject: &Subject, pool: Option<&PoolId>) -> Result<(), Denied> {
     match (subject, pool) {
         (Subject::AgentToken { pool: mine, .. }, Some(p)) if mine == p => Ok(()),
@@ -272,6 +287,25 @@ mod tests {
         );
         assert!(authorize_agent_protocol(&Subject::ServerRunner, Some(&a)).is_err());
         assert!(authorize_agent_protocol(&Subject::SiteAdmin, Some(&a)).is_err());
+    }
+
+    #[test]
+    fn agents_act_only_as_agents_of_their_own_token() {
+        let a: PoolId = "apool-000000000000000a".parse().unwrap();
+        let mine: crate::ids::AgentTokenId = "at-000000000000000a".parse().unwrap();
+        let other: crate::ids::AgentTokenId = "at-000000000000000b".parse().unwrap();
+        let subject = agent(a.as_str());
+        assert_eq!(authorize_agent(&subject, Some(&a), Some(&mine)), Ok(()));
+        assert_eq!(
+            authorize_agent(&subject, Some(&a), Some(&other)),
+            Err(Denied::NotFound),
+            "another token of the same pool does not see the agent"
+        );
+        assert_eq!(
+            authorize_agent(&subject, Some(&a), None),
+            Err(Denied::NotFound)
+        );
+        assert_eq!(authorize_agent(&Subject::ServerRunner, None, None), Ok(()));
     }
 
     #[test]

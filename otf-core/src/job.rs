@@ -133,6 +133,8 @@ pub struct Job {
     /// Why it errored (shown to users).
     pub error: Option<String>,
     pub updated_at: Timestamp,
+    /// Bytes of its output dropped past the log limit ([`crate::log_limit`]).
+    pub log_dropped: u64,
 }
 
 impl Job {
@@ -246,6 +248,7 @@ mod tests {
             token_hash: None,
             error: None,
             updated_at: Timestamp(0),
+            log_dropped: 0,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod events;
 pub mod ids;
 pub mod job;
 pub mod liveness;
+pub mod log_limit;
 pub mod memory;
 pub mod organization;
 pub mod pool;

@@ -17,13 +17,26 @@ use crate::router::{self, Route};
 use crate::signing::Signer;
 use crate::{agent_api, api};
 
-/// Request limits.
+/// Request and connection limits (see `server` and `conn_guard`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest JSON body.
     pub max_json_body: usize,
     /// Largest upload (configuration tarball, state, plan files).
     pub max_upload: usize,
+    /// A request's headers must arrive within this, from its first byte (or
+    /// from the connection's start).
+    pub header_read_timeout: Duration,
+    /// A TLS handshake must finish within this.
+    pub tls_handshake_timeout: Duration,
+    /// A request's body must arrive within this once its headers did.
+    pub body_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed;
+    /// longer than the agents' long-poll.
+    pub idle_timeout: Duration,
+    /// Connections served at once; beyond, new ones get a 503 (plain HTTP)
+    /// or are closed (HTTPS), and open ones keep working.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -31,8 +44,23 @@ impl Default for Limits {
         Self {
             max_json_body: 10 * 1024 * 1024,
             max_upload: 100 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 10_000,
         }
     }
+}
+
+/// The most body bytes a route without a token may be sent.
+const PUBLIC_BODY: usize = 64 * 1024;
+
+fn needs_token() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "this request needs a token: send `Authorization: Bearer <token>`",
+    )
 }
 
 pub struct App<S: Store> {
@@ -46,18 +74,51 @@ pub struct App<S: Store> {
     /// How long capability URLs stay valid.
     pub url_ttl: Duration,
     pub metrics: std::sync::Arc<Metrics>,
+    /// The bearer token `/metrics` requires (`--metrics-token`); open without.
+    pub metrics_token: Option<otf_core::secret::SecretHash>,
 }
 
 impl<S: Store> App<S> {
     /// The caller, from its bearer token; 401 without a valid one.
     pub async fn subject(&self, req: &Req) -> Result<Subject, ApiError> {
-        let token = req.bearer().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "this request needs a token: send `Authorization: Bearer <token>`",
-            )
-        })?;
+        if let Some(s) = &req.subject {
+            return Ok(s.clone());
+        }
+        let token = req.bearer().ok_or_else(needs_token)?;
         Ok(self.core.authenticate(token).await?)
+    }
+
+    /// Decide on a request from its head alone, before any of its body is
+    /// read: an unknown route is 404, a bad signed URL 404, a route that
+    /// needs a token without a valid one 401. Gives the request with its
+    /// caller settled, and the most body bytes its route may be sent.
+    pub async fn admit(&self, mut head: Req) -> Result<(Req, usize), ApiError> {
+        let route = if head.path.starts_with(crate::signing::PREFIX) {
+            let now = self.core.now().millis() / 1000;
+            let inner = self
+                .signer
+                .verify(&head.path, now)
+                .ok_or_else(|| ApiError::not_found("this link is invalid or has expired"))?;
+            router::find_signed(inner)
+                .ok_or_else(|| ApiError::not_found("no such endpoint"))?
+                .0
+        } else {
+            router::find(&head.path)
+                .ok_or_else(|| ApiError::not_found(format!("no endpoint at {}", head.path)))?
+                .0
+        };
+        // Public and signed routes authorize themselves; every other one
+        // needs a valid token before a byte of its body is read.
+        if !router::is_public(route) {
+            let token = head.bearer().ok_or_else(needs_token)?;
+            head.subject = Some(self.core.authenticate(token).await?);
+        }
+        let limit = match router::body_size(route) {
+            router::BodySize::Public => PUBLIC_BODY.min(self.limits.max_json_body),
+            router::BodySize::Json => self.limits.max_json_body,
+            router::BodySize::Upload => self.limits.max_upload,
+        };
+        Ok((head, limit))
     }
 
     /// An absolute, signed URL for `path`.

@@ -45,6 +45,12 @@ struct Flags {
     /// generated in the data dir). Prefer OTF_SECRET or --secret-file.
     #[arg(long, env = "OTF_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// A bearer token /metrics requires (open to anyone without it).
+    #[arg(long, env = "OTF_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// A file holding the metrics token.
+    #[arg(long, env = "OTF_METRICS_TOKEN_FILE", conflicts_with = "metrics_token")]
+    metrics_token_file: Option<PathBuf>,
     /// A file holding the URL-signing key.
     #[arg(long, env = "OTF_SECRET_FILE", conflicts_with = "secret")]
     secret_file: Option<PathBuf>,
@@ -118,6 +124,30 @@ struct Flags {
     /// Largest upload (configuration tarball, state, plan files), in bytes.
     #[arg(long, env = "OTF_MAX_UPLOAD", hide = true)]
     max_upload: Option<usize>,
+    /// Bytes a job's log may hold (default 50 MiB); past it the log ends
+    /// with a line saying it was truncated and by how much, and the run
+    /// goes on.
+    #[arg(long, env = "OTF_MAX_LOG_BYTES", default_value_t = 50 * 1024 * 1024)]
+    max_log_bytes: u64,
+    /// Seconds a client has to send a request's headers (from the
+    /// connection's start, or from the first byte of a request).
+    #[arg(long, env = "OTF_HEADER_READ_TIMEOUT", default_value_t = 10.0)]
+    header_read_timeout: f64,
+    /// Seconds a client has to finish the TLS handshake.
+    #[arg(long, env = "OTF_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10.0)]
+    tls_handshake_timeout: f64,
+    /// Seconds a client has to send a request's body once its headers came.
+    #[arg(long, env = "OTF_BODY_READ_TIMEOUT", default_value_t = 60.0)]
+    body_read_timeout: f64,
+    /// Seconds a keep-alive connection may stay idle (keep it above the
+    /// agents' long-poll).
+    #[arg(long, env = "OTF_IDLE_TIMEOUT", default_value_t = 120.0)]
+    idle_timeout: f64,
+    /// Connections served at once; beyond, new ones get a 503 (or are
+    /// closed, over HTTPS) and open ones keep working. Keep it below the
+    /// process's descriptor limit.
+    #[arg(long, env = "OTF_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
 }
 
 fn secs(s: f64) -> Duration {
@@ -187,13 +217,18 @@ async fn run() -> ExitCode {
     let secret = |value: &Option<String>, file: &Option<PathBuf>, what: &str| {
         otf_agent::cli::secret_from(value.as_deref(), file.as_deref(), what)
     };
-    let (database, site_token, signing_key) = match (
+    let (database, site_token, signing_key, metrics_token) = match (
         secret(&flags.database, &flags.database_file, "database URL"),
         secret(&flags.site_token, &flags.site_token_file, "site token"),
         secret(&flags.secret, &flags.secret_file, "URL-signing key"),
+        secret(
+            &flags.metrics_token,
+            &flags.metrics_token_file,
+            "metrics token",
+        ),
     ) {
-        (Ok(d), Ok(t), Ok(s)) => (d, t, s),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+        (Ok(d), Ok(t), Ok(s), Ok(m)) => (d, t, s, m),
+        (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
             eprintln!("otfd: {e}");
             return ExitCode::from(2);
         }
@@ -206,6 +241,8 @@ async fn run() -> ExitCode {
         secret: signing_key,
         sandbox: flags.sandbox,
         sandbox_read: flags.sandbox_read.clone(),
+        metrics_token,
+        max_log_bytes: flags.max_log_bytes,
         cert_file: flags.cert_file.clone(),
         key_file: flags.key_file.clone(),
         liveness: otf_core::agent::LivenessConfig {
@@ -230,6 +267,11 @@ async fn run() -> ExitCode {
         limits: crate::Limits {
             max_json_body: flags.max_json_body.unwrap_or(defaults.max_json_body),
             max_upload: flags.max_upload.unwrap_or(defaults.max_upload),
+            header_read_timeout: secs(flags.header_read_timeout),
+            tls_handshake_timeout: secs(flags.tls_handshake_timeout),
+            body_read_timeout: secs(flags.body_read_timeout),
+            idle_timeout: secs(flags.idle_timeout),
+            max_connections: flags.max_connections,
         },
         ..config
     };

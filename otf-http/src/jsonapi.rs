@@ -234,8 +234,10 @@ impl Page {
         Ok(Page { number, size })
     }
 
+    /// Items before this page; saturates for absurd page numbers (which
+    /// then give an empty page, never an overflow).
     pub fn offset(&self) -> u64 {
-        (self.number - 1) * self.size
+        self.number.saturating_sub(1).saturating_mul(self.size)
     }
 
     /// This page of `items`.
@@ -243,7 +245,7 @@ impl Page {
         let total = items.len() as u64;
         let page = items
             .into_iter()
-            .skip(self.offset() as usize)
+            .skip(usize::try_from(self.offset()).unwrap_or(usize::MAX))
             .take(self.size as usize)
             .collect();
         (page, total)
@@ -255,7 +257,7 @@ impl Page {
             "current-page": self.number,
             "page-size": self.size,
             "prev-page": if self.number > 1 { json!(self.number - 1) } else { Value::Null },
-            "next-page": if self.number < pages { json!(self.number + 1) } else { Value::Null },
+            "next-page": if self.number < pages { json!(self.number.saturating_add(1)) } else { Value::Null },
             "total-pages": pages,
             "total-count": total,
         }})
@@ -265,4 +267,30 @@ impl Page {
 /// A list document with pagination.
 pub fn many(resources: Vec<Value>, page: Page, total: u64) -> Value {
     json!({ "data": resources, "meta": page.meta(total) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_pages_neither_overflow_nor_panic() {
+        let page = Page {
+            number: u64::MAX,
+            size: 100,
+        };
+        assert_eq!(page.offset(), u64::MAX);
+        let (items, total) = page.slice(vec![1, 2, 3]);
+        assert!(items.is_empty());
+        assert_eq!(total, 3);
+        let meta = page.meta(3);
+        assert_eq!(meta["pagination"]["next-page"], Value::Null);
+        assert_eq!(meta["pagination"]["prev-page"], json!(u64::MAX - 1));
+        let first = Page {
+            number: 1,
+            size: 20,
+        };
+        assert_eq!(first.offset(), 0);
+        assert_eq!(first.meta(41)["pagination"]["total-pages"], json!(3));
+    }
 }

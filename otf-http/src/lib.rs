@@ -14,6 +14,7 @@ mod agent_api;
 mod api;
 mod app;
 pub mod cli;
+mod conn_guard;
 mod errors;
 mod jsonapi;
 mod leader;
@@ -76,6 +77,10 @@ pub struct Config {
     pub sandbox: otf_agent::sandbox::SandboxMode,
     /// Extra read grants of the server runner's sandbox.
     pub sandbox_read: Vec<PathBuf>,
+    /// The bearer token `/metrics` requires; open without.
+    pub metrics_token: Option<String>,
+    /// Bytes a job's log may hold; past it the log is truncated.
+    pub max_log_bytes: u64,
 }
 
 impl Default for Config {
@@ -97,6 +102,8 @@ impl Default for Config {
             engine: otf_agent::engine::EngineConfig::default(),
             sandbox: otf_agent::sandbox::SandboxMode::Auto,
             sandbox_read: Vec::new(),
+            metrics_token: None,
+            max_log_bytes: CoreConfig::default().max_log_bytes,
         }
     }
 }
@@ -259,6 +266,7 @@ impl Otfd {
         // The server runner's jobs inherit otfd's environment minus its
         // configuration and every secret it holds.
         let mut secrets = vec![site_token.clone(), secret.clone(), url.clone()];
+        secrets.extend(config.metrics_token.clone());
         secrets.extend(url_password(&url));
         let runner_env = otf_agent::job_env::inherited(std::env::vars_os(), &secrets);
         let sandbox = if config.concurrency > 0 {
@@ -311,6 +319,7 @@ impl Otfd {
                 liveness: self.config.liveness,
                 force_cancel_cool_off: self.config.force_cancel_cool_off,
                 site_token: Some(SecretHash::of(&self.site_token)),
+                max_log_bytes: self.config.max_log_bytes,
                 ..CoreConfig::default()
             },
         );
@@ -323,6 +332,7 @@ impl Otfd {
             long_poll: self.config.long_poll,
             url_ttl: Duration::from_secs(24 * 3600),
             metrics: metrics.clone(),
+            metrics_token: self.config.metrics_token.as_deref().map(SecretHash::of),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let leader = tokio::spawn(leader::lead(

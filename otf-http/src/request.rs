@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use hyper::{HeaderMap, Method};
 
+use otf_core::auth::Subject;
+
 use crate::errors::ApiError;
 use crate::jsonapi::Body;
 
@@ -17,6 +19,9 @@ pub struct Req {
     pub body: Bytes,
     params: Vec<(String, String)>,
     pub peer: IpAddr,
+    /// The caller, authenticated from the bearer token before the body was
+    /// read (see `App::admit`).
+    pub subject: Option<Subject>,
 }
 
 impl Req {
@@ -39,7 +44,13 @@ impl Req {
             body,
             params: Vec::new(),
             peer,
+            subject: None,
         }
+    }
+
+    pub fn with_body(mut self, body: Bytes) -> Self {
+        self.body = body;
+        self
     }
 
     pub fn with_params(mut self, params: Vec<(String, String)>) -> Self {

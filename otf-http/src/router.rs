@@ -166,6 +166,44 @@ const SIGNED: &[(&str, Route)] = &[
     ("/runs/{run}/logs/{phase}", Route::SignedLogs),
 ];
 
+/// How much body a route may be sent (one table for every route; the
+/// server reads no more, and reads it only after the caller is admitted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodySize {
+    /// Routes anyone may call: a small bound.
+    Public,
+    /// JSON:API documents.
+    Json,
+    /// Uploads: configuration tarballs, state, plan and lock files, logs.
+    Upload,
+}
+
+/// The body class of `route`.
+pub fn body_size(route: Route) -> BodySize {
+    use Route::*;
+    match route {
+        Discovery | Ping | Healthz | Metrics => BodySize::Public,
+        ConfigUpload | SignedUpload | JobState | JobArtifact | JobLogs | JobFinish => {
+            BodySize::Upload
+        }
+        _ => BodySize::Json,
+    }
+}
+
+/// Whether `route` answers without a token (or is authorized by its
+/// signed URL instead).
+pub fn is_public(route: Route) -> bool {
+    matches!(
+        route,
+        Route::Discovery
+            | Route::Ping
+            | Route::Healthz
+            | Route::Metrics
+            | Route::SignedUpload
+            | Route::SignedLogs
+    )
+}
+
 fn build(table: &[(&str, Route)]) -> matchit::Router<Route> {
     let mut r = matchit::Router::new();
     for (path, route) in table {

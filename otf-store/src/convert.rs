@@ -294,6 +294,7 @@ pub(crate) fn job_row(j: &Job) -> entity::job::ActiveModel {
         token_hash: Set(j.token_hash.as_ref().map(|h| h.to_hex())),
         error: Set(j.error.clone()),
         updated_at: Set(j.updated_at.0),
+        log_dropped: Set(i64::try_from(j.log_dropped).unwrap_or(i64::MAX)),
     }
 }
 
@@ -316,6 +317,7 @@ pub(crate) fn job(m: entity::job::Model) -> StoreResult<Job> {
             .transpose()?,
         error: m.error,
         updated_at: Timestamp(m.updated_at),
+        log_dropped: unsigned("dropped log bytes", m.log_dropped)?,
     })
 }
 

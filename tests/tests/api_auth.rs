@@ -41,6 +41,8 @@ async fn matrix(server: &support::Server) {
     missing_wrong_and_malformed_tokens(&api).await;
     organization_token_against_another_organization(&api, site, &a, &b).await;
     agent_token_against_another_pool(&api, &a, &b, &job_b).await;
+    another_token_of_the_same_pool(&api, &b, &job_b).await;
+    writes_on_another_organizations_configuration(&api, &a, &b).await;
     agent_tokens_only_on_the_agent_protocol(&api, site, &a).await;
     job_token_against_other_state(&api, site, &a, &b, &job_token_a).await;
     api_tokens_on_the_agent_protocol(&api, site, &a, &job_a).await;
@@ -410,6 +412,77 @@ async fn agent_token_against_another_pool(api: &Api, a: &OrgFixture, b: &OrgFixt
         .get(&b.org_token, &format!("/api/v2/agents/{}", b.agent))
         .await;
     assert_eq!(agent.attr("status"), &json!("idle"), "agent B is untouched");
+}
+
+/// A second agent token of pool B does not act as the agent that
+/// registered with the first: it cannot await its job's signals or start
+/// jobs as it.
+async fn another_token_of_the_same_pool(api: &Api, b: &OrgFixture, job_b: &str) {
+    let made = api
+        .post(
+            &b.org_token,
+            &format!("/api/v2/agent-pools/{}/authentication-tokens", b.pool),
+            json!({"data": {"type": "authentication-tokens", "attributes": {"description": "second"}}}),
+        )
+        .await;
+    made.expect(201, "a second token of pool B");
+    let second = made.attr("token").as_str().unwrap_or_default().to_string();
+    api.agent(
+        &second,
+        &b.agent,
+        Method::GET,
+        &format!("/api/agent/jobs/{job_b}/signal"),
+        None,
+    )
+    .await
+    .expect(
+        404,
+        "pool B's second token awaits the signals of the first token's agent",
+    );
+    api.agent(
+        &second,
+        &b.agent,
+        Method::POST,
+        &format!("/api/agent/jobs/{job_b}/start"),
+        None,
+    )
+    .await
+    .expect(
+        404,
+        "pool B's second token starts a job as the first token's agent",
+    );
+}
+
+/// Writes outside the token's organization are 403, configuration
+/// versions included; reads stay 404.
+async fn writes_on_another_organizations_configuration(api: &Api, a: &OrgFixture, b: &OrgFixture) {
+    let cv = api
+        .post(
+            &b.org_token,
+            &format!("/api/v2/workspaces/{}/configuration-versions", b.ws),
+            json!({"data": {"type": "configuration-versions", "attributes": {"auto-queue-runs": false}}}),
+        )
+        .await;
+    cv.expect(201, "beta's configuration version");
+    let id = cv.id();
+    api.get(
+        &a.org_token,
+        &format!("/api/v2/configuration-versions/{id}"),
+    )
+    .await
+    .expect(404, "alpha reads beta's configuration version");
+    api.send(
+        Method::PUT,
+        &format!("/api/v2/configuration-versions/{id}/upload"),
+        Some(&a.org_token),
+        &[],
+        support::api::Body::Raw(
+            support::api::tarball(&[("main.tf", "")]),
+            "application/octet-stream",
+        ),
+    )
+    .await
+    .expect(403, "alpha uploads to beta's configuration version");
 }
 
 async fn agent_tokens_only_on_the_agent_protocol(api: &Api, site: &str, a: &OrgFixture) {

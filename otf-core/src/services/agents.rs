@@ -4,7 +4,7 @@
 use super::waiters::WaitKey;
 use super::{allow, found, Core, Error};
 use crate::agent::{agent_transition, Agent, AgentEvent, AgentStatus, ReportedStatus};
-use crate::auth::{authorize_agent_protocol, authorize_organization, Access, Subject};
+use crate::auth::{authorize_agent, authorize_organization, Access, Subject};
 use crate::events::Event;
 use crate::ids::{AgentId, JobId, PoolId};
 use crate::job::{Job, JobStatus, Signal};
@@ -99,18 +99,10 @@ impl<S: Store> Core<S> {
     ) -> Result<Agent, Error> {
         let agent = found(tx.get_agent(id).await?, "agent", id)?;
         allow(
-            authorize_agent_protocol(subject, agent.pool.as_ref()),
+            authorize_agent(subject, agent.pool.as_ref(), agent.token.as_ref()),
             "agent",
             id,
         )?;
-        if let Subject::AgentToken { token, .. } = subject {
-            if agent.token.as_ref() != Some(token) {
-                return Err(Error::NotFound {
-                    kind: "agent",
-                    id: id.to_string(),
-                });
-            }
-        }
         if agent.status.is_final() {
             return Err(Error::AgentGone {
                 agent: id.to_string(),
@@ -210,7 +202,7 @@ impl<S: Store> Core<S> {
                 let mut tx = self.begin().await?;
                 let agent = found(tx.get_agent(&agent_id).await?, "agent", &agent_id)?;
                 allow(
-                    authorize_agent_protocol(subject, agent.pool.as_ref()),
+                    authorize_agent(subject, agent.pool.as_ref(), agent.token.as_ref()),
                     "agent",
                     &agent_id,
                 )?;

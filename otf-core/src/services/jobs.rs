@@ -134,7 +134,7 @@ impl<S: Store> Core<S> {
         use crate::store::AgentRepo;
         let agent = found(tx.get_agent(id).await?, "agent", id)?;
         allow(
-            crate::auth::authorize_agent_protocol(subject, agent.pool.as_ref()),
+            crate::auth::authorize_agent(subject, agent.pool.as_ref(), agent.token.as_ref()),
             "agent",
             id,
         )?;
@@ -207,6 +207,17 @@ impl<S: Store> Core<S> {
                 }
                 run.apply_event(RunEvent::CancelCompleted, now, cool_off)?;
             }
+        }
+        if job.log_dropped > 0 {
+            // The log's last line says how much of it was dropped.
+            let notice =
+                crate::log_limit::dropped_notice(self.config.max_log_bytes, job.log_dropped);
+            let chunk = tx.append_log(&run.id, job.phase, notice.as_bytes()).await?;
+            events.push(Event::Log {
+                run: run.id.clone(),
+                phase: job.phase,
+                end: chunk.offset + notice.len() as u64,
+            });
         }
         tx.update_job(&job).await?;
         self.save_run(&mut tx, &run, &mut events).await?;
@@ -333,21 +344,49 @@ impl<S: Store> Core<S> {
         Ok((job, run, ws))
     }
 
-    /// Append runner output to the job's phase log.
+    /// Append runner output to the job's phase log, within the log limit
+    /// ([`crate::log_limit`]): authorized, cut and appended in one
+    /// transaction. Gives the log's end.
     pub async fn append_job_log(&self, subject: &Subject, data: &[u8]) -> Result<u64, Error> {
-        let (job, run, _) = self.job_context(subject, JobAction::AppendLog).await?;
+        let (job_id, _) = job_of(subject)?;
         let mut tx = self.begin().await?;
-        let chunk = tx.append_log(&run.id, job.phase, data).await?;
-        let end = chunk.offset + data.len() as u64;
-        self.commit(
-            tx,
+        let mut job = found(tx.get_job(job_id).await?, "job", job_id)?;
+        allow(
+            authorize_job(subject, &job.run, &job.workspace, JobAction::AppendLog),
+            "job",
+            job_id,
+        )?;
+        let limit = self.config.max_log_bytes;
+        let len = tx.append_log(&job.run, job.phase, &[]).await?.offset;
+        let admitted = crate::log_limit::admit(len, job.log_dropped, data.len(), limit);
+        let mut end = len;
+        if admitted.keep > 0 {
+            let chunk = tx
+                .append_log(&job.run, job.phase, &data[..admitted.keep])
+                .await?;
+            end = chunk.offset + admitted.keep as u64;
+        }
+        if admitted.crosses {
+            let notice = crate::log_limit::truncated_notice(limit);
+            let chunk = tx
+                .append_log(&job.run, job.phase, notice.as_bytes())
+                .await?;
+            end = chunk.offset + notice.len() as u64;
+        }
+        if admitted.dropped > 0 {
+            job.log_dropped = job.log_dropped.saturating_add(admitted.dropped);
+            tx.update_job(&job).await?;
+        }
+        let events = if end > len {
             vec![Event::Log {
-                run: run.id,
+                run: job.run.clone(),
                 phase: job.phase,
                 end,
-            }],
-        )
-        .await?;
+            }]
+        } else {
+            Vec::new()
+        };
+        self.commit(tx, events).await?;
         Ok(end)
     }
 

@@ -54,6 +54,8 @@ pub struct CoreConfig {
     pub max_config_bytes: usize,
     /// Limits on what a configuration tarball unpacks to.
     pub tarball_limits: crate::tarball::TarballLimits,
+    /// Bytes a job's log may hold ([`crate::log_limit`]).
+    pub max_log_bytes: u64,
 }
 
 impl Default for CoreConfig {
@@ -65,6 +67,7 @@ impl Default for CoreConfig {
             token_touch_interval: Duration::from_secs(60),
             max_config_bytes: 100 * 1024 * 1024,
             tarball_limits: crate::tarball::TarballLimits::default(),
+            max_log_bytes: 50 * 1024 * 1024,
         }
     }
 }

@@ -94,7 +94,16 @@ impl<S: Store> Core<S> {
         id: &str,
         tarball: &[u8],
     ) -> Result<ConfigurationVersion, Error> {
-        let cv = self.get_configuration_version(subject, id).await?;
+        // A write: outside the caller's organization it is forbidden (403),
+        // as every write is, not hidden as a read would be.
+        let id: ConfigVersionId = id.parse()?;
+        let mut tx = self.begin().await?;
+        let cv = found(
+            tx.get_config_version(&id).await?,
+            "configuration version",
+            &id,
+        )?;
+        drop(tx);
         allow(
             authorize_organization(subject, &cv.organization, Access::Write),
             "configuration version",
@@ -492,6 +501,7 @@ impl<S: Store> Core<S> {
             token_hash: None,
             error: None,
             updated_at: queued_at,
+            log_dropped: 0,
         }
     }
 

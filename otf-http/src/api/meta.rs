@@ -10,7 +10,7 @@ use crate::request::Req;
 use crate::response::{self, Resp};
 use crate::router::Route;
 
-pub async fn handle<S: Store>(app: &App<S>, route: Route, _req: &Req) -> Result<Resp, ApiError> {
+pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<Resp, ApiError> {
     match route {
         Route::Discovery => Ok(response::json(
             StatusCode::OK,
@@ -39,10 +39,21 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, _req: &Req) -> Result<
                 &json!({ "status": "ok", "version": crate::VERSION }),
             ))
         }
-        _ => Ok(response::text(
-            StatusCode::OK,
-            app.metrics.render(&gauges(app).await?),
-        )),
+        _ => {
+            // With --metrics-token, scrapers must send it.
+            if let Some(want) = &app.metrics_token {
+                if !req.bearer().is_some_and(|t| want.verify(t)) {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "/metrics needs the metrics token: send `Authorization: Bearer <token>`",
+                    ));
+                }
+            }
+            Ok(response::text(
+                StatusCode::OK,
+                app.metrics.render(&gauges(app).await?),
+            ))
+        }
     }
 }
 

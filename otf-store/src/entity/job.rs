@@ -20,6 +20,7 @@ pub struct Model {
     pub token_hash: Option<String>,
     pub error: Option<String>,
     pub updated_at: i64,
+    pub log_dropped: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

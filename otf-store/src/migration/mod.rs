@@ -5,12 +5,16 @@
 use sea_orm_migration::prelude::*;
 
 mod m20250601_000001_create_tables;
+mod m20261201_000001_job_log_dropped;
 
 pub(crate) struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20250601_000001_create_tables::Migration)]
+        vec![
+            Box::new(m20250601_000001_create_tables::Migration),
+            Box::new(m20261201_000001_job_log_dropped::Migration),
+        ]
     }
 }

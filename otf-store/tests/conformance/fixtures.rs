@@ -138,6 +138,7 @@ pub fn job(run: &Run, phase: JobPhase, attempt: u32, queued: i64) -> Job {
         token_hash: None,
         error: None,
         updated_at: Timestamp(queued),
+        log_dropped: 0,
     }
 }
 
