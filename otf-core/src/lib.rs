@@ -18,6 +18,7 @@ pub mod auth;
 pub mod clock;
 pub(crate) mod enums;
 pub mod events;
+pub mod gauges;
 pub mod ids;
 pub mod job;
 pub mod liveness;

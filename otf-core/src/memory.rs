@@ -616,6 +616,17 @@ impl RunRepo for MemoryTx {
         }
         Ok(counts.into_iter().collect())
     }
+    async fn active_run_statuses(&mut self) -> StoreResult<Vec<(RunId, RunStatus)>> {
+        let mut active: Vec<(RunId, RunStatus)> = self
+            .state
+            .runs
+            .values()
+            .filter(|r| !r.status.is_final())
+            .map(|r| (r.id.clone(), r.status))
+            .collect();
+        active.sort();
+        Ok(active)
+    }
 }
 
 #[async_trait]

@@ -144,6 +144,9 @@ pub trait RunRepo {
     /// How many runs there are in each status (for metrics); statuses with
     /// no run may be missing.
     async fn count_runs_by_status(&mut self) -> StoreResult<Vec<(crate::run::RunStatus, u64)>>;
+    /// The id and status of every run that is not final, sorted by id (for
+    /// metrics kept up to date by events).
+    async fn active_run_statuses(&mut self) -> StoreResult<Vec<(RunId, crate::run::RunStatus)>>;
 }
 
 #[async_trait]

@@ -179,9 +179,16 @@ fn init_logging(flags: &Flags) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,sqlx=warn,sea_orm=warn"))
     });
+    // SQL statements carry their values (sensitive variables, state, token
+    // hashes): they are never logged, whatever RUST_LOG asks for.
+    for quiet in ["sea_orm=warn", "sqlx=warn"] {
+        if let Ok(d) = quiet.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -8,7 +8,9 @@
 //!   idle timeout (longer than the agents' long-poll, so their connections
 //!   are reused);
 //! * while a request is in flight no deadline runs here: its body has a
-//!   read timeout of its own and long-polls end by themselves.
+//!   read timeout of its own and long-polls end by themselves; an answer
+//!   still being written counts as activity, so a slow download of a large
+//!   state file is not cut off.
 //!
 //! [`GuardedIo`] notes the bytes a connection receives, [`InFlight`] marks
 //! a request from its headers to its answer, and [`expired`] resolves when
@@ -78,6 +80,15 @@ impl Shared {
                 Phase::Idle(_) => Phase::Head(Instant::now()),
                 other => other,
             });
+        }
+    }
+
+    /// An answer is still being written after its request was handled (a
+    /// large download to a slow client): progress keeps it from idling out.
+    fn wrote(&self) {
+        let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
+        if let Phase::Idle(_) = *phase {
+            *phase = Phase::Idle(Instant::now());
         }
     }
 
@@ -166,7 +177,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.shared.wrote();
+        }
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -182,7 +197,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.shared.wrote();
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -222,6 +241,16 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_secs(1), watch)
             .await
             .is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_still_being_written_is_not_idle() {
+        let (header, idle) = (Duration::from_secs(10), Duration::from_secs(120));
+        let shared = Shared::new(true);
+        drop(InFlight::begin(&shared));
+        tokio::time::advance(Duration::from_secs(100)).await;
+        shared.wrote();
+        assert_eq!(shared.deadline(header, idle), Some(Instant::now() + idle));
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,6 +13,8 @@
 mod agent_api;
 mod api;
 mod app;
+#[cfg(test)]
+mod bad_input_properties;
 pub mod cli;
 mod conn_guard;
 mod errors;
@@ -348,6 +350,18 @@ impl Otfd {
             self.config.tick,
             stopped.clone(),
         ));
+        // The gauges of /metrics follow the bus, from a first reading.
+        let gauges = {
+            let (core, metrics, mut stopped) = (core.clone(), app.metrics.clone(), stopped.clone());
+            let sub = core.bus().subscribe();
+            metrics::prime(&core, &metrics).await;
+            tokio::spawn(async move {
+                metrics::follow(core, metrics, sub, async move {
+                    let _ = stopped.changed().await;
+                })
+                .await
+            })
+        };
         // One bus subscription wakes every long-poll (instead of one each).
         let wakeups = {
             let (core, mut stopped) = (core.clone(), stopped);
@@ -399,6 +413,7 @@ impl Otfd {
         let _ = leader.await;
         let _ = flusher.await;
         let _ = wakeups.await;
+        let _ = gauges.await;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics: HTTP requests (count and latency by route and status),
-//! scheduling latency (job queued to allocated), plus gauges read from the
-//! store at scrape time.
+//! scheduling latency (job queued to allocated), and the gauges of agents,
+//! runs and jobs, kept up to date by [`follow`]ing the event bus (read from
+//! the store once at start and after missed events, never per scrape).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -8,6 +9,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hyper::StatusCode;
+use otf_core::store::Store;
+use otf_core::Core;
 
 use crate::router::Route;
 
@@ -67,6 +70,72 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// None until the first reading of the store.
+    gauges: Mutex<Option<otf_core::gauges::Gauges>>,
+}
+
+/// Read the gauges from the store (at start, before serving: `/metrics`
+/// answers 503 until a reading succeeded). Subscribe to the bus before
+/// calling it, so that nothing between the reading and the subscription is
+/// missed (applying an event the reading already shows changes nothing).
+pub async fn prime<S: Store>(core: &Core<S>, metrics: &Metrics) -> bool {
+    match read(core).await {
+        Ok(g) => {
+            *metrics.gauges.lock().unwrap_or_else(|p| p.into_inner()) = Some(g);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the gauges; retrying");
+            false
+        }
+    }
+}
+
+/// Keep `metrics`' gauges up to date from the events of `sub` until
+/// `stop`; read them again from the store after missed events.
+pub async fn follow<S: Store>(
+    core: Core<S>,
+    metrics: std::sync::Arc<Metrics>,
+    mut sub: otf_core::events::Subscription,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut stale = metrics
+        .gauges
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_none();
+    loop {
+        if stale {
+            stale = !prime(&core, &metrics).await;
+        }
+        let retry = tokio::time::sleep(Duration::from_secs(1));
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = retry, if stale => {}
+            e = sub.recv() => match e {
+                Ok(event) => {
+                    if let Some(g) = metrics.gauges.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                        g.apply(&event);
+                    }
+                }
+                Err(otf_core::events::RecvError::Lagged) => stale = true,
+                Err(otf_core::events::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+async fn read<S: Store>(core: &Core<S>) -> Result<otf_core::gauges::Gauges, otf_core::Error> {
+    use otf_core::store::{AgentRepo, JobRepo, RunRepo};
+    let mut tx = core.store().begin().await?;
+    let agents = tx.list_agents().await?;
+    let jobs = tx.list_active_jobs().await?;
+    let active = tx.active_run_statuses().await?;
+    let counts = tx.count_runs_by_status().await?;
+    Ok(otf_core::gauges::Gauges::rebuild(
+        &agents, &jobs, &active, &counts,
+    ))
 }
 
 impl Metrics {
@@ -90,6 +159,28 @@ impl Metrics {
 
     pub fn observe_scheduling(&self, took: Duration) {
         self.lock().scheduling.observe(took.as_secs_f64());
+    }
+
+    /// The gauges as exposition text; None before the first reading.
+    pub fn gauges(&self) -> Option<String> {
+        let g = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
+        let g = g.as_ref()?;
+        let mut out = String::new();
+        out.push_str("# HELP otf_agents Agents by pool and status.\n# TYPE otf_agents gauge\n");
+        for ((pool, status), n) in g.agents() {
+            let _ = writeln!(out, "otf_agents{{pool=\"{pool}\",status=\"{status}\"}} {n}");
+        }
+        out.push_str("# HELP otf_runs Runs by status.\n# TYPE otf_runs gauge\n");
+        for (status, n) in g.runs() {
+            let _ = writeln!(out, "otf_runs{{status=\"{status}\"}} {n}");
+        }
+        out.push_str(
+            "# HELP otf_jobs Jobs that are not final, by status and phase.\n# TYPE otf_jobs gauge\n",
+        );
+        for ((status, phase), n) in g.jobs() {
+            let _ = writeln!(out, "otf_jobs{{status=\"{status}\",phase=\"{phase}\"}} {n}");
+        }
+        Some(out)
     }
 
     /// The text exposition of the counters, followed by `gauges`.

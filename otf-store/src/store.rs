@@ -89,8 +89,10 @@ impl DbStore {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Self::connect_postgres(url).await
         } else {
+            // Only the scheme: the rest may hold a password.
+            let scheme = url.split(':').next().unwrap_or("");
             Err(StoreError::Unavailable(format!(
-                "unsupported database URL {url:?}: use sqlite://PATH or postgres://USER@HOST/DB"
+                "unsupported database URL scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST/DB"
             )))
         }
     }

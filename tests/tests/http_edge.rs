@@ -334,3 +334,93 @@ async fn a_runaway_log_is_truncated_and_the_run_goes_on() {
     let plan = api.log(&run, "plan").await;
     assert!(plan.contains("Plan: 1 to add"), "{plan}");
 }
+
+/// With default flags: 500 connections that send half a header are closed
+/// within 30 s, and `/healthz` answers in under a second throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_default_flags_half_headers_are_closed_within_30_s() {
+    // Only the harness's agent timers differ from the defaults; no
+    // connection flag is given.
+    let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
+    let addr = addr(&server);
+    let mut half = Vec::new();
+    for _ in 0..500 {
+        let mut s = connect(&addr).await;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: otfd\r\n")
+            .await
+            .expect("half a header");
+        half.push(s);
+    }
+    let opened = Instant::now();
+    let closers: Vec<_> = half
+        .into_iter()
+        .map(|s| tokio::spawn(until_closed(s, Duration::from_secs(30))))
+        .collect();
+    // /healthz stays fast while they wait to be closed.
+    while closers.iter().any(|c| !c.is_finished()) && opened.elapsed() < Duration::from_secs(31) {
+        let took = healthy(&server.url).await;
+        assert!(took < Duration::from_secs(1), "/healthz took {took:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for c in closers {
+        assert!(
+            c.await.expect("reader").is_some(),
+            "a half-header connection was still open after 30 s"
+        );
+    }
+    eprintln!(
+        "500 half-header connections closed after {:?}",
+        opened.elapsed()
+    );
+}
+
+/// Over HTTPS, a client that never finishes its TLS handshake is closed
+/// after `--tls-handshake-timeout`, while HTTPS requests keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_tls_handshake_is_closed() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("a certificate");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).expect("write key");
+    let server = Server::start(
+        &Db::Sqlite,
+        &[
+            "--concurrency",
+            "0",
+            "--cert-file",
+            cert_path.to_str().unwrap_or(""),
+            "--key-file",
+            key_path.to_str().unwrap_or(""),
+            "--tls-handshake-timeout",
+            "1",
+        ],
+    );
+    let addr = server.url.trim_start_matches("https://").to_string();
+    let silent = connect(&addr).await;
+    let mut partial = connect(&addr).await;
+    // The first bytes of a ClientHello record, and then nothing.
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .expect("half a hello");
+    for s in [silent, partial] {
+        assert!(
+            until_closed(s, Duration::from_secs(6)).await.is_some(),
+            "a stalled TLS handshake outlived --tls-handshake-timeout"
+        );
+    }
+    let pem = std::fs::read(&cert_path).expect("read the certificate");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+        .build()
+        .expect("an HTTPS client");
+    let port = addr.rsplit(':').next().unwrap_or("");
+    let resp = client
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .expect("HTTPS answers");
+    assert_eq!(resp.status(), 200);
+}

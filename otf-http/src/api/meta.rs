@@ -1,7 +1,7 @@
 //! Discovery, ping, health and metrics.
 
 use hyper::StatusCode;
-use otf_core::store::{AgentRepo, JobRepo, RunRepo, Store};
+use otf_core::store::{AgentRepo, Store};
 use serde_json::json;
 
 use crate::app::App;
@@ -49,60 +49,14 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
                     ));
                 }
             }
-            Ok(response::text(
-                StatusCode::OK,
-                app.metrics.render(&gauges(app).await?),
-            ))
+            // Gauges come from events, not from the store per scrape.
+            let gauges = app.metrics.gauges().ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the gauges are not read yet; retry in a moment",
+                )
+            })?;
+            Ok(response::text(StatusCode::OK, app.metrics.render(&gauges)))
         }
     }
-}
-
-/// Agents by status and pool, active jobs by status and phase.
-async fn gauges<S: Store>(app: &App<S>) -> Result<String, ApiError> {
-    use std::collections::BTreeMap;
-    use std::fmt::Write;
-    let mut tx = app
-        .core
-        .store()
-        .begin()
-        .await
-        .map_err(otf_core::Error::from)?;
-    let agents = tx.list_agents().await.map_err(otf_core::Error::from)?;
-    let jobs = tx.list_active_jobs().await.map_err(otf_core::Error::from)?;
-    let runs = tx
-        .count_runs_by_status()
-        .await
-        .map_err(otf_core::Error::from)?;
-    drop(tx);
-    let mut by_agent: BTreeMap<(String, &str), u64> = BTreeMap::new();
-    for a in &agents {
-        let pool = a
-            .pool
-            .as_ref()
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "server".into());
-        *by_agent.entry((pool, a.status.as_str())).or_default() += 1;
-    }
-    let mut by_job: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-    for j in &jobs {
-        *by_job
-            .entry((j.status.as_str(), j.phase.as_str()))
-            .or_default() += 1;
-    }
-    let mut out = String::new();
-    out.push_str("# HELP otf_agents Agents by pool and status.\n# TYPE otf_agents gauge\n");
-    for ((pool, status), n) in by_agent {
-        let _ = writeln!(out, "otf_agents{{pool=\"{pool}\",status=\"{status}\"}} {n}");
-    }
-    out.push_str("# HELP otf_runs Runs by status.\n# TYPE otf_runs gauge\n");
-    for (status, n) in runs {
-        let _ = writeln!(out, "otf_runs{{status=\"{status}\"}} {n}");
-    }
-    out.push_str(
-        "# HELP otf_jobs Jobs that are not final, by status and phase.\n# TYPE otf_jobs gauge\n",
-    );
-    for ((status, phase), n) in by_job {
-        let _ = writeln!(out, "otf_jobs{{status=\"{status}\",phase=\"{phase}\"}} {n}");
-    }
-    Ok(out)
 }

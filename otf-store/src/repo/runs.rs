@@ -92,4 +92,35 @@ impl RunRepo for DbTx {
             })
             .collect()
     }
+
+    async fn active_run_statuses(&mut self) -> StoreResult<Vec<(RunId, RunStatus)>> {
+        let finals: Vec<&str> = RunStatus::ALL
+            .iter()
+            .filter(|s| s.is_final())
+            .map(|s| s.as_str())
+            .collect();
+        let rows: Vec<(String, String)> = run::Entity::find()
+            .select_only()
+            .column(run::Column::Id)
+            .column(run::Column::Status)
+            .filter(run::Column::Status.is_not_in(finals))
+            .order_by_asc(run::Column::Id)
+            .into_tuple()
+            .all(&self.tx)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(id, status)| {
+                let bad = |e: String| {
+                    otf_core::store::StoreError::Unavailable(format!(
+                        "bad run in the database: {e}"
+                    ))
+                };
+                Ok((
+                    id.parse().map_err(|e| bad(format!("{e}")))?,
+                    status.parse().map_err(|e| bad(format!("{e}")))?,
+                ))
+            })
+            .collect()
+    }
 }

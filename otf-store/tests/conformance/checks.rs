@@ -412,6 +412,11 @@ pub async fn runs<S: Store>(s: &S) {
         counts,
         vec![(RunStatus::Pending, 2), (RunStatus::Planning, 1)]
     );
+    let mut active = tx.active_run_statuses().await.unwrap();
+    assert_eq!(active.len(), 3);
+    assert!(active.contains(&(r1.id.clone(), RunStatus::Planning)));
+    active.retain(|(_, s)| *s == RunStatus::Pending);
+    assert_eq!(active.len(), 2);
     let ghost = run(&w, &cv, 1);
     assert!(matches!(
         tx.update_run(&ghost).await,

@@ -179,8 +179,8 @@ impl Server {
             .arg(&site_token)
             .args(fast_timers())
             .args(extra)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if let Some(url) = &url {
