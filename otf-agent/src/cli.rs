@@ -200,6 +200,8 @@ async fn agent(flags: Flags) -> ExitCode {
         server: false,
         sandbox,
         env,
+        spool_dir: work_dir.join("spool"),
+        patience: crate::acked::Patience::default(),
     };
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {

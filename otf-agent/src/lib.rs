@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acked;
 pub mod cli;
 pub mod engine;
 pub mod job_env;

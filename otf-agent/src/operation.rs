@@ -33,6 +33,12 @@ pub struct JobRun<'a> {
     pub sandbox: &'a Sandbox,
     /// The environment inherited from the runner ([`crate::job_env`]).
     pub env: &'a [(OsString, OsString)],
+    /// Where the new state waits until otfd has it.
+    pub spool: &'a crate::acked::Spool,
+    /// How long writes that matter are retried.
+    pub patience: crate::acked::Patience,
+    /// The runner's name, for messages.
+    pub runner: &'a str,
     pub log: &'a LogSink,
     pub stop: watch::Receiver<Stop>,
 }
@@ -297,14 +303,16 @@ impl JobRun<'_> {
         let plan = std::fs::read(cwd.join("plan.out"))
             .map_err(|e| Failure::Setup(format!("cannot read the plan: {e}")))?;
         let token = self.token().to_string();
-        self.transport.put_artifact(&token, "plan", plan).await?;
-        self.transport
-            .put_artifact(&token, "json-plan", json.clone())
-            .await?;
+        let mut artifacts = vec![("plan", plan), ("json-plan", json.clone())];
         if let Ok(lock) = std::fs::read(cwd.join(".terraform.lock.hcl")) {
-            self.transport
-                .put_artifact(&token, "lock-file", lock)
-                .await?;
+            artifacts.push(("lock-file", lock));
+        }
+        for (kind, data) in artifacts {
+            let what = format!("uploading the {kind}");
+            crate::acked::until_acknowledged(&what, &self.patience, || {
+                self.transport.put_artifact(&token, kind, data.clone())
+            })
+            .await?;
         }
         let (counts, has_changes) = plan_counts(&json);
         Ok(finished(counts, has_changes))
@@ -341,21 +349,56 @@ impl JobRun<'_> {
             capture: true,
         };
         let (exit, out) = process::run(step, &mut self.stop).await;
-        // The state is uploaded whenever it changed, also after a failure.
+        // The state is uploaded whenever it changed, also after a failure;
+        // it waits in the spool until otfd has it.
         if let Ok(after) = std::fs::read(cwd.join("terraform.tfstate")) {
             if Some(&after) != before.as_ref() {
-                let (serial, lineage) = state_identity(&after);
-                let upload = StateUpload {
-                    serial,
-                    lineage,
-                    state: crate::transport::http::b64(&after),
-                };
-                self.transport.upload_state(&token, &upload).await?;
+                self.save_state(&token, &after).await?;
             }
         }
         match exit {
             Exit::Success => Ok(finished(apply_counts(&String::from_utf8_lossy(&out)), true)),
             other => Err(Failure::Exit(other)),
+        }
+    }
+
+    /// Hand the new state to otfd, acknowledged; a copy waits in the spool
+    /// meanwhile and stays there if otfd never takes it.
+    async fn save_state(&self, token: &str, state: &[u8]) -> Result<(), Failure> {
+        let (serial, lineage) = state_identity(state);
+        let upload = StateUpload {
+            serial,
+            lineage,
+            state: crate::transport::http::b64(state),
+        };
+        let job = &self.start.job;
+        let kept = self.spool.keep(&job.id, job.attempt, state);
+        if let Err(e) = &kept {
+            tracing::warn!(error = %e, "cannot spool the new state; uploading it from the job directory only");
+        }
+        let sent = crate::acked::until_acknowledged("uploading the state", &self.patience, || {
+            self.transport.upload_state(token, &upload)
+        })
+        .await;
+        match (sent, kept) {
+            (Ok(()), Ok(path)) => {
+                self.spool.release(&path);
+                Ok(())
+            }
+            (Ok(()), Err(_)) => Ok(()),
+            (Err(e), Ok(path)) => {
+                let message = format!(
+                    "otfd did not take the new state ({e}); it is kept at {} on {}: push it with `terraform state push {}`",
+                    path.display(),
+                    self.runner,
+                    path.display()
+                );
+                tracing::error!(job.id = %job.id, state = %path.display(), "{message}");
+                Err(Failure::Setup(message))
+            }
+            (Err(e), Err(why)) => Err(Failure::Setup(format!(
+                "otfd did not take the new state ({e}), and it could not be spooled ({why})"
+            ))),
         }
     }
 

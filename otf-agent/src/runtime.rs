@@ -35,6 +35,10 @@ pub struct RunnerConfig {
     pub sandbox: Sandbox,
     /// The environment every job starts from ([`crate::job_env::inherited`]).
     pub env: Vec<(OsString, OsString)>,
+    /// Where states wait until otfd has them (outside job directories).
+    pub spool_dir: PathBuf,
+    /// How long writes that matter are retried.
+    pub patience: crate::acked::Patience,
 }
 
 /// Why a runner stopped with an error.
@@ -352,6 +356,9 @@ async fn execute_job(
                         dir: &dir,
                         sandbox: &cfg.sandbox,
                         env: &cfg.env,
+                        spool: &crate::acked::Spool::new(cfg.spool_dir.clone()),
+                        patience: cfg.patience,
+                        runner: &cfg.name,
                         log: &log,
                         stop: stop_rx,
                     }
@@ -370,20 +377,13 @@ async fn execute_job(
         log.line(&format!("Error: {m}")).await;
     }
     uploader.close(log).await;
-    let mut tries = 0;
-    loop {
-        match transport.finish(&start.token, &finish).await {
-            Ok(()) => break,
-            Err(TransportError::Unavailable(e)) if tries < 10 => {
-                tries += 1;
-                tracing::warn!(job.id = %job.id, error = %e, "reporting the job's end failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500 * tries)).await;
-            }
-            Err(e) => {
-                tracing::warn!(job.id = %job.id, error = %e, "the server did not accept the job's end");
-                break;
-            }
-        }
+    let reported =
+        crate::acked::until_acknowledged("reporting the job's end", &cfg.patience, || {
+            transport.finish(&start.token, &finish)
+        })
+        .await;
+    if let Err(e) = reported {
+        tracing::warn!(job.id = %job.id, error = %e, "the server did not accept the job's end");
     }
     tracing::info!(job.id = %job.id, outcome = %finish.outcome, "job finished");
     watcher.abort();

@@ -392,6 +392,8 @@ impl Otfd {
                 server: true,
                 sandbox: self.sandbox.clone(),
                 env: self.runner_env.clone(),
+                spool_dir: self.config.data_dir.join("spool"),
+                patience: otf_agent::acked::Patience::default(),
             };
             tokio::spawn(otf_agent::run(transport, cfg, runner_signals))
         });

@@ -128,6 +128,55 @@ pub struct Server {
     log: Arc<Mutex<String>>,
     pub data_dir: tempfile::TempDir,
     _db: Option<PgDatabase>,
+    /// What it was started with, to start it again.
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// Start the otfd binary on `address`; returns once it listens, with its
+/// URL. Its log goes to `log`.
+fn spawn(
+    address: &str,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Arc<Mutex<String>>,
+) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_otfd-e2e"));
+    cmd.arg("--address")
+        .arg(address)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start otfd");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("otfd listening").nth(1) {
+                let url = rest
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("url="))
+                    .map(str::to_string);
+                let _ = tx.send(url);
+            }
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_str(&(line + "\n"));
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Some(url)) => (child, url),
+        _ => {
+            let _ = child.kill();
+            panic!(
+                "otfd did not start; its log:\n{}",
+                log.lock().unwrap_or_else(|p| p.into_inner())
+            );
+        }
+    }
 }
 
 /// Flags giving a server short timers, for tests.
@@ -170,51 +219,23 @@ impl Server {
                 (Some(pg), Some(url))
             }
         };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_otfd-e2e"));
-        cmd.arg("--address")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .arg("--site-token")
-            .arg(&site_token)
-            .args(fast_timers())
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            data_dir.path().display().to_string(),
+            "--site-token".into(),
+            site_token.clone(),
+        ];
+        args.extend(fast_timers());
+        args.extend(extra.iter().map(|s| s.to_string()));
         if let Some(url) = &url {
-            cmd.arg("--database").arg(url);
+            args.extend(["--database".to_string(), url.clone()]);
         }
-        let mut child = cmd.spawn().expect("start otfd");
-        let stderr = child.stderr.take().expect("piped stderr");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("otfd listening").nth(1) {
-                    let url = rest
-                        .split_whitespace()
-                        .find_map(|kv| kv.strip_prefix("url="))
-                        .map(str::to_string);
-                    let _ = tx.send(url);
-                }
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_str(&(line + "\n"));
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Some(url)) => url,
-            _ => {
-                let _ = child.kill();
-                panic!(
-                    "otfd did not start; its log:\n{}",
-                    log.lock().unwrap_or_else(|p| p.into_inner())
-                );
-            }
-        };
+        let (child, url) = spawn("127.0.0.1:0", &args, &env, &log);
         Server {
             url,
             site_token,
@@ -222,7 +243,24 @@ impl Server {
             log,
             data_dir,
             _db: pg,
+            args,
+            env,
         }
+    }
+
+    /// SIGKILL otfd (a crash); [`Server::restart`] brings it back.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start otfd again on the same address, data dir and database.
+    pub fn restart(&mut self) {
+        self.kill();
+        let address = self.url.rsplit("//").next().unwrap_or_default().to_string();
+        let (child, url) = spawn(&address, &self.args, &self.env, &self.log);
+        self.child = child;
+        self.url = url;
     }
 
     /// Everything otfd logged so far.
