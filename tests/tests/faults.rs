@@ -8,7 +8,6 @@
 mod e2e;
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use e2e::{terraform, Agent, Api};
@@ -25,17 +24,6 @@ resource "null_resource" "survivor" {
 }
 "#;
 
-async fn running_job_dir(jobs: &Path) -> PathBuf {
-    eventually(RUN, "the apply to wait for its release", || async {
-        std::fs::read_dir(jobs)
-            .ok()?
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("config"))
-            .find(|c| c.join("marker.txt").is_file())
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_survives_otfd_being_killed_and_its_state_arrives() {
     let tf = terraform();
@@ -51,7 +39,7 @@ async fn an_apply_survives_otfd_being_killed_and_its_state_arrives() {
         let run = api.run(&ws, &[("main.tf", WAIT)], false).await;
         api.wait_for(&run, "planned", RUN).await;
         api.apply(&run).await;
-        let job = running_job_dir(&agent.work_dir().join("jobs")).await;
+        let job = e2e::job_dir_with(&agent.work_dir().join("jobs"), "marker.txt").await;
         // otfd crashes; the apply finishes meanwhile.
         server.kill();
         std::fs::write(job.join("release"), b"").expect("release the apply");

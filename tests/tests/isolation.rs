@@ -85,18 +85,6 @@ resource "null_resource" "wait" {
 }
 "#;
 
-/// The job directory (under `jobs`) whose configuration holds `marker.txt`.
-async fn running_job_dir(jobs: &Path) -> PathBuf {
-    eventually(RUN, "the blocking job to leave its marker", || async {
-        std::fs::read_dir(jobs)
-            .ok()?
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("config"))
-            .find(|c| c.join("marker.txt").is_file())
-    })
-    .await
-}
-
 /// The state a workspace's current state version holds.
 async fn current_state(api: &Api, ws: &str) -> String {
     let sv = api
@@ -130,7 +118,7 @@ async fn attack(
     let held = api.run(blocker, &[("main.tf", BLOCKER)], false).await;
     api.wait_for(&held, "planned", RUN).await;
     api.apply(&held).await;
-    let other = running_job_dir(jobs).await;
+    let other = e2e::job_dir_with(jobs, "marker.txt").await;
     targets.files.push(other.join("marker.txt"));
     targets.dirs.push(jobs.to_path_buf());
     targets.dirs.push(other.clone());

@@ -70,6 +70,18 @@ impl<S: Store> Core<S> {
         subject: &Subject,
         id: &str,
     ) -> Result<ConfigurationVersion, Error> {
+        self.configuration_version_for(subject, id, Access::Read)
+            .await
+    }
+
+    /// The configuration version `id` if `subject` may have `access` to it:
+    /// outside its organization a read is "not found", a write forbidden.
+    async fn configuration_version_for(
+        &self,
+        subject: &Subject,
+        id: &str,
+        access: Access,
+    ) -> Result<ConfigurationVersion, Error> {
         let id: ConfigVersionId = id.parse()?;
         let mut tx = self.begin().await?;
         let cv = found(
@@ -78,7 +90,7 @@ impl<S: Store> Core<S> {
             &id,
         )?;
         allow(
-            authorize_organization(subject, &cv.organization, Access::Read),
+            authorize_organization(subject, &cv.organization, access),
             "configuration version",
             &id,
         )?;
@@ -94,21 +106,9 @@ impl<S: Store> Core<S> {
         id: &str,
         tarball: &[u8],
     ) -> Result<ConfigurationVersion, Error> {
-        // A write: outside the caller's organization it is forbidden (403),
-        // as every write is, not hidden as a read would be.
-        let id: ConfigVersionId = id.parse()?;
-        let mut tx = self.begin().await?;
-        let cv = found(
-            tx.get_config_version(&id).await?,
-            "configuration version",
-            &id,
-        )?;
-        drop(tx);
-        allow(
-            authorize_organization(subject, &cv.organization, Access::Write),
-            "configuration version",
-            &cv.id,
-        )?;
+        let cv = self
+            .configuration_version_for(subject, id, Access::Write)
+            .await?;
         self.store_configuration(subject, cv.id, tarball).await
     }
 

@@ -414,3 +414,20 @@ pub const HELLO: &[(&str, &str)] = &[(
     "main.tf",
     "resource \"null_resource\" \"a\" {}\noutput \"greeting\" { value = \"hello\" }\n",
 )];
+
+/// The job directory under `jobs` whose configuration holds `marker` (left
+/// there by a running job's `local-exec`).
+pub async fn job_dir_with(jobs: &std::path::Path, marker: &str) -> std::path::PathBuf {
+    eventually(
+        Duration::from_secs(90),
+        &format!("a running job to leave {marker}"),
+        || async {
+            std::fs::read_dir(jobs)
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("config"))
+                .find(|c| c.join(marker).is_file())
+        },
+    )
+    .await
+}
