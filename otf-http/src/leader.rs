@@ -37,6 +37,12 @@ pub async fn lead<S: Store>(
             _ = shutdown.changed() => return,
         };
         tracing::info!("leading: running the scheduler and the liveness manager");
+        metrics.set_leader(true);
+        // One watch of the lease for the whole reign: a new `lost()` per
+        // loop pass would restart its check interval on every event and
+        // tick, and never check at all.
+        let lost = lease.lost();
+        tokio::pin!(lost);
         let mut events = bus.subscribe();
         let mut dispatcher = Dispatcher::new(core.clone());
         if let Err(e) = dispatcher.rebuild().await {
@@ -46,11 +52,15 @@ pub async fn lead<S: Store>(
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let result = tokio::select! {
-                _ = lease.lost() => {
-                    tracing::warn!("lost the leader lock");
+                _ = &mut lost => {
+                    tracing::warn!("lost the leader lock; no longer dispatching");
+                    metrics.set_leader(false);
                     break;
                 }
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    metrics.set_leader(false);
+                    return;
+                }
                 e = events.recv() => match e {
                     Ok(e) => {
                         if let Event::Job(j) = &e {
@@ -61,7 +71,10 @@ pub async fn lead<S: Store>(
                         dispatcher.handle(&e).await
                     }
                     Err(RecvError::Lagged) => dispatcher.rebuild().await,
-                    Err(RecvError::Closed) => return,
+                    Err(RecvError::Closed) => {
+                        metrics.set_leader(false);
+                        return;
+                    }
                 },
                 _ = interval.tick() => dispatcher.tick().await,
             };

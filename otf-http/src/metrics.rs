@@ -72,6 +72,8 @@ pub struct Metrics {
     inner: Mutex<Inner>,
     /// None until the first reading of the store.
     gauges: Mutex<Option<otf_core::gauges::Gauges>>,
+    /// Whether this replica runs the dispatcher (`otf_leader`).
+    leader: std::sync::atomic::AtomicBool,
 }
 
 /// Read the gauges from the store (at start, before serving: `/metrics`
@@ -161,11 +163,22 @@ impl Metrics {
         self.lock().scheduling.observe(took.as_secs_f64());
     }
 
+    pub fn set_leader(&self, leading: bool) {
+        self.leader
+            .store(leading, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The gauges as exposition text; None before the first reading.
     pub fn gauges(&self) -> Option<String> {
         let g = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
         let g = g.as_ref()?;
         let mut out = String::new();
+        let leading = self.leader.load(std::sync::atomic::Ordering::SeqCst);
+        let _ = writeln!(
+            out,
+            "# HELP otf_leader 1 while this replica runs the dispatcher.\n# TYPE otf_leader gauge\notf_leader {}",
+            u8::from(leading)
+        );
         out.push_str("# HELP otf_agents Agents by pool and status.\n# TYPE otf_agents gauge\n");
         for ((pool, status), n) in g.agents() {
             let _ = writeln!(out, "otf_agents{{pool=\"{pool}\",status=\"{status}\"}} {n}");

@@ -248,6 +248,41 @@ impl Server {
         }
     }
 
+    /// Another replica on the same database (PostgreSQL), with a data dir
+    /// of its own and `extra` flags.
+    pub fn replica(&self, extra: &[&str]) -> Server {
+        let data_dir = tempfile::tempdir().expect("a temporary directory");
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            data_dir.path().display().to_string(),
+            "--site-token".into(),
+            self.site_token.clone(),
+        ];
+        args.extend(fast_timers());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        if let Some(i) = self.args.iter().position(|a| a == "--database") {
+            args.extend(self.args[i..].iter().take(2).cloned());
+        }
+        let log = Arc::new(Mutex::new(String::new()));
+        let (child, url) = spawn("127.0.0.1:0", &args, &self.env, &log);
+        Server {
+            url,
+            site_token: self.site_token.clone(),
+            child,
+            log,
+            data_dir,
+            _db: None,
+            args,
+            env: self.env.clone(),
+        }
+    }
+
+    /// The `--database` URL it was given, if any.
+    pub fn database_url(&self) -> Option<String> {
+        let i = self.args.iter().position(|a| a == "--database")?;
+        self.args.get(i + 1).cloned()
+    }
+
     /// SIGKILL otfd (a crash); [`Server::restart`] brings it back.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
