@@ -53,6 +53,9 @@ impl Default for Limits {
     }
 }
 
+/// A path's route, its parameters, and whether it came from a signed URL.
+type Resolved = (Route, Vec<(String, String)>, bool);
+
 /// The most body bytes a route without a token may be sent.
 const PUBLIC_BODY: usize = 64 * 1024;
 
@@ -90,35 +93,52 @@ impl<S: Store> App<S> {
 
     /// Decide on a request from its head alone, before any of its body is
     /// read: an unknown route is 404, a bad signed URL 404, a route that
-    /// needs a token without a valid one 401. Gives the request with its
+    /// needs a token without a valid one 401 (answered like any other
+    /// response: headers, metrics). Gives the request routed, with its
     /// caller settled, and the most body bytes its route may be sent.
-    pub async fn admit(&self, mut head: Req) -> Result<(Req, usize), ApiError> {
-        let route = if head.path.starts_with(crate::signing::PREFIX) {
-            let now = self.core.now().millis() / 1000;
-            let inner = self
-                .signer
-                .verify(&head.path, now)
-                .ok_or_else(|| ApiError::not_found("this link is invalid or has expired"))?;
-            router::find_signed(inner)
-                .ok_or_else(|| ApiError::not_found("no such endpoint"))?
-                .0
-        } else {
-            router::find(&head.path)
-                .ok_or_else(|| ApiError::not_found(format!("no endpoint at {}", head.path)))?
-                .0
+    pub async fn admit(&self, mut head: Req) -> Result<(Req, usize), Resp> {
+        let started = Instant::now();
+        let (route, params, signed) = match self.resolve(&head.path) {
+            Ok(r) => r,
+            Err(e) => return Err(self.finish(&head.path, None, Err(e), started)),
         };
         // Public and signed routes authorize themselves; every other one
         // needs a valid token before a byte of its body is read.
         if !router::is_public(route) {
-            let token = head.bearer().ok_or_else(needs_token)?;
-            head.subject = Some(self.core.authenticate(token).await?);
+            let subject = match head.bearer() {
+                Some(token) => self.core.authenticate(token).await.map_err(ApiError::from),
+                None => Err(needs_token()),
+            };
+            match subject {
+                Ok(s) => head.subject = Some(s),
+                Err(e) => return Err(self.finish(&head.path, Some(route), Err(e), started)),
+            }
         }
         let limit = match router::body_size(route) {
             router::BodySize::Public => PUBLIC_BODY.min(self.limits.max_json_body),
             router::BodySize::Json => self.limits.max_json_body,
             router::BodySize::Upload => self.limits.max_upload,
         };
-        Ok((head, limit))
+        head.routed = Some((route, signed));
+        Ok((head.with_params(params), limit))
+    }
+
+    /// The route of `path`: a signed capability path (checked) or a plain
+    /// one, with its parameters and whether it was signed.
+    fn resolve(&self, path: &str) -> Result<Resolved, ApiError> {
+        if path.starts_with(crate::signing::PREFIX) {
+            let now = self.core.now().millis() / 1000;
+            let inner = self
+                .signer
+                .verify(path, now)
+                .ok_or_else(|| ApiError::not_found("this link is invalid or has expired"))?;
+            let (route, params) = router::find_signed(inner)
+                .ok_or_else(|| ApiError::not_found("no such endpoint"))?;
+            return Ok((route, params, true));
+        }
+        let (route, params) = router::find(path)
+            .ok_or_else(|| ApiError::not_found(format!("no endpoint at {path}")))?;
+        Ok((route, params, false))
     }
 
     /// An absolute, signed URL for `path`.
@@ -134,13 +154,25 @@ impl<S: Store> App<S> {
     /// Answer one request. Never fails: errors become JSON:API documents.
     pub async fn handle(&self, req: Req) -> Resp {
         let started = Instant::now();
-        let api = req.path.starts_with("/api/v2");
+        let path = req.path.clone();
         let (route, result) = self.route(req).await;
+        self.finish(&path, route, result, started)
+    }
+
+    /// Every answer's last step: errors become documents, API answers get
+    /// TFE's version headers, and the request is counted.
+    fn finish(
+        &self,
+        path: &str,
+        route: Option<Route>,
+        result: Result<Resp, ApiError>,
+        started: Instant,
+    ) -> Resp {
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => response::error(&e),
         };
-        if api {
+        if path.starts_with("/api/v2") {
             resp.headers_mut()
                 .insert("TFP-API-Version", HeaderValue::from_static("2.5"));
             resp.headers_mut()
@@ -152,28 +184,20 @@ impl<S: Store> App<S> {
     }
 
     async fn route(&self, req: Req) -> (Option<Route>, Result<Resp, ApiError>) {
-        if req.path.starts_with(crate::signing::PREFIX) {
-            let now = self.core.now().millis() / 1000;
-            let Some(inner) = self.signer.verify(&req.path, now).map(str::to_string) else {
-                return (
-                    None,
-                    Err(ApiError::not_found("this link is invalid or has expired")),
-                );
-            };
-            let Some((route, params)) = router::find_signed(&inner) else {
-                return (None, Err(ApiError::not_found("no such endpoint")));
-            };
-            let req = req.with_params(params);
-            return (Some(route), api::capability(self, route, &req).await);
-        }
-        let Some((route, params)) = router::find(&req.path) else {
-            return (
-                None,
-                Err(ApiError::not_found(format!("no endpoint at {}", req.path))),
-            );
+        // Admitted requests are routed already; others (embedders, tests)
+        // are resolved here.
+        let (route, signed, req) = match req.routed {
+            Some((route, signed)) => (route, signed, req),
+            None => match self.resolve(&req.path) {
+                Ok((route, params, signed)) => (route, signed, req.with_params(params)),
+                Err(e) => return (None, Err(e)),
+            },
         };
-        let req = req.with_params(params);
-        let result = self.dispatch(route, &req).await;
+        let result = if signed {
+            api::capability(self, route, &req).await
+        } else {
+            self.dispatch(route, &req).await
+        };
         (Some(route), result)
     }
 

@@ -79,7 +79,7 @@ async fn call(
             app.handle(req.with_body(Bytes::from(body))).await
         }
         Ok(_) => return (413, Vec::new()),
-        Err(e) => crate::response::error(&e),
+        Err(refused) => refused,
     };
     let status = resp.status().as_u16();
     let body = resp

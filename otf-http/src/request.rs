@@ -22,6 +22,8 @@ pub struct Req {
     /// The caller, authenticated from the bearer token before the body was
     /// read (see `App::admit`).
     pub subject: Option<Subject>,
+    /// The route `App::admit` found, and whether it came from a signed URL.
+    pub routed: Option<(crate::router::Route, bool)>,
 }
 
 impl Req {
@@ -45,6 +47,7 @@ impl Req {
             params: Vec::new(),
             peer,
             subject: None,
+            routed: None,
         }
     }
 

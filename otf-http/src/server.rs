@@ -75,7 +75,7 @@ async fn answer<S: Store>(app: &App<S>, req: Request<Incoming>, peer: SocketAddr
     );
     let (head, limit) = match app.admit(head).await {
         Ok(admitted) => admitted,
-        Err(e) => return response::error(&e),
+        Err(refused) => return refused,
     };
     let timeout = app.limits.body_read_timeout;
     let read = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await;
