@@ -250,15 +250,7 @@ async fn the_working_directory_is_honoured_and_a_failed_apply_still_saves_its_st
             "{errored}"
         );
         // What the failed apply did create is in the workspace's state.
-        let sv = api
-            .data(&format!("/workspaces/{ws}/current-state-version"))
-            .await;
-        let url = sv["attributes"]["hosted-state-download-url"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let (s, state) = api.get(&url).await;
-        assert_eq!(s, 200);
+        let state = api.current_state(&ws).await;
         let names: Vec<&str> = state["resources"]
             .as_array()
             .into_iter()

@@ -221,27 +221,8 @@ async fn hostile_archives_are_refused_in_bounded_memory() {
     api.org("acme").await;
     let ws = api.workspace("acme", "dev", None).await;
     let before = vm_hwm(server.pid());
-    let http = reqwest::Client::new();
     for (what, archive, words) in &corpus {
-        let (s, cv) = api
-            .post(
-                &format!("/workspaces/{ws}/configuration-versions"),
-                json!({"data":{"type":"configuration-versions","attributes":{"auto-queue-runs":false}}}),
-            )
-            .await;
-        assert_eq!(s, 201, "{cv}");
-        let upload = cv["data"]["attributes"]["upload-url"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let resp = http
-            .put(&upload)
-            .body(archive.clone())
-            .send()
-            .await
-            .expect("upload");
-        let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
+        let (id, status, body) = api.upload(&ws, archive.clone()).await;
         assert_eq!(status, 422, "{what}: {body}");
         let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         let body = doc["errors"][0]["detail"]
@@ -255,7 +236,6 @@ async fn hostile_archives_are_refused_in_bounded_memory() {
             );
         }
         // Nothing was kept: the configuration version is not uploaded.
-        let id = cv["data"]["id"].as_str().unwrap_or_default();
         let cv = api.data(&format!("/configuration-versions/{id}")).await;
         assert_ne!(cv["attributes"]["status"], json!("uploaded"), "{what}");
     }

@@ -85,26 +85,6 @@ resource "null_resource" "wait" {
 }
 "#;
 
-/// The state a workspace's current state version holds.
-async fn current_state(api: &Api, ws: &str) -> String {
-    let sv = api
-        .data(&format!("/workspaces/{ws}/current-state-version"))
-        .await;
-    let url = sv["attributes"]["hosted-state-download-url"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    reqwest::Client::new()
-        .get(url)
-        .bearer_auth(&api.token)
-        .send()
-        .await
-        .expect("state download")
-        .text()
-        .await
-        .unwrap_or_default()
-}
-
 /// The whole story on one runner: `blocker` and `probe` are workspaces that
 /// run there; `jobs` is where the runner makes job directories.
 async fn attack(
@@ -161,7 +141,7 @@ async fn attack(
         assert!(!w.exists(), "{} was written", w.display());
     }
     // No secret anywhere: logs, outputs, state.
-    let state = current_state(api, probe).await;
+    let state = api.current_state(probe).await.to_string();
     assert!(state.contains("null_resource"), "{state}");
     let outputs = serde_json::to_string(&outputs).unwrap_or_default();
     for secret in secrets {

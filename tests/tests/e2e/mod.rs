@@ -142,8 +142,9 @@ impl Api {
         v["data"]["id"].as_str().unwrap_or_default().to_string()
     }
 
-    /// Upload `files` as a configuration version and create a run.
-    pub async fn run(&self, ws: &str, files: &[(&str, &str)], destroy: bool) -> String {
+    /// A new configuration version of `ws` with `archive` uploaded to its
+    /// upload URL: its id, and the upload's status and body.
+    pub async fn upload(&self, ws: &str, archive: Vec<u8>) -> (String, u16, String) {
         let (s, cv) = self
             .post(&format!("/workspaces/{ws}/configuration-versions"), json!({"data":{"type":"configuration-versions","attributes":{"auto-queue-runs":false}}}))
             .await;
@@ -152,21 +153,44 @@ impl Api {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let tarball = otf_core::tarball::pack(files.iter().map(|(p, c)| (*p, c.as_bytes())));
         let put = self
             .http
             .put(&upload)
-            .body(tarball)
+            .body(archive)
             .send()
             .await
             .expect("upload");
-        assert!(put.status().is_success(), "upload: {}", put.status());
+        let status = put.status().as_u16();
+        let body = put.text().await.unwrap_or_default();
+        let id = cv["data"]["id"].as_str().unwrap_or_default().to_string();
+        (id, status, body)
+    }
+
+    /// The workspace's current state, as JSON.
+    pub async fn current_state(&self, ws: &str) -> Value {
+        let sv = self
+            .data(&format!("/workspaces/{ws}/current-state-version"))
+            .await;
+        let url = sv["attributes"]["hosted-state-download-url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (s, state) = self.get(&url).await;
+        assert_eq!(s, 200, "state download");
+        state
+    }
+
+    /// Upload `files` as a configuration version and create a run.
+    pub async fn run(&self, ws: &str, files: &[(&str, &str)], destroy: bool) -> String {
+        let tarball = otf_core::tarball::pack(files.iter().map(|(p, c)| (*p, c.as_bytes())));
+        let (cv, status, body) = self.upload(ws, tarball).await;
+        assert!((200..300).contains(&status), "upload: {status} {body}");
         let (s, run) = self
             .post(
                 "/runs",
                 json!({"data":{"type":"runs","attributes":{"is-destroy":destroy},"relationships":{
                     "workspace":{"data":{"type":"workspaces","id":ws}},
-                    "configuration-version":{"data":{"type":"configuration-versions","id":cv["data"]["id"]}}}}}),
+                    "configuration-version":{"data":{"type":"configuration-versions","id":cv}}}}}),
             )
             .await;
         assert_eq!(s, 201, "{run}");
