@@ -204,7 +204,12 @@ fn walkthrough_in_the_tui() {
     tui.wait_for("Execution mode of dev");
     tui.keys(&["Down", "Down", "Down", "Space", "s"]);
     tui.wait_for("dev: execution mode agent");
-    let pane = tui.wait_for("Workspaces of acme");
+    // The list is fetched again after the change: wait for the new row
+    // (a pane captured before the refresh still shows the old one).
+    let pane = tui.wait("dev listed on pool1", STEP, |p| {
+        p.contains("Workspaces of acme")
+            && line(p, "dev").is_some_and(|d| d.contains("agent") && d.contains("pool1"))
+    });
     let dev = line(&pane, "dev").expect("dev is listed");
     assert!(dev.contains("agent") && dev.contains("pool1"), "{pane}");
 
