@@ -65,6 +65,21 @@ struct Flags {
     /// behind an --engine-bin wrapper, or a credentials directory.
     #[arg(long, env = "OTF_SANDBOX_READ", value_delimiter = ',')]
     sandbox_read: Vec<PathBuf>,
+    /// This agent's own bound on a plan (seconds, or 30m, 2h, ...): past
+    /// it the plan is interrupted, and killed 10 s later. otfd's
+    /// --plan-timeout applies as well.
+    #[arg(long, env = "OTF_PLAN_TIMEOUT", value_parser = otf_core::duration::parse)]
+    plan_timeout: Option<std::time::Duration>,
+    /// This agent's own bound on an apply; otfd's --apply-timeout applies
+    /// as well.
+    #[arg(long, env = "OTF_APPLY_TIMEOUT", value_parser = otf_core::duration::parse)]
+    apply_timeout: Option<std::time::Duration>,
+    /// Longest wait for the engine mirror's connection.
+    #[arg(long, env = "OTF_ENGINE_CONNECT_TIMEOUT", default_value = "10s", value_parser = otf_core::duration::parse)]
+    engine_connect_timeout: std::time::Duration,
+    /// Longest time one file of an engine download may take.
+    #[arg(long, env = "OTF_ENGINE_DOWNLOAD_TIMEOUT", default_value = "10m", value_parser = otf_core::duration::parse)]
+    engine_download_timeout: std::time::Duration,
     /// A PEM CA certificate to trust besides the system's.
     #[arg(long, env = "OTF_CA_CERT")]
     ca_cert: Option<PathBuf>,
@@ -195,6 +210,8 @@ async fn agent(flags: Flags) -> ExitCode {
             bin: flags.engine_bin.clone(),
             cache_dir: work_dir.join("engines"),
             mirror: flags.engine_mirror.clone(),
+            connect_timeout: flags.engine_connect_timeout,
+            download_timeout: flags.engine_download_timeout,
         },
         work_dir: work_dir.join("jobs"),
         server: false,
@@ -202,6 +219,10 @@ async fn agent(flags: Flags) -> ExitCode {
         env,
         spool_dir: work_dir.join("spool"),
         patience: crate::acked::Patience::default(),
+        timeouts: crate::runtime::PhaseTimeouts {
+            plan: flags.plan_timeout,
+            apply: flags.apply_timeout,
+        },
     };
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {

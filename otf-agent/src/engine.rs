@@ -19,6 +19,10 @@ pub struct EngineConfig {
     pub cache_dir: PathBuf,
     /// Base URL of a release mirror laid out like releases.hashicorp.com.
     pub mirror: String,
+    /// Longest wait for the mirror's connection.
+    pub connect_timeout: std::time::Duration,
+    /// Longest time one file of a download may take.
+    pub download_timeout: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -27,6 +31,8 @@ impl Default for EngineConfig {
             bin: None,
             cache_dir: std::env::temp_dir().join("otf-engines"),
             mirror: "https://releases.hashicorp.com".into(),
+            connect_timeout: std::time::Duration::from_secs(10),
+            download_timeout: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -80,22 +86,27 @@ impl EngineConfig {
     async fn download(&self, version: &str, dest: &Path) -> Result<(), String> {
         let base = format!("{}/terraform/{version}", self.mirror.trim_end_matches('/'));
         let zip_name = format!("terraform_{version}_{}.zip", platform());
-        let client = reqwest::Client::new();
+        let client = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.download_timeout)
+            .build()
+            .map_err(|e| format!("cannot set up downloads from {}: {e}", self.mirror))?;
+        let (connect, total) = (self.connect_timeout, self.download_timeout);
         let get = |url: String| {
             let client = client.clone();
             async move {
-                let resp = client
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot download {url}: {e}"))?;
+                let failed = |e: reqwest::Error| {
+                    if e.is_timeout() {
+                        format!("cannot download {url}: no connection within {} (--engine-connect-timeout) or not done within {} (--engine-download-timeout)", otf_core::duration::human(connect), otf_core::duration::human(total))
+                    } else {
+                        format!("cannot download {url}: {e}")
+                    }
+                };
+                let resp = client.get(&url).send().await.map_err(failed)?;
                 if !resp.status().is_success() {
                     return Err(format!("cannot download {url}: HTTP {}", resp.status()));
                 }
-                resp.bytes()
-                    .await
-                    .map(|b| b.to_vec())
-                    .map_err(|e| format!("cannot download {url}: {e}"))
+                resp.bytes().await.map(|b| b.to_vec()).map_err(failed)
             }
         };
         let sums = get(format!("{base}/terraform_{version}_SHA256SUMS")).await?;
@@ -251,6 +262,7 @@ mod tests {
             bin: None,
             cache_dir: dir.path().into(),
             mirror: "http://127.0.0.1:1".into(),
+            ..EngineConfig::default()
         };
         assert_eq!(cfg.resolve("9.9.9").await.unwrap(), bin);
         // A binary changed after download is not executed: it is fetched
@@ -334,6 +346,7 @@ mod tests {
             bin: None,
             cache_dir: dir.path().into(),
             mirror,
+            ..EngineConfig::default()
         };
         let bin = cfg.resolve("1.2.3").await.unwrap();
         assert_eq!(bin, dir.path().join("terraform/1.2.3/terraform"));
@@ -358,5 +371,31 @@ mod tests {
         }
         assert_eq!(extract(buf.get_ref()).unwrap(), b"binary");
         assert!(extract(b"nope").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_mirror_that_never_answers_times_out_and_says_which_flag() {
+        // Accepts connections, never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                held.push(c);
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = EngineConfig {
+            bin: None,
+            cache_dir: dir.path().into(),
+            mirror: format!("http://{addr}"),
+            connect_timeout: std::time::Duration::from_millis(200),
+            download_timeout: std::time::Duration::from_millis(300),
+        };
+        let started = std::time::Instant::now();
+        let err = cfg.resolve("1.2.3").await.unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(err.contains("--engine-download-timeout"), "{err}");
+        hold.abort();
     }
 }

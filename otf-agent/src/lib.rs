@@ -23,4 +23,4 @@ pub mod transport;
 mod unpack;
 pub mod workdir;
 
-pub use runtime::{run, AgentError, RunnerConfig};
+pub use runtime::{run, AgentError, PhaseTimeouts, RunnerConfig};

@@ -49,11 +49,20 @@ pub struct RegisterResponse {
 pub struct StatusRequest {
     /// `idle`, `busy` or `exited`.
     pub status: String,
+    /// The jobs the agent holds (taken from the long-poll, started or
+    /// running). Absent from agents that do not report them; otfd then
+    /// reconciles nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StatusResponse {
     pub status: String,
+    /// Jobs of the request that otfd considers ended or not this agent's:
+    /// the agent cancels them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancel: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

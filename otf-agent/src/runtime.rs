@@ -39,7 +39,21 @@ pub struct RunnerConfig {
     pub spool_dir: PathBuf,
     /// How long writes that matter are retried.
     pub patience: crate::acked::Patience,
+    /// This runner's own bounds on a phase (otfd enforces its own too).
+    pub timeouts: PhaseTimeouts,
 }
+
+/// A runner's own plan and apply timeouts: past one, the job is interrupted
+/// (SIGINT), and killed if it still runs [`KILL_AFTER`] later.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhaseTimeouts {
+    pub plan: Option<Duration>,
+    pub apply: Option<Duration>,
+}
+
+/// How long an interrupted job that ran past this runner's timeout gets
+/// before it is killed.
+pub const KILL_AFTER: Duration = Duration::from_secs(10);
 
 /// Why a runner stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -131,9 +145,18 @@ pub async fn run(
         match event {
             Event::Polled(Ok(jobs)) => {
                 backoff = Duration::from_millis(500);
+                if !jobs.is_empty() && jobs.iter().all(|j| running.jobs.contains_key(&j.id)) {
+                    // Only jobs being started: ask again in a moment, not at once.
+                    poll_after = Instant::now() + Duration::from_millis(100);
+                }
                 for job in jobs {
                     if running.jobs.len() as u32 >= cfg.concurrency || shutting_down {
                         break;
+                    }
+                    // A poll that answers before the start committed lists
+                    // the job again: it is already being started.
+                    if running.jobs.contains_key(&job.id) {
+                        continue;
                     }
                     announced_wait = false;
                     let (stop_tx, stop_rx) = watch::channel(Stop::Run);
@@ -151,14 +174,16 @@ pub async fn run(
                     });
                 }
                 if !running.jobs.is_empty() {
-                    let _ = transport.status(&reg.id, "busy").await;
+                    let _ = report(&*transport, &reg.id, &running, "busy").await;
                 }
             }
             Event::Polled(Err(e)) => match e {
                 TransportError::Unauthorized(_) => break Err(AgentError::Revoked),
                 TransportError::Gone(m) => {
                     tracing::warn!(reason = %m, "the server no longer knows this agent; registering again");
-                    stop_all(&running, Stop::Kill);
+                    // Interrupt, never kill: an apply still writes its state,
+                    // which the spool keeps.
+                    stop_all(&running, Stop::Cancel);
                     match register(&*transport, &cfg).await {
                         Ok(r) => reg = r,
                         Err(TransportError::Unauthorized(_)) => break Err(AgentError::Revoked),
@@ -176,7 +201,7 @@ pub async fn run(
             },
             Event::JobDone => {
                 if running.jobs.is_empty() {
-                    let _ = transport.status(&reg.id, "idle").await;
+                    let _ = report(&*transport, &reg.id, &running, "idle").await;
                     if shutting_down {
                         break Ok(());
                     }
@@ -188,12 +213,12 @@ pub async fn run(
                 } else {
                     "busy"
                 };
-                match transport.status(&reg.id, status).await {
+                match report(&*transport, &reg.id, &running, status).await {
                     Ok(_) => {}
                     Err(TransportError::Unauthorized(_)) => break Err(AgentError::Revoked),
                     Err(TransportError::Gone(m)) => {
                         tracing::warn!(reason = %m, "the server no longer knows this agent; registering again");
-                        stop_all(&running, Stop::Kill);
+                        stop_all(&running, Stop::Cancel);
                         if let Ok(r) = register(&*transport, &cfg).await {
                             reg = r;
                         }
@@ -232,10 +257,36 @@ pub async fn run(
     }
     while tasks.join_next().await.is_some() {}
     if !matches!(result, Err(AgentError::Revoked)) {
-        let _ = transport.status(&reg.id, "exited").await;
+        let _ = report(&*transport, &reg.id, &running, "exited").await;
         tracing::info!(agent.id = %reg.id, "agent exited");
     }
     result
+}
+
+/// A status ping listing the jobs held; jobs otfd answers it considers
+/// ended (say it gave them up while this agent could not reach it) are
+/// interrupted here.
+async fn report(
+    transport: &dyn Transport,
+    agent: &str,
+    running: &Running,
+    status: &str,
+) -> TResult<crate::protocol::StatusResponse> {
+    let held: Vec<String> = running.jobs.keys().cloned().collect();
+    let answer = transport.status(agent, status, &held).await?;
+    for job in &answer.cancel {
+        if let Some(stop) = running.jobs.get(job) {
+            tracing::warn!(job.id = %job, "otfd no longer runs this job here; canceling it");
+            let _ = stop.send_if_modified(|s| {
+                let change = *s == Stop::Run;
+                if change {
+                    *s = Stop::Cancel;
+                }
+                change
+            });
+        }
+    }
+    Ok(answer)
 }
 
 fn stop_all(running: &Running, stop: Stop) {
@@ -344,8 +395,51 @@ async fn execute_job(
         start.job.attempt
     ))
     .await;
-    let finish = match cfg.engine.resolve(&start.run.terraform_version).await {
-        Ok(engine) => {
+    // This runner's own timeout for the phase.
+    let timer = {
+        let limit = match start.job.phase.as_str() {
+            "apply" => cfg.timeouts.apply,
+            _ => cfg.timeouts.plan,
+        };
+        let (tx, log, phase) = (stop_tx.clone(), log.clone(), start.job.phase.clone());
+        limit.map(|limit| {
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                log.line(&format!(
+                    "[otf] the {phase} ran longer than this runner's timeout of {} (--{phase}-timeout); canceling it",
+                    otf_core::duration::human(limit)
+                ))
+                .await;
+                let _ = tx.send_if_modified(|v| {
+                    let change = *v == Stop::Run;
+                    if change {
+                        *v = Stop::Cancel;
+                    }
+                    change
+                });
+                tokio::time::sleep(KILL_AFTER).await;
+                let _ = tx.send(Stop::Kill);
+            })
+        })
+    };
+    // An engine download stops on a cancel too.
+    let resolved = {
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            r = cfg.engine.resolve(&start.run.terraform_version) => Some(r),
+            _ = stop.wait_for(|s| *s != Stop::Run) => None,
+        }
+    };
+    let finish = match resolved {
+        None => FinishRequest {
+            outcome: "canceled".into(),
+            additions: 0,
+            changes: 0,
+            destructions: 0,
+            has_changes: false,
+            message: None,
+        },
+        Some(Ok(engine)) => {
             let created = crate::workdir::create_private(&dir);
             match created {
                 Ok(()) => {
@@ -371,8 +465,13 @@ async fn execute_job(
                 )),
             }
         }
-        Err(e) => errored(e),
+        Some(Err(e)) => errored(e),
     };
+    if let Some(t) = timer {
+        // Awaited, so its log handle is gone before the log is closed.
+        t.abort();
+        let _ = t.await;
+    }
     if let Some(m) = &finish.message {
         log.line(&format!("Error: {m}")).await;
     }

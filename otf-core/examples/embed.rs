@@ -62,7 +62,7 @@ async fn fake_runner(core: Core<MemoryStore>, token: Subject) -> Result<()> {
     );
     loop {
         for job in core.await_allocated_jobs(&token, agent.id.as_str()).await? {
-            core.ping(&token, agent.id.as_str(), ReportedStatus::Busy)
+            core.ping(&token, agent.id.as_str(), ReportedStatus::Busy, None)
                 .await?;
             let started = core
                 .start_job(&token, agent.id.as_str(), job.id.as_str())
@@ -87,7 +87,7 @@ async fn fake_runner(core: Core<MemoryStore>, token: Subject) -> Result<()> {
                 },
             )
             .await?;
-            core.ping(&token, agent.id.as_str(), ReportedStatus::Idle)
+            core.ping(&token, agent.id.as_str(), ReportedStatus::Idle, None)
                 .await?;
         }
     }

@@ -120,6 +120,15 @@ impl Agent {
         self.pool.is_none()
     }
 
+    /// The agent for people: its name and id (just the id when unnamed).
+    pub fn label(&self) -> String {
+        if self.name == self.id.as_str() {
+            self.id.to_string()
+        } else {
+            format!("{} ({})", self.name, self.id)
+        }
+    }
+
     /// Apply `event` at `now`. Pings also record the time they were heard.
     pub fn apply(&mut self, event: AgentEvent, now: Timestamp) -> Result<bool, TransitionRefused> {
         let to = agent_transition(&self.id, self.status, event)?;

@@ -84,6 +84,25 @@ wire_enum!(
     }
 );
 
+/// Why the late state of a given-up apply (`serial`, `lineage`) must not
+/// become the workspace's current state `newest`: it would replace a state
+/// of another lineage, or one as new or newer. None: take it.
+pub fn late_state_refusal(newest: &StateVersion, serial: i64, lineage: &str) -> Option<String> {
+    if newest.lineage != lineage {
+        return Some(format!(
+            "the late state of a given-up apply has lineage {lineage}, the workspace's current state {}; it was not recorded",
+            newest.lineage
+        ));
+    }
+    if serial <= newest.serial {
+        return Some(format!(
+            "the late state of a given-up apply (serial {serial}) is not newer than the workspace's current state (serial {}); it was not recorded",
+            newest.serial
+        ));
+    }
+    None
+}
+
 /// Hex MD5 of bytes, as TFE reports state versions.
 pub fn md5_hex(bytes: &[u8]) -> String {
     use md5::{Digest, Md5};
@@ -105,5 +124,29 @@ mod tests {
     #[test]
     fn md5() {
         assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[test]
+    fn a_late_state_is_taken_only_when_newer_in_the_same_lineage() {
+        let newest = StateVersion {
+            id: "sv-000000000000000a".parse().unwrap(),
+            workspace: "ws-000000000000000a".parse().unwrap(),
+            organization: "acme".parse().unwrap(),
+            serial: 5,
+            lineage: "L".into(),
+            md5: String::new(),
+            size: 0,
+            run: None,
+            created_at: Timestamp(0),
+        };
+        assert_eq!(late_state_refusal(&newest, 6, "L"), None);
+        let older = late_state_refusal(&newest, 5, "L").unwrap();
+        assert!(
+            older.contains("not newer") && older.contains("serial 5"),
+            "{older}"
+        );
+        assert!(late_state_refusal(&newest, 4, "L").is_some());
+        let other = late_state_refusal(&newest, 9, "M").unwrap();
+        assert!(other.contains("lineage M"), "{other}");
     }
 }

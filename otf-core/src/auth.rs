@@ -33,6 +33,9 @@ pub enum Subject {
         workspace: WorkspaceId,
         organization: OrganizationName,
         phase: JobPhase,
+        /// The attempt is over: otfd gave up an apply whose runner it lost.
+        /// Its token may still deliver the apply's state, and nothing else.
+        late: bool,
     },
 }
 
@@ -189,10 +192,16 @@ pub fn authorize_job(
             run: r,
             workspace: w,
             phase,
+            late,
             ..
         } => {
             if r != run || w != workspace {
                 return Err(deny(access, "a job token may only act on its own run"));
+            }
+            if *late && action != JobAction::CreateStateVersion {
+                return Err(Denied::Forbidden(
+                    "this apply was given up: its job token may only deliver the apply's state",
+                ));
             }
             match action.phase() {
                 Some(p) if p != *phase => Err(Denied::Forbidden(match p {
@@ -222,6 +231,7 @@ mod tests {
             workspace: "ws-000000000000000a".parse().unwrap(),
             organization: org("acme"),
             phase,
+            late: false,
         }
     }
 
@@ -343,5 +353,34 @@ mod tests {
             authorize_job(&Subject::SiteAdmin, &run, &ws, JobAction::DownloadConfig),
             Err(Denied::NotFound)
         );
+    }
+
+    #[test]
+    fn a_given_up_apply_may_only_deliver_its_state() {
+        let run: RunId = "run-000000000000000a".parse().unwrap();
+        let ws: WorkspaceId = "ws-000000000000000a".parse().unwrap();
+        let mut late = job(JobPhase::Apply);
+        if let Subject::Job { late: l, .. } = &mut late {
+            *l = true;
+        }
+        assert_eq!(
+            authorize_job(&late, &run, &ws, JobAction::CreateStateVersion),
+            Ok(())
+        );
+        for action in [
+            JobAction::DownloadConfig,
+            JobAction::ReadVariables,
+            JobAction::ReadCurrentState,
+            JobAction::AppendLog,
+            JobAction::Finish,
+        ] {
+            assert!(
+                matches!(
+                    authorize_job(&late, &run, &ws, action),
+                    Err(Denied::Forbidden(_))
+                ),
+                "{action:?}"
+            );
+        }
     }
 }

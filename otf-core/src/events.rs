@@ -161,6 +161,12 @@ mod tests {
 pub trait LeaderElection: Send + Sync {
     /// Wait until this replica leads.
     async fn acquire(&self) -> Result<Box<dyn LeaderLease>, crate::store::StoreError>;
+
+    /// How long a new leader waits after acquiring before it acts: longer
+    /// than a deposed leader needs to notice ([`LeaderLease::lost`]).
+    fn takeover_delay(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// Held while leading.

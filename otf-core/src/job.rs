@@ -1,5 +1,7 @@
 //! Jobs: one phase of one run, the unit a runner executes.
 
+use std::time::Duration;
+
 use crate::clock::Timestamp;
 use crate::enums::wire_enum;
 use crate::ids::{AgentId, JobId, OrganizationName, PoolId, RunId, WorkspaceId};
@@ -132,6 +134,8 @@ pub struct Job {
     pub token_hash: Option<SecretHash>,
     /// Why it errored (shown to users).
     pub error: Option<String>,
+    /// When `status` last changed: for an allocated job its allocation, for
+    /// a running one its start (signals and log counters leave it alone).
     pub updated_at: Timestamp,
     /// Bytes of its output dropped past the log limit ([`crate::log_limit`]).
     pub log_dropped: u64,
@@ -170,23 +174,59 @@ pub enum LostJobAction {
     Reallocate,
     /// A running plan: error this attempt and queue attempt `next_attempt`.
     RetryPlan { next_attempt: u32, message: String },
+    /// A running plan whose run was being canceled: the cancel carries over,
+    /// the run ends canceled instead of planning again.
+    Cancel { message: String },
     /// A running apply, or a plan out of retries: error the job and its run.
     Fail { message: String },
     /// Unallocated or final: nothing to do.
     Nothing,
 }
 
-/// The rule for a job whose agent is lost. `agent_gone` is true when the agent
-/// is errored or exited (it will not come back); false when merely unknown,
-/// in which case only allocated jobs move.
-pub fn lost_job_action(job: &Job, agent_name: &str, agent_gone: bool) -> LostJobAction {
+/// Why a job's runner is considered lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossCause {
+    /// The agent went silent. `gone`: it is errored, exited or deleted and
+    /// will not come back; otherwise it is merely unknown, and only
+    /// allocated jobs move.
+    AgentLost { gone: bool },
+    /// The live agent's pings no longer list the running job: the answer to
+    /// its start, or its end report, was lost.
+    Unreported,
+}
+
+/// The rule for a job whose runner is lost. `cancel_requested`: a user (or
+/// a timeout) asked to cancel the job's run.
+pub fn lost_job_action(
+    job: &Job,
+    agent_name: &str,
+    cause: LossCause,
+    cancel_requested: bool,
+) -> LostJobAction {
+    let (phase_ing, what) = match job.phase {
+        JobPhase::Plan => ("planning", "plan"),
+        JobPhase::Apply => ("applying", "apply"),
+    };
+    let lost = match cause {
+        LossCause::AgentLost { .. } => format!("agent {agent_name} was lost while {phase_ing}"),
+        LossCause::Unreported => format!(
+            "agent {agent_name} no longer runs this {what} (the answer to its start or its end report was lost)"
+        ),
+    };
+    let moves_running = match cause {
+        LossCause::AgentLost { gone } => gone,
+        LossCause::Unreported => true,
+    };
     match job.status {
         JobStatus::Allocated => LostJobAction::Reallocate,
-        JobStatus::Running if agent_gone => match job.phase {
+        JobStatus::Running if moves_running => match job.phase {
+            JobPhase::Plan if cancel_requested || job.signal.is_some() => LostJobAction::Cancel {
+                message: format!("{lost}; the run was being canceled, so it is not planned again"),
+            },
             JobPhase::Plan if job.attempt <= MAX_PLAN_RETRIES => LostJobAction::RetryPlan {
                 next_attempt: job.attempt + 1,
                 message: format!(
-                    "agent {agent_name} was lost while planning (attempt {}); planning again as attempt {} of {}",
+                    "{lost} (attempt {}); planning again as attempt {} of {}",
                     job.attempt,
                     job.attempt + 1,
                     MAX_PLAN_RETRIES + 1
@@ -194,17 +234,106 @@ pub fn lost_job_action(job: &Job, agent_name: &str, agent_gone: bool) -> LostJob
             },
             JobPhase::Plan => LostJobAction::Fail {
                 message: format!(
-                    "agent {agent_name} was lost while planning and the plan was already retried {MAX_PLAN_RETRIES} times; start a new run"
+                    "{lost} and the plan was already retried {MAX_PLAN_RETRIES} times; start a new run"
                 ),
             },
             JobPhase::Apply => LostJobAction::Fail {
                 message: format!(
-                    "agent {agent_name} was lost while applying; the apply may have been partly done, check the workspace's resources and state before starting a new run"
+                    "{lost}; the apply may have been partly done, check the workspace's resources and state before starting a new run"
                 ),
             },
         },
         _ => LostJobAction::Nothing,
     }
+}
+
+/// Timers that bound how long a job may sit in one status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobTimers {
+    /// How long an allocated job waits for its agent to start it before it
+    /// is allocated again.
+    pub allocation_lease: Duration,
+    /// How long a plan may run before it is canceled.
+    pub plan_timeout: Duration,
+    /// How long an apply may run before it is canceled.
+    pub apply_timeout: Duration,
+}
+
+impl Default for JobTimers {
+    fn default() -> Self {
+        Self {
+            allocation_lease: Duration::from_secs(30),
+            plan_timeout: Duration::from_secs(2 * 3600),
+            apply_timeout: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl JobTimers {
+    pub fn timeout(&self, phase: JobPhase) -> Duration {
+        match phase {
+            JobPhase::Plan => self.plan_timeout,
+            JobPhase::Apply => self.apply_timeout,
+        }
+    }
+}
+
+/// What a job's timer decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deadline {
+    /// Its agent did not start it within the allocation lease.
+    Reallocate,
+    /// It ran past its phase's timeout: cancel it as a user's cancel would.
+    Cancel { message: String },
+    /// It was canceled but still runs a cool-off after its timeout: end it
+    /// as a force-cancel would (the runner kills terraform).
+    ForceCancel { message: String },
+}
+
+/// The timer decisions for `jobs` at `now` (`updated_at` of an allocated or
+/// running job is when it entered that status). Pure.
+pub fn job_deadlines(
+    jobs: &[Job],
+    now: Timestamp,
+    timers: &JobTimers,
+    cool_off: Duration,
+) -> Vec<(JobId, Deadline)> {
+    jobs.iter()
+        .filter_map(|j| {
+            let held = now.since(j.updated_at);
+            let decision = match j.status {
+                JobStatus::Allocated if held >= timers.allocation_lease => Deadline::Reallocate,
+                JobStatus::Running => {
+                    let limit = timers.timeout(j.phase);
+                    let flag = match j.phase {
+                        JobPhase::Plan => "--plan-timeout",
+                        JobPhase::Apply => "--apply-timeout",
+                    };
+                    let what = j.phase.as_str();
+                    match j.signal {
+                        None if held >= limit => Deadline::Cancel {
+                            message: format!(
+                                "the {what} ran longer than its timeout of {} (otfd {flag}); canceling it",
+                                crate::duration::human(limit)
+                            ),
+                        },
+                        Some(Signal::Cancel) if held >= limit.saturating_add(cool_off) => {
+                            Deadline::ForceCancel {
+                                message: format!(
+                                    "the {what} ran past its timeout of {} (otfd {flag}) and did not stop within {} of being canceled; force-canceling it",
+                                    crate::duration::human(limit),
+                                    crate::duration::human(cool_off)
+                                ),
+                            }
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            };
+            Some((j.id.clone(), decision))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -324,43 +453,141 @@ mod tests {
         assert_eq!(j.signal, Some(Signal::ForceCancel));
     }
 
+    const GONE: LossCause = LossCause::AgentLost { gone: true };
+    const UNKNOWN: LossCause = LossCause::AgentLost { gone: false };
+
     #[test]
     fn lost_job_rules() {
         assert_eq!(
-            lost_job_action(&job(Allocated, JobPhase::Apply, 1), "a", false),
+            lost_job_action(&job(Allocated, JobPhase::Apply, 1), "a", UNKNOWN, false),
             LostJobAction::Reallocate
         );
         assert_eq!(
-            lost_job_action(&job(Running, JobPhase::Plan, 1), "a", false),
+            lost_job_action(&job(Running, JobPhase::Plan, 1), "a", UNKNOWN, false),
             LostJobAction::Nothing
         );
+        for cause in [GONE, LossCause::Unreported] {
+            assert!(matches!(
+                lost_job_action(&job(Running, JobPhase::Plan, 1), "a", cause, false),
+                LostJobAction::RetryPlan {
+                    next_attempt: 2,
+                    ..
+                }
+            ));
+        }
         assert!(matches!(
-            lost_job_action(&job(Running, JobPhase::Plan, 1), "a", true),
-            LostJobAction::RetryPlan {
-                next_attempt: 2,
-                ..
-            }
-        ));
-        assert!(matches!(
-            lost_job_action(&job(Running, JobPhase::Plan, 2), "a", true),
+            lost_job_action(&job(Running, JobPhase::Plan, 2), "a", GONE, false),
             LostJobAction::RetryPlan {
                 next_attempt: 3,
                 ..
             }
         ));
         assert!(matches!(
-            lost_job_action(&job(Running, JobPhase::Plan, 3), "a", true),
+            lost_job_action(&job(Running, JobPhase::Plan, 3), "a", GONE, false),
             LostJobAction::Fail { .. }
         ));
-        match lost_job_action(&job(Running, JobPhase::Apply, 1), "agent-x", true) {
+        match lost_job_action(&job(Running, JobPhase::Apply, 1), "agent-x", GONE, false) {
             LostJobAction::Fail { message } => assert!(message.contains("agent-x"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        match lost_job_action(
+            &job(Running, JobPhase::Apply, 1),
+            "agent-x",
+            LossCause::Unreported,
+            false,
+        ) {
+            LostJobAction::Fail { message } => {
+                assert!(message.contains("no longer runs this apply"), "{message}")
+            }
             other => panic!("{other:?}"),
         }
         for s in [Unallocated, Finished, Errored, Canceled] {
             assert_eq!(
-                lost_job_action(&job(s, JobPhase::Plan, 1), "a", true),
+                lost_job_action(&job(s, JobPhase::Plan, 1), "a", GONE, false),
                 LostJobAction::Nothing
             );
+        }
+    }
+
+    #[test]
+    fn a_cancel_carries_over_instead_of_a_retry() {
+        assert!(matches!(
+            lost_job_action(&job(Running, JobPhase::Plan, 1), "a", GONE, true),
+            LostJobAction::Cancel { .. }
+        ));
+        let mut signalled = job(Running, JobPhase::Plan, 1);
+        signalled.signal(Signal::Cancel);
+        assert!(matches!(
+            lost_job_action(&signalled, "a", LossCause::Unreported, false),
+            LostJobAction::Cancel { .. }
+        ));
+        // An apply is never silently canceled: it may have changed things.
+        assert!(matches!(
+            lost_job_action(&job(Running, JobPhase::Apply, 1), "a", GONE, true),
+            LostJobAction::Fail { .. }
+        ));
+    }
+
+    fn timers() -> JobTimers {
+        JobTimers {
+            allocation_lease: Duration::from_secs(30),
+            plan_timeout: Duration::from_secs(100),
+            apply_timeout: Duration::from_secs(200),
+        }
+    }
+
+    fn at(status: JobStatus, phase: JobPhase, since_ms: i64) -> Job {
+        let mut j = job(status, phase, 1);
+        j.updated_at = Timestamp(since_ms);
+        j
+    }
+
+    #[test]
+    fn allocation_lease_and_phase_timeouts() {
+        let cool = Duration::from_secs(10);
+        let now = Timestamp(1_000_000);
+        let decide = |j: Job| job_deadlines(&[j], now, &timers(), cool).pop().map(|d| d.1);
+        // Allocated: inside and past the lease.
+        assert_eq!(
+            decide(at(Allocated, JobPhase::Plan, 1_000_000 - 29_999)),
+            None
+        );
+        assert_eq!(
+            decide(at(Allocated, JobPhase::Plan, 1_000_000 - 30_000)),
+            Some(Deadline::Reallocate)
+        );
+        // Running plan: its own timeout, not the apply's.
+        assert_eq!(
+            decide(at(Running, JobPhase::Plan, 1_000_000 - 99_999)),
+            None
+        );
+        match decide(at(Running, JobPhase::Plan, 1_000_000 - 100_000)) {
+            Some(Deadline::Cancel { message }) => {
+                assert!(message.contains("1m40s"), "{message}");
+                assert!(message.contains("--plan-timeout"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            decide(at(Running, JobPhase::Apply, 1_000_000 - 199_999)),
+            None
+        );
+        assert!(matches!(
+            decide(at(Running, JobPhase::Apply, 1_000_000 - 200_000)),
+            Some(Deadline::Cancel { .. })
+        ));
+        // Canceled but still running: force-cancel after the cool-off.
+        let mut canceled = at(Running, JobPhase::Plan, 1_000_000 - 105_000);
+        canceled.signal(Signal::Cancel);
+        assert_eq!(decide(canceled.clone()), None);
+        canceled.updated_at = Timestamp(1_000_000 - 110_000);
+        assert!(matches!(
+            decide(canceled),
+            Some(Deadline::ForceCancel { .. })
+        ));
+        // Nothing else has a deadline.
+        for s in [Unallocated, Finished, Errored, Canceled] {
+            assert_eq!(decide(at(s, JobPhase::Plan, 0)), None);
         }
     }
 }

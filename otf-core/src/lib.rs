@@ -16,6 +16,7 @@ pub mod agent_token;
 pub mod artifacts;
 pub mod auth;
 pub mod clock;
+pub mod duration;
 pub(crate) mod enums;
 pub mod events;
 pub mod gauges;

@@ -36,6 +36,7 @@ struct State {
     variables: BTreeMap<VariableId, Variable>,
     logs: BTreeMap<(RunId, JobPhase), Vec<u8>>,
     artifacts: BTreeMap<(RunId, ArtifactKind), Vec<u8>>,
+    reign: u64,
 }
 
 /// The in-memory store. Clones share the same data.
@@ -220,6 +221,21 @@ impl Tx for MemoryTx {
         self.committed = true;
         self.undo.clear();
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ReignRepo for MemoryTx {
+    async fn begin_reign(&mut self) -> StoreResult<u64> {
+        let before = self.state.reign;
+        self.state.reign += 1;
+        self.undo
+            .push(Box::new(move |s: &mut State| s.reign = before));
+        Ok(self.state.reign)
+    }
+
+    async fn holds_reign(&mut self, epoch: u64) -> StoreResult<bool> {
+        Ok(self.state.reign == epoch)
     }
 }
 

@@ -254,6 +254,25 @@ impl Scheduler {
         );
     }
 
+    /// Make the job index exactly `active` (every non-final job, as freshly
+    /// read): jobs whose events were missed are added or corrected, jobs
+    /// that ended unseen are dropped.
+    pub fn sync_jobs(&mut self, active: Vec<JobSlot>) {
+        let keep: std::collections::HashSet<JobId> = active.iter().map(|j| j.id.clone()).collect();
+        let stale: Vec<JobId> = self
+            .jobs
+            .keys()
+            .filter(|id| !keep.contains(*id))
+            .cloned()
+            .collect();
+        for id in stale {
+            self.remove_job(&id);
+        }
+        for slot in active {
+            self.upsert_job(slot);
+        }
+    }
+
     /// Allocate what can be allocated in one pool. The scheduler assumes the
     /// allocations happen; a caller that fails to persist one feeds the job's
     /// real state back with [`Scheduler::upsert_job`].

@@ -227,10 +227,24 @@ pub trait ArtifactRepo {
     ) -> StoreResult<Option<Vec<u8>>>;
 }
 
+/// The leader's fencing token: an epoch that every new reign increments.
+/// A dispatcher transaction first checks that its reign is still the
+/// current one (holding the row shared, so a new reign waits for it), so a
+/// deposed leader's writes cannot apply.
+#[async_trait]
+pub trait ReignRepo {
+    /// Start a new reign: increment the epoch and return it.
+    async fn begin_reign(&mut self) -> StoreResult<u64>;
+    /// Whether `epoch` is still the current reign, holding it until the
+    /// transaction ends.
+    async fn holds_reign(&mut self, epoch: u64) -> StoreResult<bool>;
+}
+
 /// One transaction over every aggregate.
 #[async_trait]
 pub trait Tx:
-    OrganizationRepo
+    ReignRepo
+    + OrganizationRepo
     + WorkspaceRepo
     + PoolRepo
     + AgentTokenRepo

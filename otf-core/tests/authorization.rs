@@ -198,7 +198,8 @@ async fn agent_tokens_only_speak_the_agent_protocol_of_their_pool() {
             .ping(
                 &token_b2,
                 agent_b.id.as_str(),
-                otf_core::agent::ReportedStatus::Busy
+                otf_core::agent::ReportedStatus::Busy,
+                None
             )
             .await,
         Err(Error::NotFound { .. })

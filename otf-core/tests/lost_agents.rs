@@ -81,7 +81,7 @@ async fn silent_agents_go_unknown_then_errored_then_are_purged() {
     assert_eq!(agent_status(&w, &a.id).await, AgentStatus::Errored);
     let err = w
         .core
-        .ping(&subject, a.id.as_str(), ReportedStatus::Idle)
+        .ping(&subject, a.id.as_str(), ReportedStatus::Idle, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("register again"), "{err}");
@@ -100,7 +100,7 @@ async fn graceful_exit_is_final() {
     assert_eq!(agent_status(&w, &a.id).await, AgentStatus::Exited);
     assert!(matches!(
         w.core
-            .ping(&subject, a.id.as_str(), ReportedStatus::Idle)
+            .ping(&subject, a.id.as_str(), ReportedStatus::Idle, None)
             .await,
         Err(Error::AgentGone { .. })
     ));
@@ -283,7 +283,7 @@ async fn dispatcher_rebuild_recovers_what_happened_while_nobody_led() {
     let (_, _zombie) = w.start(&subject, &a).await;
     // The agent exits while no dispatcher listens (events are dropped).
     w.core
-        .ping(&subject, a.id.as_str(), ReportedStatus::Exited)
+        .ping(&subject, a.id.as_str(), ReportedStatus::Exited, None)
         .await
         .unwrap();
     while w.sub.try_recv().is_some() {}

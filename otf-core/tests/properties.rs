@@ -233,7 +233,7 @@ impl Model {
                     Op::Ping(_, true) => ReportedStatus::Busy,
                     _ => ReportedStatus::Idle,
                 };
-                tolerated(core.ping(&subject, id.as_str(), status).await);
+                tolerated(core.ping(&subject, id.as_str(), status, None).await);
             }
             Op::Crash(a) if !self.agents.is_empty() => {
                 let id = self.agents[a % self.agents.len()].0.clone();
@@ -245,7 +245,9 @@ impl Model {
                     self.w.clock.advance(Duration::from_secs(1));
                     for (id, subject) in &self.agents {
                         if !self.crashed.contains(id) {
-                            let _ = core.ping(subject, id.as_str(), ReportedStatus::Idle).await;
+                            let _ = core
+                                .ping(subject, id.as_str(), ReportedStatus::Idle, None)
+                                .await;
                         }
                     }
                     self.w.dispatcher.tick().await.unwrap();

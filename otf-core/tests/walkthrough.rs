@@ -306,7 +306,7 @@ async fn token_secrets_are_shown_once_and_revocation_shuts_agents_out() {
     // Even a request that slipped past authentication finds the agent gone.
     let err = w
         .core
-        .ping(&subject, agent.id.as_str(), ReportedStatus::Idle)
+        .ping(&subject, agent.id.as_str(), ReportedStatus::Idle, None)
         .await
         .unwrap_err();
     assert!(

@@ -71,9 +71,21 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
                     )))
                 }
             };
-            let status = core.ping(&subject, agent_id(req)?, status).await?;
+            let jobs = body
+                .jobs
+                .map(|jobs| {
+                    jobs.iter()
+                        .map(|j| j.parse::<otf_core::ids::JobId>())
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()
+                .map_err(|e| ApiError::unprocessable(format!("jobs: {e}")))?;
+            let answer = core
+                .ping(&subject, agent_id(req)?, status, jobs.as_deref())
+                .await?;
             ok(&StatusResponse {
-                status: status.to_string(),
+                status: answer.status.to_string(),
+                cancel: answer.cancel.iter().map(|j| j.to_string()).collect(),
             })
         }
         (Route::AgentJobs, &Method::GET) => {

@@ -14,7 +14,10 @@ use clap::Parser;
 #[command(
     name = "otfd",
     version,
-    about = "otf server: TFE-compatible API, agent pools and a built-in runner"
+    about = "otf server: TFE-compatible API, agent pools and a built-in runner",
+    // A flag given twice takes its last value (a wrapper's defaults, then
+    // the operator's own).
+    args_override_self = true
 )]
 struct Flags {
     /// Listening address.
@@ -148,6 +151,25 @@ struct Flags {
     /// process's descriptor limit.
     #[arg(long, env = "OTF_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
+    /// How long a plan may run before it is canceled (then force-canceled
+    /// if it does not stop): seconds, or 30m, 2h, ...
+    #[arg(long, env = "OTF_PLAN_TIMEOUT", default_value = "2h", value_parser = otf_core::duration::parse)]
+    plan_timeout: Duration,
+    /// How long an apply may run before it is canceled (then force-canceled
+    /// if it does not stop).
+    #[arg(long, env = "OTF_APPLY_TIMEOUT", default_value = "24h", value_parser = otf_core::duration::parse)]
+    apply_timeout: Duration,
+    /// How long a job allocated to an agent may wait for the agent to start
+    /// it before it is allocated again.
+    #[arg(long, env = "OTF_ALLOCATION_LEASE", default_value = "30s", value_parser = otf_core::duration::parse)]
+    allocation_lease: Duration,
+    /// Longest wait for the engine mirror's connection (server runner).
+    #[arg(long, env = "OTF_ENGINE_CONNECT_TIMEOUT", default_value = "10s", value_parser = otf_core::duration::parse)]
+    engine_connect_timeout: Duration,
+    /// Longest time one file of an engine download may take (server
+    /// runner).
+    #[arg(long, env = "OTF_ENGINE_DOWNLOAD_TIMEOUT", default_value = "10m", value_parser = otf_core::duration::parse)]
+    engine_download_timeout: Duration,
 }
 
 fn secs(s: f64) -> Duration {
@@ -259,6 +281,11 @@ async fn run() -> ExitCode {
             retention: secs(flags.agent_retention),
         },
         force_cancel_cool_off: secs(flags.force_cancel_cool_off),
+        job_timers: otf_core::job::JobTimers {
+            allocation_lease: flags.allocation_lease,
+            plan_timeout: flags.plan_timeout,
+            apply_timeout: flags.apply_timeout,
+        },
         long_poll: secs(flags.long_poll),
         tick: secs(flags.tick),
         concurrency: flags.concurrency,
@@ -266,6 +293,8 @@ async fn run() -> ExitCode {
             bin: flags.engine_bin.clone(),
             cache_dir: flags.data_dir.join("engines"),
             mirror: flags.engine_mirror.clone(),
+            connect_timeout: flags.engine_connect_timeout,
+            download_timeout: flags.engine_download_timeout,
         },
         ..Config::default()
     };

@@ -73,7 +73,9 @@ impl From<Error> for ApiError {
             Error::AgentStillLive { .. } => StatusCode::PRECONDITION_FAILED,
             Error::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
             Error::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
-            Error::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(StoreError::Unavailable(_)) | Error::Deposed { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         let mut err = ApiError::new(status, e.to_string());
         // go-tfe prints the title; make lock conflicts read as such.

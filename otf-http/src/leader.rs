@@ -36,7 +36,29 @@ pub async fn lead<S: Store>(
             },
             _ = shutdown.changed() => return,
         };
-        tracing::info!("leading: running the scheduler and the liveness manager");
+        // A deposed leader notices within the lease's detection bound; wait
+        // that long, so two replicas never both act as (or report being)
+        // the leader.
+        tokio::select! {
+            _ = tokio::time::sleep(election.takeover_delay()) => {}
+            _ = shutdown.changed() => return,
+        }
+        // A new reign fences the previous leader's transactions out.
+        let epoch = match core.begin_reign().await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a leader reign; retrying");
+                drop(lease);
+                tokio::select! {
+                    _ = tokio::time::sleep(tick) => continue,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        };
+        tracing::info!(
+            reign = epoch,
+            "leading: running the scheduler and the liveness manager"
+        );
         metrics.set_leader(true);
         // One watch of the lease for the whole reign: a new `lost()` per
         // loop pass would restart its check interval on every event and
@@ -44,7 +66,7 @@ pub async fn lead<S: Store>(
         let lost = lease.lost();
         tokio::pin!(lost);
         let mut events = bus.subscribe();
-        let mut dispatcher = Dispatcher::new(core.clone());
+        let mut dispatcher = Dispatcher::new(core.fenced(epoch));
         if let Err(e) = dispatcher.rebuild().await {
             tracing::warn!(error = %e, "rebuilding the scheduler failed; retrying on the next tick");
         }
@@ -78,14 +100,28 @@ pub async fn lead<S: Store>(
                 },
                 _ = interval.tick() => dispatcher.tick().await,
             };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "dispatcher step failed; rebuilding");
-                if let Err(e) = dispatcher.rebuild().await {
-                    tracing::warn!(error = %e, "rebuilding the scheduler failed");
+            let result = match result {
+                Err(e) if !is_deposed(&e) => {
+                    tracing::warn!(error = %e, "dispatcher step failed; rebuilding");
+                    dispatcher.rebuild().await
                 }
+                other => other,
+            };
+            match result {
+                Err(e) if is_deposed(&e) => {
+                    tracing::warn!(error = %e, "another replica leads now; no longer dispatching");
+                    metrics.set_leader(false);
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "rebuilding the scheduler failed"),
+                Ok(()) => {}
             }
         }
     }
+}
+
+fn is_deposed(e: &otf_core::Error) -> bool {
+    matches!(e, otf_core::Error::Deposed { .. })
 }
 
 /// Write this replica's batched pings once per `tick`.

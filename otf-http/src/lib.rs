@@ -83,6 +83,8 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// Bytes a job's log may hold; past it the log is truncated.
     pub max_log_bytes: u64,
+    /// Allocation lease and plan/apply timeouts.
+    pub job_timers: otf_core::job::JobTimers,
 }
 
 impl Default for Config {
@@ -106,6 +108,7 @@ impl Default for Config {
             sandbox_read: Vec::new(),
             metrics_token: None,
             max_log_bytes: CoreConfig::default().max_log_bytes,
+            job_timers: otf_core::job::JobTimers::default(),
         }
     }
 }
@@ -322,6 +325,7 @@ impl Otfd {
                 force_cancel_cool_off: self.config.force_cancel_cool_off,
                 site_token: Some(SecretHash::of(&self.site_token)),
                 max_log_bytes: self.config.max_log_bytes,
+                job_timers: self.config.job_timers,
                 ..CoreConfig::default()
             },
         );
@@ -394,6 +398,9 @@ impl Otfd {
                 env: self.runner_env.clone(),
                 spool_dir: self.config.data_dir.join("spool"),
                 patience: otf_agent::acked::Patience::default(),
+                // otfd's own --plan-timeout and --apply-timeout bound its
+                // server runner's jobs.
+                timeouts: otf_agent::PhaseTimeouts::default(),
             };
             tokio::spawn(otf_agent::run(transport, cfg, runner_signals))
         });

@@ -49,8 +49,21 @@ impl PgLeader {
     }
 }
 
+impl PgLeader {
+    /// How long a check may hang before the lease counts as lost.
+    fn ping_timeout(&self) -> Duration {
+        self.check_interval.max(Duration::from_secs(1))
+    }
+}
+
 #[async_trait]
 impl LeaderElection for PgLeader {
+    /// A deposed leader notices within one check interval plus one ping
+    /// timeout; a quarter second more covers scheduling.
+    fn takeover_delay(&self) -> Duration {
+        self.check_interval + self.ping_timeout() + Duration::from_millis(250)
+    }
+
     /// Waits (server-side, without polling) until the lock is free. An error
     /// means the waiting connection failed; call again to retry.
     async fn acquire(&self) -> StoreResult<Box<dyn LeaderLease>> {
@@ -65,6 +78,7 @@ impl LeaderElection for PgLeader {
         Ok(Box::new(PgLease {
             conn,
             check_interval: self.check_interval,
+            ping_timeout: self.ping_timeout(),
         }))
     }
 }
@@ -76,6 +90,7 @@ struct PgLease {
     /// life.
     conn: PgConnection,
     check_interval: Duration,
+    ping_timeout: Duration,
 }
 
 #[async_trait]
@@ -86,8 +101,7 @@ impl LeaderLease for PgLease {
             // A ping that fails or hangs means the session (and the lock with
             // it) may be gone: stop leading before another replica starts.
             let ping = sqlx::query("SELECT 1").execute(&mut self.conn);
-            match tokio::time::timeout(self.check_interval.max(Duration::from_secs(1)), ping).await
-            {
+            match tokio::time::timeout(self.ping_timeout, ping).await {
                 Ok(Ok(_)) => continue,
                 _ => return,
             }

@@ -197,6 +197,25 @@ impl DbTx {
     }
 }
 
+impl DbStore {
+    /// BEGIN on PostgreSQL. After a server restart every pooled connection
+    /// is dead, and each fails on first use (and is then dropped from the
+    /// pool): try again, at most once per pooled connection plus one fresh
+    /// one, so a restart costs callers nothing. Waiting for a connection
+    /// (the pool exhausted, or the server unreachable) is not retried.
+    async fn begin_postgres(&self) -> StoreResult<DatabaseTransaction> {
+        let mut attempts = 0;
+        loop {
+            match self.db.begin().await {
+                Ok(tx) => return Ok(tx),
+                Err(e @ sea_orm::DbErr::ConnectionAcquire(_)) => return Err(db_err(e)),
+                Err(e) if attempts > PG_MAX_CONNECTIONS => return Err(db_err(e)),
+                Err(_) => attempts += 1,
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Store for DbStore {
     type Tx = DbTx;
@@ -206,7 +225,10 @@ impl Store for DbStore {
             Some(w) => Some(w.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.db.begin().await.map_err(db_err)?;
+        let tx = match self.backend {
+            Backend::Sqlite => self.db.begin().await.map_err(db_err)?,
+            Backend::Postgres => self.begin_postgres().await?,
+        };
         Ok(DbTx {
             tx,
             backend: self.backend,

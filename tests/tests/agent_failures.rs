@@ -7,32 +7,12 @@ mod support;
 
 use std::time::Duration;
 
-use e2e::{terraform, Agent, Api, HELLO};
+use e2e::{slow_engine, terraform, Agent, Api, HELLO};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use support::{databases, eventually, Server};
 
 const RUN: Duration = Duration::from_secs(90);
-
-/// A terraform that blocks in one command when `SLOW_TF_COMMAND` names it (and
-/// ignores SIGINT there when `SLOW_TF_IGNORE_INT` is set): a long-running
-/// plan or apply on demand. (Not `OTF_*` variables: those never reach
-/// terraform.) It runs the real terraform, which agents are granted with
-/// `--sandbox-read`.
-fn slow_engine(dir: &std::path::Path) -> String {
-    let path = dir.join("slow-terraform");
-    let script = format!(
-        "#!/bin/sh\nif [ \"$1\" = \"$SLOW_TF_COMMAND\" ]; then\n  trap 'exit 130' INT\n  [ -n \"$SLOW_TF_IGNORE_INT\" ] && trap '' INT\n  echo \"slow $1 is waiting\"\n  sleep 600\nfi\nexec {} \"$@\"\n",
-        terraform()
-    );
-    std::fs::write(&path, script).expect("write the engine wrapper");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    path.display().to_string()
-}
 
 struct World {
     server: Server,

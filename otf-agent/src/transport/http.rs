@@ -29,6 +29,9 @@ pub fn base_url(address: &str) -> String {
     format!("{}://{a}", if loopback { "http" } else { "https" })
 }
 
+/// Longest wait for the answer to a status ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The first error detail of a JSON:API error document, or the status line.
 async fn detail(resp: Response) -> String {
     let status = resp.status();
@@ -138,13 +141,17 @@ impl Transport for HttpTransport {
         .await
     }
 
-    async fn status(&self, agent: &str, status: &str) -> TResult<StatusResponse> {
+    async fn status(&self, agent: &str, status: &str, jobs: &[String]) -> TResult<StatusResponse> {
         let body = StatusRequest {
             status: status.to_string(),
+            jobs: Some(jobs.to_vec()),
         };
         json(
             check(
                 self.agent_req(Method::POST, "/api/agent/status", agent)
+                    // A ping that hangs (a partition) must not hold up the
+                    // runner's loop for the whole request timeout.
+                    .timeout(PING_TIMEOUT)
                     .json(&body)
                     .send()
                     .await,

@@ -71,20 +71,26 @@ impl<S: Store> Transport for InProcess<S> {
         })
     }
 
-    async fn status(&self, agent: &str, status: &str) -> TResult<StatusResponse> {
+    async fn status(&self, agent: &str, status: &str, jobs: &[String]) -> TResult<StatusResponse> {
         use otf_core::agent::ReportedStatus;
         let reported = match status {
             "busy" => ReportedStatus::Busy,
             "exited" => ReportedStatus::Exited,
             _ => ReportedStatus::Idle,
         };
-        let s = self
+        let jobs = jobs
+            .iter()
+            .map(|j| j.parse())
+            .collect::<Result<Vec<otf_core::ids::JobId>, _>>()
+            .map_err(|e| TransportError::Refused(e.to_string()))?;
+        let answer = self
             .core
-            .ping(&Subject::ServerRunner, agent, reported)
+            .ping(&Subject::ServerRunner, agent, reported, Some(&jobs))
             .await
             .map_err(map)?;
         Ok(StatusResponse {
-            status: s.to_string(),
+            status: answer.status.to_string(),
+            cancel: answer.cancel.iter().map(|j| j.to_string()).collect(),
         })
     }
 

@@ -36,7 +36,8 @@ pub type TResult<T> = Result<T, TransportError>;
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     async fn register(&self, req: &RegisterRequest) -> TResult<RegisterResponse>;
-    async fn status(&self, agent: &str, status: &str) -> TResult<StatusResponse>;
+    /// A status ping listing the jobs the agent holds.
+    async fn status(&self, agent: &str, status: &str, jobs: &[String]) -> TResult<StatusResponse>;
     /// Jobs allocated to the agent; empty after the server's bounded wait.
     async fn await_jobs(&self, agent: &str) -> TResult<Vec<JobSummary>>;
     async fn start_job(&self, agent: &str, job: &str) -> TResult<StartResponse>;

@@ -186,3 +186,26 @@ fn removed_agent_frees_its_pool_but_remembers_load() {
     assert_eq!(s.pools_with_queue(), vec![pool(1)]);
     assert_eq!(s.queued_len(), 1);
 }
+
+#[test]
+fn sync_adds_missed_jobs_and_drops_ended_ones() {
+    let mut s = Scheduler::new();
+    s.upsert_agent(agent(1, pool(1), 2, 0));
+    // Job 1 was allocated by this scheduler; job 2's creation event was
+    // missed; job 1 then ended without its event arriving.
+    s.upsert_job(queued(1, pool(1), 1));
+    assert_eq!(show(&s.allocate(&pool(1))), "1->1");
+    assert_eq!(s.load(&agent_id(1)), 1);
+    s.sync_jobs(vec![queued(2, pool(1), 2)]);
+    assert_eq!(s.load(&agent_id(1)), 0);
+    assert_eq!(show(&s.allocate(&pool(1))), "2->1");
+    // A fresh read that agrees with the index changes nothing.
+    let held = JobSlot {
+        status: JobStatus::Allocated,
+        agent: Some(agent_id(1)),
+        ..queued(2, pool(1), 2)
+    };
+    s.sync_jobs(vec![held]);
+    assert_eq!(s.load(&agent_id(1)), 1);
+    assert_eq!(s.queued_len(), 0);
+}

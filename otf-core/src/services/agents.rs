@@ -5,9 +5,10 @@ use super::waiters::WaitKey;
 use super::{allow, found, Core, Error};
 use crate::agent::{agent_transition, Agent, AgentEvent, AgentStatus, ReportedStatus};
 use crate::auth::{authorize_agent, authorize_organization, Access, Subject};
+use crate::clock::Timestamp;
 use crate::events::Event;
 use crate::ids::{AgentId, JobId, PoolId};
-use crate::job::{Job, JobStatus, Signal};
+use crate::job::{Job, JobStatus, LossCause, Signal};
 use crate::store::{AgentRepo, JobRepo, Store};
 
 /// What an agent says about itself when registering.
@@ -18,6 +19,43 @@ pub struct RegisterAgent {
     pub max_jobs: u32,
     /// The address the request came from, as the server saw it.
     pub ip_address: String,
+}
+
+/// What otfd answers to a status ping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingAnswer {
+    pub status: AgentStatus,
+    /// Jobs the agent reported that otfd considers ended (or not its own):
+    /// the agent cancels them.
+    pub cancel: Vec<JobId>,
+}
+
+/// Reconcile what an agent reports it holds with the active jobs otfd has
+/// on it (`held`): (jobs to cancel on the agent, running jobs it no longer
+/// holds). A running job counts as unreported only once it has run for
+/// `grace` (a ping sent just before the agent took it may arrive after its
+/// start). Pure.
+pub fn reconcile(
+    held: &[Job],
+    reported: &[JobId],
+    now: Timestamp,
+    grace: std::time::Duration,
+) -> (Vec<JobId>, Vec<JobId>) {
+    let cancel = reported
+        .iter()
+        .filter(|r| !held.iter().any(|h| &h.id == *r))
+        .cloned()
+        .collect();
+    let unreported = held
+        .iter()
+        .filter(|h| {
+            h.status == JobStatus::Running
+                && !reported.contains(&h.id)
+                && now.since(h.updated_at) >= grace
+        })
+        .map(|h| h.id.clone())
+        .collect();
+    (cancel, unreported)
 }
 
 /// An agent with the number of jobs it holds.
@@ -115,30 +153,54 @@ impl<S: Store> Core<S> {
     /// A status ping. A ping that changes nothing is only remembered in
     /// memory and flushed in batches; a status change is committed before it
     /// is acknowledged.
+    ///
+    /// `running`: the jobs the agent holds (None from agents that do not
+    /// report them). Reconciled against what otfd believes: a job the agent
+    /// holds that otfd considers ended (or another agent's) is answered in
+    /// [`PingAnswer::cancel`]; a job running on this agent for at least one
+    /// ping interval that the agent no longer holds is recovered
+    /// ([`LossCause::Unreported`]).
     pub async fn ping(
         &self,
         subject: &Subject,
         agent: &str,
         status: ReportedStatus,
-    ) -> Result<AgentStatus, Error> {
+        running: Option<&[JobId]>,
+    ) -> Result<PingAnswer, Error> {
         let id: AgentId = agent.parse()?;
         let now = self.now();
         let mut tx = self.begin().await?;
         let current = self.agent_for(&mut tx, subject, &id).await?;
         let target = agent_transition(&id, current.status, AgentEvent::Ping(status))?;
-        if target == current.status {
+        let (cancel, unreported) = match running {
+            Some(reported) => {
+                let held = tx.list_jobs_of_agent(&id).await?;
+                reconcile(&held, reported, now, self.config.liveness.ping_interval)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let status = if target == current.status {
             drop(tx);
             let mut seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
-            let at = seen.entry(id).or_insert(now);
+            let at = seen.entry(id.clone()).or_insert(now);
             *at = (*at).max(now);
-            return Ok(target);
+            target
+        } else {
+            let mut agent = found(tx.lock_agent(&id).await?, "agent", &id)?;
+            agent.apply(AgentEvent::Ping(status), now)?;
+            tx.update_agent(&agent).await?;
+            let status = agent.status;
+            self.commit(tx, vec![Event::Agent(agent)]).await?;
+            status
+        };
+        if !unreported.is_empty() {
+            let label = current.label();
+            for job in unreported {
+                self.handle_lost_job(&job, &id, &label, LossCause::Unreported)
+                    .await?;
+            }
         }
-        let mut agent = found(tx.lock_agent(&id).await?, "agent", &id)?;
-        agent.apply(AgentEvent::Ping(status), now)?;
-        tx.update_agent(&agent).await?;
-        let status = agent.status;
-        self.commit(tx, vec![Event::Agent(agent)]).await?;
-        Ok(status)
+        Ok(PingAnswer { status, cancel })
     }
 
     /// Write the batched last-seen times of pings (call it about once a second).

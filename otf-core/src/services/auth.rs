@@ -4,7 +4,7 @@ use super::{Core, Error};
 use crate::auth::Subject;
 use crate::clock::Timestamp;
 use crate::ids::{AgentTokenId, JobId, OrgTokenId};
-use crate::job::JobStatus;
+use crate::job::{JobPhase, JobStatus};
 use crate::secret::token_id_part;
 use crate::store::{AgentTokenRepo, JobRepo, OrganizationRepo, Store};
 
@@ -58,8 +58,10 @@ impl<S: Store> Core<S> {
         if let Ok(id) = id.parse::<JobId>() {
             let mut tx = self.begin().await?;
             let job = tx.get_job(&id).await?.ok_or(Error::Unauthorized)?;
-            // The token lives exactly as long as its attempt runs.
-            let valid = job.status == JobStatus::Running
+            // The token lives exactly as long as its attempt runs, and a
+            // given-up apply's until it delivered its state (late).
+            let late = job.status == JobStatus::Errored && job.phase == JobPhase::Apply;
+            let valid = (job.status == JobStatus::Running || late)
                 && job.token_hash.as_ref().is_some_and(|h| h.verify(bearer));
             if !valid {
                 return Err(Error::Unauthorized);
@@ -71,6 +73,7 @@ impl<S: Store> Core<S> {
                 workspace: job.workspace,
                 organization: job.organization,
                 phase: job.phase,
+                late,
             });
         }
         Err(Error::Unauthorized)

@@ -6,25 +6,20 @@
 
 use std::collections::HashSet;
 
-use super::{Core, Error};
+use super::{found, Core, Error};
 use crate::agent::Agent;
 use crate::events::Event;
-use crate::ids::AgentId;
+use crate::ids::{AgentId, JobId};
+use crate::job::{job_deadlines, Deadline, JobEvent, LossCause};
 use crate::liveness::{liveness_changes, LivenessChange};
 use crate::scheduler::{AgentSlot, JobSlot, PoolKey, Scheduler, WaitReason};
-use crate::store::{AgentRepo, JobRepo, Store};
+use crate::store::{AgentRepo, JobRepo, RunRepo, Store, WorkspaceRepo};
+
+const GONE: LossCause = LossCause::AgentLost { gone: true };
 
 pub struct Dispatcher<S: Store> {
     core: Core<S>,
     scheduler: Scheduler,
-}
-
-fn label(agent: &Agent) -> String {
-    if agent.name == agent.id.as_str() {
-        agent.id.to_string()
-    } else {
-        format!("{} ({})", agent.name, agent.id)
-    }
 }
 
 impl<S: Store> Dispatcher<S> {
@@ -65,7 +60,7 @@ impl<S: Store> Dispatcher<S> {
         for j in &jobs {
             if let Some(agent) = j.agent.as_ref().filter(|a| !known.contains(a)) {
                 self.core
-                    .handle_lost_job(&j.id, agent, agent.as_str(), true)
+                    .handle_lost_job(&j.id, agent, agent.as_str(), GONE)
                     .await?;
                 self.refresh_job(&j.id).await?;
             }
@@ -91,7 +86,7 @@ impl<S: Store> Dispatcher<S> {
                 };
                 for j in jobs {
                     self.core
-                        .handle_lost_job(&j.id, id, id.as_str(), true)
+                        .handle_lost_job(&j.id, id, id.as_str(), GONE)
                         .await?;
                     self.refresh_job(&j.id).await?;
                 }
@@ -105,19 +100,29 @@ impl<S: Store> Dispatcher<S> {
         }
     }
 
-    /// Flush batched pings, apply the liveness manager's decisions, and retry
-    /// allocation.
+    /// Flush batched pings, apply the liveness manager's decisions, re-read
+    /// the active jobs (so a missed event delays an allocation by one tick
+    /// at most), apply the jobs' timers, and retry allocation.
     pub async fn tick(&mut self) -> Result<(), Error> {
         self.core.flush_last_seen().await?;
-        let agents = {
+        let (agents, jobs) = {
             let mut tx = self.core.begin().await?;
-            tx.list_agents().await?
+            (tx.list_agents().await?, tx.list_active_jobs().await?)
         };
         let now = self.core.now();
         for change in liveness_changes(&agents, now, &self.core.config.liveness) {
             if let Some(event) = self.core.apply_liveness(&change).await? {
                 self.handle(&event).await?;
             }
+        }
+        self.scheduler
+            .sync_jobs(jobs.iter().map(JobSlot::from).collect());
+        let config = &self.core.config;
+        for (job, deadline) in
+            job_deadlines(&jobs, now, &config.job_timers, config.force_cancel_cool_off)
+        {
+            self.core.apply_deadline(&job, &deadline).await?;
+            self.refresh_job(&job).await?;
         }
         self.allocate_all().await
     }
@@ -128,11 +133,13 @@ impl<S: Store> Dispatcher<S> {
             let mut tx = self.core.begin().await?;
             tx.list_jobs_of_agent(&agent.id).await?
         };
-        let gone = agent.status.is_final();
-        let name = label(agent);
+        let cause = LossCause::AgentLost {
+            gone: agent.status.is_final(),
+        };
+        let name = agent.label();
         for j in jobs {
             self.core
-                .handle_lost_job(&j.id, &agent.id, &name, gone)
+                .handle_lost_job(&j.id, &agent.id, &name, cause)
                 .await?;
             self.refresh_job(&j.id).await?;
         }
@@ -216,5 +223,68 @@ impl<S: Store> Core<S> {
         };
         self.commit(tx, vec![event.clone()]).await?;
         Ok(Some(event))
+    }
+}
+
+impl<S: Store> Core<S> {
+    /// Apply one job timer's decision if it still holds on fresh data (the
+    /// job's workspace locked): re-allocate a job its agent never started,
+    /// or cancel (then force-cancel) one that ran past its phase's timeout,
+    /// with a line in the run's log saying why.
+    pub async fn apply_deadline(&self, job: &JobId, deadline: &Deadline) -> Result<(), Error> {
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let Some(peek) = tx.get_job(job).await? else {
+            return Ok(());
+        };
+        let mut ws = found(
+            tx.lock_workspace(&peek.workspace).await?,
+            "workspace",
+            &peek.workspace,
+        )?;
+        let Some(mut job) = tx.get_job(job).await? else {
+            return Ok(());
+        };
+        let config = &self.config;
+        let still = job_deadlines(
+            std::slice::from_ref(&job),
+            now,
+            &config.job_timers,
+            config.force_cancel_cool_off,
+        );
+        if still.first().map(|d| &d.1) != Some(deadline) {
+            return Ok(());
+        }
+        let mut events = Vec::new();
+        match deadline {
+            Deadline::Reallocate => {
+                job.apply(JobEvent::Reallocate, now)?;
+                tx.update_job(&job).await?;
+                events.push(Event::Job(job));
+            }
+            Deadline::Cancel { message } | Deadline::ForceCancel { message } => {
+                let mut run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
+                if matches!(deadline, Deadline::ForceCancel { .. })
+                    && !run.is_force_cancelable(now, config.force_cancel_cool_off)
+                {
+                    // The cancel came a little after the timeout: its
+                    // cool-off is not over yet; a later tick decides.
+                    return Ok(());
+                }
+                events.push(self.log_notice(&mut tx, &run, job.phase, message).await?);
+                if matches!(deadline, Deadline::Cancel { .. }) {
+                    self.cancel_in(&mut tx, &mut run, &mut events).await?;
+                } else {
+                    self.force_cancel_in(&mut tx, &mut run, &mut events).await?;
+                }
+                self.save_run(&mut tx, &run, &mut events).await?;
+                events.push(Event::Run(run.clone()));
+                if run.status.is_final() {
+                    self.release_workspace(&mut tx, &mut ws, &run, &mut events)
+                        .await?;
+                }
+            }
+        }
+        self.commit(tx, events).await
     }
 }

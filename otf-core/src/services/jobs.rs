@@ -8,7 +8,7 @@ use crate::artifacts::{ArtifactKind, StateVersion, Variable};
 use crate::auth::{authorize_job, JobAction, Subject};
 use crate::events::Event;
 use crate::ids::{AgentId, JobId, StateVersionId};
-use crate::job::{lost_job_action, Job, JobEvent, JobPhase, JobStatus, LostJobAction};
+use crate::job::{lost_job_action, Job, JobEvent, JobPhase, JobStatus, LossCause, LostJobAction};
 use crate::run::{ResourceCounts, Run, RunEvent, RunStatus};
 use crate::secret::IssuedSecret;
 use crate::store::{
@@ -231,14 +231,14 @@ impl<S: Store> Core<S> {
         Ok(run)
     }
 
-    /// What happens to a job whose agent is lost (`gone`: errored, exited or
-    /// deleted; otherwise unknown). `agent_label` names the agent for people.
+    /// What happens to a job whose runner is lost ([`LossCause`]).
+    /// `agent_label` names the agent for people.
     pub async fn handle_lost_job(
         &self,
         job: &JobId,
         agent: &AgentId,
         agent_label: &str,
-        gone: bool,
+        cause: LossCause,
     ) -> Result<(), Error> {
         let now = self.now();
         let cool_off = self.config.force_cancel_cool_off;
@@ -257,7 +257,8 @@ impl<S: Store> Core<S> {
         }
         let mut events = Vec::new();
         let mut run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
-        match lost_job_action(&job, agent_label, gone) {
+        let cancel_requested = run.cancel_requested_at.is_some();
+        match lost_job_action(&job, agent_label, cause, cancel_requested) {
             LostJobAction::Nothing => return Ok(()),
             LostJobAction::Reallocate => {
                 job.apply(JobEvent::Reallocate, now)?;
@@ -283,16 +284,36 @@ impl<S: Store> Core<S> {
                 self.save_run(&mut tx, &run, &mut events).await?;
                 events.extend([Event::Job(job), Event::Job(retry), Event::Run(run)]);
             }
-            LostJobAction::Fail { message } => {
+            action @ (LostJobAction::Cancel { .. } | LostJobAction::Fail { .. }) => {
+                let (canceled, message) = match action {
+                    LostJobAction::Cancel { message } => (true, message),
+                    LostJobAction::Fail { message } => (false, message),
+                    _ => unreachable!("matched above"),
+                };
                 job.error = Some(message.clone());
-                job.apply(JobEvent::Error, now)?;
-                run.apply_event(
-                    RunEvent::Error {
-                        message: message.clone(),
-                    },
-                    now,
-                    cool_off,
-                )?;
+                if canceled {
+                    job.apply(JobEvent::Cancel, now)?;
+                    if run.cancel_requested_at.is_none() {
+                        run.apply_event(RunEvent::Cancel, now, cool_off)?;
+                    }
+                    run.apply_event(RunEvent::CancelCompleted, now, cool_off)?;
+                } else {
+                    // A given-up apply may still have changed things: its
+                    // token stays good for one late state (see
+                    // `job_create_state_version`).
+                    let kept = job.token_hash.clone();
+                    job.apply(JobEvent::Error, now)?;
+                    if job.phase == JobPhase::Apply {
+                        job.token_hash = kept;
+                    }
+                    run.apply_event(
+                        RunEvent::Error {
+                            message: message.clone(),
+                        },
+                        now,
+                        cool_off,
+                    )?;
+                }
                 tx.update_job(&job).await?;
                 events.push(self.log_notice(&mut tx, &run, job.phase, &message).await?);
                 self.save_run(&mut tx, &run, &mut events).await?;
@@ -305,7 +326,7 @@ impl<S: Store> Core<S> {
     }
 
     /// Append a line from otf itself to a phase's log.
-    async fn log_notice(
+    pub(super) async fn log_notice(
         &self,
         tx: &mut S::Tx,
         run: &Run,
@@ -458,7 +479,12 @@ impl<S: Store> Core<S> {
         Ok(tx.get_artifact(&run.id, kind).await?)
     }
 
-    /// Store the state an apply produced (apply phase only).
+    /// Store the state an apply produced (apply phase only). The job must
+    /// still be running this attempt when the write commits, or be an apply
+    /// otfd gave up (its runner lost; the subject is `late`): such a late
+    /// state is taken once, and only if it is newer than the workspace's
+    /// current state in the same lineage (compare-and-swap), so a zombie
+    /// never overwrites what a later apply wrote.
     pub async fn job_create_state_version(
         &self,
         subject: &Subject,
@@ -466,15 +492,34 @@ impl<S: Store> Core<S> {
         lineage: &str,
         state: &[u8],
     ) -> Result<StateVersion, Error> {
+        let late = matches!(subject, Subject::Job { late: true, .. });
         let (job, run, ws) = self
             .job_context(subject, JobAction::CreateStateVersion)
             .await?;
         let mut tx = self.begin().await?;
-        // The job must still be running this attempt when the write commits.
         tx.lock_workspace(&ws.id).await?;
-        let current = found(tx.get_job(&job.id).await?, "job", &job.id)?;
-        if current.status != JobStatus::Running || current.attempt != job.attempt {
+        let mut current = found(tx.get_job(&job.id).await?, "job", &job.id)?;
+        let expected = if late {
+            JobStatus::Errored
+        } else {
+            JobStatus::Running
+        };
+        if current.status != expected
+            || current.attempt != job.attempt
+            || (late && current.token_hash.is_none())
+        {
             return Err(Error::Unauthorized);
+        }
+        if late {
+            if let Some(newest) = tx.current_state_version(&ws.id).await? {
+                if let Some(reason) = crate::artifacts::late_state_refusal(&newest, serial, lineage)
+                {
+                    return Err(Error::StateConflict { reason });
+                }
+            }
+            // One late state per given-up apply.
+            current.token_hash = None;
+            tx.update_job(&current).await?;
         }
         let sv = StateVersion {
             id: StateVersionId::generate(self.rng.as_ref()),

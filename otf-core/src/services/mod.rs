@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use agents::{AgentView, RegisterAgent};
+pub use agents::{reconcile, AgentView, PingAnswer, RegisterAgent};
 pub use dispatch::Dispatcher;
 pub use errors::Error;
 pub use jobs::{JobOutcome, StartedJob};
@@ -56,6 +56,8 @@ pub struct CoreConfig {
     pub tarball_limits: crate::tarball::TarballLimits,
     /// Bytes a job's log may hold ([`crate::log_limit`]).
     pub max_log_bytes: u64,
+    /// Allocation lease and phase timeouts ([`crate::job::job_deadlines`]).
+    pub job_timers: crate::job::JobTimers,
 }
 
 impl Default for CoreConfig {
@@ -68,6 +70,7 @@ impl Default for CoreConfig {
             max_config_bytes: 100 * 1024 * 1024,
             tarball_limits: crate::tarball::TarballLimits::default(),
             max_log_bytes: 50 * 1024 * 1024,
+            job_timers: crate::job::JobTimers::default(),
         }
     }
 }
@@ -85,6 +88,9 @@ pub struct Core<S: Store> {
     last_seen: Arc<Mutex<HashMap<AgentId, Timestamp>>>,
     /// Long-polls waiting for jobs and signals.
     waiters: Arc<waiters::Waiters>,
+    /// The leader's reign this core writes for ([`Core::fenced`]): every
+    /// transaction first checks it is still current.
+    reign: Option<u64>,
 }
 
 impl<S: Store> Clone for Core<S> {
@@ -97,6 +103,7 @@ impl<S: Store> Clone for Core<S> {
             config: self.config.clone(),
             last_seen: self.last_seen.clone(),
             waiters: self.waiters.clone(),
+            reign: self.reign,
         }
     }
 }
@@ -117,6 +124,7 @@ impl<S: Store> Core<S> {
             config: Arc::new(config),
             last_seen: Arc::default(),
             waiters: Arc::default(),
+            reign: None,
         }
     }
 
@@ -137,7 +145,34 @@ impl<S: Store> Core<S> {
     }
 
     async fn begin(&self) -> Result<S::Tx, Error> {
-        Ok(self.store.begin().await?)
+        let mut tx = self.store.begin().await?;
+        if let Some(epoch) = self.reign {
+            if !crate::store::ReignRepo::holds_reign(&mut tx, epoch).await? {
+                return Err(Error::Deposed { epoch });
+            }
+        }
+        Ok(tx)
+    }
+
+    /// Start a new leader reign (on taking the leader lock): from now on
+    /// only transactions of a core [`Core::fenced`] with the returned epoch
+    /// count as the leader's, and those of earlier reigns fail with
+    /// [`Error::Deposed`].
+    pub async fn begin_reign(&self) -> Result<u64, Error> {
+        let mut tx = self.store.begin().await?;
+        let epoch = crate::store::ReignRepo::begin_reign(&mut tx).await?;
+        crate::store::Tx::commit(tx).await?;
+        Ok(epoch)
+    }
+
+    /// A clone whose every transaction belongs to leader reign `epoch`: it
+    /// fails with [`Error::Deposed`] once another reign began (the
+    /// dispatcher runs on one).
+    pub fn fenced(&self, epoch: u64) -> Self {
+        Self {
+            reign: Some(epoch),
+            ..self.clone()
+        }
     }
 
     /// Commit, then tell everyone what changed.

@@ -367,45 +367,62 @@ impl<S: Store> Core<S> {
     /// the runner interrupts terraform gracefully.
     pub async fn cancel_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
         self.run_action(subject, id, |core, tx, _ws, run, events| {
-            Box::pin(async move {
-                let now = core.now();
-                run.apply_event(RunEvent::Cancel, now, core.config.force_cancel_cool_off)?;
-                if let Some(mut job) = active_job(tx, &run.id).await? {
-                    if run.status.is_final() {
-                        job.apply(JobEvent::Cancel, now)?;
-                    } else {
-                        job.signal(Signal::Cancel);
-                    }
-                    tx.update_job(&job).await?;
-                    events.push(Event::Job(job));
-                }
-                Ok(())
-            })
+            Box::pin(core.cancel_in(tx, run, events))
         })
         .await
+    }
+
+    /// The cancel itself, inside the caller's transaction (the run's
+    /// workspace locked).
+    pub(super) async fn cancel_in(
+        &self,
+        tx: &mut S::Tx,
+        run: &mut Run,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        run.apply_event(RunEvent::Cancel, now, self.config.force_cancel_cool_off)?;
+        if let Some(mut job) = active_job(tx, &run.id).await? {
+            if run.status.is_final() {
+                job.apply(JobEvent::Cancel, now)?;
+            } else {
+                job.signal(Signal::Cancel);
+            }
+            tx.update_job(&job).await?;
+            events.push(Event::Job(job));
+        }
+        Ok(())
     }
 
     /// Force-cancel: the run and its job end at once; the runner kills
     /// terraform.
     pub async fn force_cancel_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
         self.run_action(subject, id, |core, tx, _ws, run, events| {
-            Box::pin(async move {
-                let now = core.now();
-                run.apply_event(
-                    RunEvent::ForceCancel,
-                    now,
-                    core.config.force_cancel_cool_off,
-                )?;
-                if let Some(mut job) = active_job(tx, &run.id).await? {
-                    job.signal(Signal::ForceCancel);
-                    job.apply(JobEvent::Cancel, now)?;
-                    tx.update_job(&job).await?;
-                    events.push(Event::Job(job));
-                }
-                Ok(())
-            })
+            Box::pin(core.force_cancel_in(tx, run, events))
         })
         .await
+    }
+
+    /// The force-cancel itself, inside the caller's transaction.
+    pub(super) async fn force_cancel_in(
+        &self,
+        tx: &mut S::Tx,
+        run: &mut Run,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        run.apply_event(
+            RunEvent::ForceCancel,
+            now,
+            self.config.force_cancel_cool_off,
+        )?;
+        if let Some(mut job) = active_job(tx, &run.id).await? {
+            job.signal(Signal::ForceCancel);
+            job.apply(JobEvent::Cancel, now)?;
+            tx.update_job(&job).await?;
+            events.push(Event::Job(job));
+        }
+        Ok(())
     }
 
     /// The frame of every user action on a run: lock its workspace, authorize,

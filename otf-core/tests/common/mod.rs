@@ -22,6 +22,8 @@ use otf_core::services::{
 use otf_core::workspace::{ExecutionMode, Workspace};
 use otf_core::{Core, CoreConfig, Dispatcher};
 
+use otf_core::job::JobTimers;
+
 pub const SITE_TOKEN: &str = "site-token-for-tests";
 
 pub fn liveness() -> LivenessConfig {
@@ -43,12 +45,18 @@ pub struct World {
 
 impl World {
     pub async fn new(seed: u64) -> Self {
+        Self::with_timers(seed, JobTimers::default()).await
+    }
+
+    /// A world whose jobs have these lease and timeouts.
+    pub async fn with_timers(seed: u64, job_timers: JobTimers) -> Self {
         let clock = ManualClock::new(Timestamp(1_700_000_000_000));
         let bus = Arc::new(LocalBus::new(1 << 16));
         let config = CoreConfig {
             liveness: liveness(),
             force_cancel_cool_off: Duration::from_secs(10),
             site_token: Some(SecretHash::of(SITE_TOKEN)),
+            job_timers,
             ..CoreConfig::default()
         };
         let core = Core::new(
@@ -247,7 +255,7 @@ impl World {
 
     pub async fn ping(&self, subject: &Subject, agent: &Agent, status: ReportedStatus) {
         self.core
-            .ping(subject, agent.id.as_str(), status)
+            .ping(subject, agent.id.as_str(), status, None)
             .await
             .expect("ping");
     }

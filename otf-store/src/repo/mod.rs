@@ -5,6 +5,7 @@ mod agents;
 mod artifacts;
 mod organizations;
 mod pools;
+mod reign;
 mod runs;
 mod workspaces;
 

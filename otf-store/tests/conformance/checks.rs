@@ -750,3 +750,26 @@ pub async fn dropped_transactions_roll_back<S: Store>(s: &S) {
     assert_eq!(tx.get_run(&r.id).await.unwrap(), Some(r));
     assert_eq!(tx.get_job(&j.id).await.unwrap(), Some(j));
 }
+
+pub async fn leader_reigns_fence_each_other<S: Store>(s: &S) {
+    let mut tx = begin(s).await;
+    let first = tx.begin_reign().await.unwrap();
+    commit(tx).await;
+    let mut tx = begin(s).await;
+    assert!(tx.holds_reign(first).await.unwrap());
+    drop(tx);
+    // A new reign that rolls back changes nothing.
+    let mut tx = begin(s).await;
+    assert_eq!(tx.begin_reign().await.unwrap(), first + 1);
+    drop(tx);
+    let mut tx = begin(s).await;
+    assert!(tx.holds_reign(first).await.unwrap());
+    drop(tx);
+    let mut tx = begin(s).await;
+    let second = tx.begin_reign().await.unwrap();
+    commit(tx).await;
+    assert_eq!(second, first + 1);
+    let mut tx = begin(s).await;
+    assert!(!tx.holds_reign(first).await.unwrap(), "deposed");
+    assert!(tx.holds_reign(second).await.unwrap());
+}

@@ -66,5 +66,6 @@ conformance!(
     checks::logs_and_artifacts,
     checks::deletes_cascade,
     checks::dropped_transactions_roll_back,
+    checks::leader_reigns_fence_each_other,
     concurrency::concurrent_updates_never_lose_a_change,
 );

@@ -332,10 +332,23 @@ impl Agent {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
+        Agent::start_at(&server.url, token, name, engine, extra, env)
+    }
+
+    /// Start an agent that reaches otfd at `url` (say, through a fault
+    /// proxy).
+    pub fn start_at(
+        url: &str,
+        token: &str,
+        name: &str,
+        engine: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let work = tempfile::tempdir().expect("work dir");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_otf-agent-e2e"));
         cmd.arg("--address")
-            .arg(&server.url)
+            .arg(url)
             .arg("--name")
             .arg(name)
             .arg("--engine-bin")
@@ -454,4 +467,24 @@ pub async fn job_dir_with(jobs: &std::path::Path, marker: &str) -> std::path::Pa
         },
     )
     .await
+}
+
+/// A terraform that blocks in one command when `SLOW_TF_COMMAND` names it:
+/// until the file `SLOW_TF_RELEASE` exists (then it goes on), or for ten
+/// minutes; it ignores SIGINT there when `SLOW_TF_IGNORE_INT` is set. A
+/// long-running plan or apply on demand. (Not `OTF_*` variables: those
+/// never reach terraform.) It runs the real terraform, which agents are
+/// granted with `--sandbox-read` (and the release file's directory too).
+pub fn slow_engine(dir: &std::path::Path) -> String {
+    let path = dir.join("slow-terraform");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = \"$SLOW_TF_COMMAND\" ]; then\n  trap 'exit 130' INT\n  [ -n \"$SLOW_TF_IGNORE_INT\" ] && trap '' INT\n  echo \"slow $1 is waiting\"\n  if [ -n \"$SLOW_TF_RELEASE\" ]; then\n    while [ ! -f \"$SLOW_TF_RELEASE\" ]; do sleep 0.1; done\n  else\n    sleep 600\n  fi\nfi\nexec {} \"$@\"\n",
+        terraform()
+    );
+    std::fs::write(&path, script).expect("write the engine wrapper");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    path.display().to_string()
 }

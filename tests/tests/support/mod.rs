@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -210,13 +211,32 @@ impl Server {
 
     /// Start otfd with `extra` flags and `env` variables besides its own.
     pub fn start_with_env(db: &Db, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_full(db, extra, env, &|url| url.to_string())
+    }
+
+    /// Start otfd on a fresh PostgreSQL database whose URL `rewrite`
+    /// changes first (say, to reach it through a fault proxy).
+    pub fn start_rewriting_database(
+        db: &Db,
+        extra: &[&str],
+        rewrite: &dyn Fn(&str) -> String,
+    ) -> Server {
+        Server::start_full(db, extra, &[], rewrite)
+    }
+
+    fn start_full(
+        db: &Db,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        rewrite: &dyn Fn(&str) -> String,
+    ) -> Server {
         let data_dir = tempfile::tempdir().expect("a temporary directory");
         let site_token = "e2e-site-token".to_string();
         let (pg, url) = match db {
             Db::Sqlite => (None, None),
             Db::Postgres(admin) => {
                 let (pg, url) = PgDatabase::create(admin);
-                (Some(pg), Some(url))
+                (Some(pg), Some(rewrite(&url)))
             }
         };
         let mut args: Vec<String> = vec![
@@ -287,6 +307,24 @@ impl Server {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Stop otfd with `signal` (SIGTERM: a graceful stop; SIGKILL: a crash)
+    /// and wait until it is gone.
+    pub fn stop(&mut self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "otfd did not stop within 30 s of {signal}; its log:\n{}",
+            self.log()
+        );
     }
 
     /// Start otfd again on the same address, data dir and database.
