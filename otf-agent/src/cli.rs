@@ -74,6 +74,14 @@ struct Flags {
     /// as well.
     #[arg(long, env = "OTF_APPLY_TIMEOUT", value_parser = otf_core::duration::parse)]
     apply_timeout: Option<std::time::Duration>,
+    /// The operator's hooks (terraform-pre-plan, terraform-post-plan,
+    /// terraform-pre-apply, terraform-post-apply) (default: `hooks` in the
+    /// work directory).
+    #[arg(long, env = "OTF_HOOKS_DIR")]
+    hooks_dir: Option<PathBuf>,
+    /// How long one hook may run before it is killed and its phase fails.
+    #[arg(long, env = "OTF_HOOK_TIMEOUT", default_value = "60s", value_parser = otf_core::duration::parse)]
+    hook_timeout: std::time::Duration,
     /// Longest wait for the engine mirror's connection.
     #[arg(long, env = "OTF_ENGINE_CONNECT_TIMEOUT", default_value = "10s", value_parser = otf_core::duration::parse)]
     engine_connect_timeout: std::time::Duration,
@@ -222,6 +230,15 @@ async fn agent(flags: Flags) -> ExitCode {
         timeouts: crate::runtime::PhaseTimeouts {
             plan: flags.plan_timeout,
             apply: flags.apply_timeout,
+        },
+        hooks: crate::hooks::Hooks {
+            dir: Some(
+                flags
+                    .hooks_dir
+                    .clone()
+                    .unwrap_or_else(|| work_dir.join("hooks")),
+            ),
+            timeout: flags.hook_timeout,
         },
     };
     let (tx, rx) = tokio::sync::mpsc::channel(4);

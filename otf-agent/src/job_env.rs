@@ -48,6 +48,24 @@ pub fn inherited(
     env
 }
 
+/// The variables HCP Terraform sets for every run, so configurations and
+/// scripts that read them work unchanged.
+pub fn run_variables(start: &crate::protocol::StartResponse) -> Vec<(String, String)> {
+    let ws = &start.workspace;
+    vec![
+        ("TFC_RUN_ID".into(), start.run.id.clone()),
+        ("TFC_WORKSPACE_NAME".into(), ws.name.clone()),
+        (
+            "TFC_WORKSPACE_SLUG".into(),
+            format!("{}/{}", ws.organization, ws.name),
+        ),
+        (
+            "TFC_CONFIGURATION_VERSION_ID".into(),
+            start.run.configuration_version_id.clone(),
+        ),
+    ]
+}
+
 /// The environment of one job's commands: the inherited one, the run's
 /// environment variables over it, then what the runner always sets.
 pub fn for_job(

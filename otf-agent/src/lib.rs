@@ -12,11 +12,13 @@
 pub mod acked;
 pub mod cli;
 pub mod engine;
+pub mod hooks;
 pub mod job_env;
 mod logs;
 pub mod operation;
 mod process;
 pub mod protocol;
+pub mod recovery;
 pub mod runtime;
 pub mod sandbox;
 pub mod transport;

@@ -41,6 +41,8 @@ pub struct JobRun<'a> {
     pub runner: &'a str,
     pub log: &'a LogSink,
     pub stop: watch::Receiver<Stop>,
+    /// The operator's hooks around plan and apply.
+    pub hooks: &'a crate::hooks::Hooks,
 }
 
 /// Why a job failed before or between terraform commands.
@@ -166,7 +168,7 @@ pub fn apply_counts(output: &str) -> (u32, u32, u32) {
 }
 
 /// Serial and lineage of a state file.
-fn state_identity(state: &[u8]) -> (i64, String) {
+pub(crate) fn state_identity(state: &[u8]) -> (i64, String) {
     let v: serde_json::Value = serde_json::from_slice(state).unwrap_or_default();
     (
         v.get("serial").and_then(|s| s.as_i64()).unwrap_or(0),
@@ -233,6 +235,8 @@ impl JobRun<'_> {
         if let Some(s) = &state {
             write("terraform.tfstate", s)?;
         }
+        // HCP Terraform's run variables, over the workspace's.
+        env.extend(crate::job_env::run_variables(self.start));
         Ok((cwd, crate::job_env::for_job(self.env, &env, &tmp), state))
     }
 
@@ -270,9 +274,23 @@ impl JobRun<'_> {
         .map(|_| ())
     }
 
+    async fn hook(
+        &self,
+        point: crate::hooks::HookPoint,
+        cwd: &Path,
+        env: &mut Vec<(OsString, OsString)>,
+    ) -> Result<(), Failure> {
+        self.hooks
+            .run(point, cwd, self.dir, env, self.log, &self.stop)
+            .await
+            .map_err(Failure::Setup)
+    }
+
     async fn plan(&mut self) -> Result<FinishRequest, Failure> {
-        let (cwd, env, _) = self.prepare().await?;
+        use crate::hooks::HookPoint;
+        let (cwd, mut env, _) = self.prepare().await?;
         self.init(&cwd, &env).await?;
+        self.hook(HookPoint::PrePlan, &cwd, &mut env).await?;
         let run = &self.start.run;
         let mut args: Vec<String> = vec![
             "plan".into(),
@@ -292,6 +310,7 @@ impl JobRun<'_> {
         args.extend(run.target_addrs.iter().map(|t| format!("-target={t}")));
         args.extend(run.replace_addrs.iter().map(|r| format!("-replace={r}")));
         self.terraform(&cwd, &env, args, true).await?;
+        self.hook(HookPoint::PostPlan, &cwd, &mut env).await?;
         let json = self
             .terraform(
                 &cwd,
@@ -319,7 +338,8 @@ impl JobRun<'_> {
     }
 
     async fn apply(&mut self) -> Result<FinishRequest, Failure> {
-        let (cwd, env, before) = self.prepare().await?;
+        use crate::hooks::HookPoint;
+        let (cwd, mut env, before) = self.prepare().await?;
         let token = self.token().to_string();
         if let Some(lock) = self.transport.get_artifact(&token, "lock-file").await? {
             write_private(&cwd.join(".terraform.lock.hcl"), &lock)
@@ -332,6 +352,7 @@ impl JobRun<'_> {
             .ok_or_else(|| Failure::Setup("the run has no saved plan to apply".into()))?;
         write_private(&cwd.join("plan.out"), &plan).map_err(|e| Failure::Setup(e.to_string()))?;
         self.init(&cwd, &env).await?;
+        self.hook(HookPoint::PreApply, &cwd, &mut env).await?;
         // The apply output is both streamed and kept, for its closing counts.
         let step = Step {
             program: self.engine,
@@ -357,7 +378,10 @@ impl JobRun<'_> {
             }
         }
         match exit {
-            Exit::Success => Ok(finished(apply_counts(&String::from_utf8_lossy(&out)), true)),
+            Exit::Success => {
+                self.hook(HookPoint::PostApply, &cwd, &mut env).await?;
+                Ok(finished(apply_counts(&String::from_utf8_lossy(&out)), true))
+            }
             other => Err(Failure::Exit(other)),
         }
     }

@@ -74,6 +74,18 @@ fn signal(pid: Option<u32>, sig: nix::sys::signal::Signal) {
     }
 }
 
+/// The command for people: `terraform plan`, or a hook's file name.
+fn what(step: &Step<'_>) -> String {
+    match step.args.first() {
+        Some(sub) => format!("terraform {sub}"),
+        None => step
+            .program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| step.program.display().to_string()),
+    }
+}
+
 /// Run `step` to its end; returns how it ended and its stdout.
 pub async fn run(step: Step<'_>, stop: &mut watch::Receiver<Stop>) -> (Exit, Vec<u8>) {
     if *stop.borrow() != Stop::Run {
@@ -152,11 +164,8 @@ pub async fn run(step: Step<'_>, stop: &mut watch::Receiver<Stop>) -> (Exit, Vec
         (Ok(s), Some(Stop::Cancel)) if s.success() => Exit::Success,
         (_, Some(s)) => Exit::Stopped(s),
         (Ok(s), None) if s.success() => Exit::Success,
-        (Ok(s), None) => Exit::Failed(format!(
-            "terraform {} exited with {s}",
-            step.args.first().map(String::as_str).unwrap_or("")
-        )),
-        (Err(e), None) => Exit::Failed(format!("waiting for terraform failed: {e}")),
+        (Ok(s), None) => Exit::Failed(format!("{} exited with {s}", what(&step))),
+        (Err(e), None) => Exit::Failed(format!("waiting for {} failed: {e}", what(&step))),
     };
     (exit, stdout)
 }

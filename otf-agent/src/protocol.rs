@@ -91,6 +91,9 @@ pub struct RunSpec {
     pub target_addrs: Vec<String>,
     pub replace_addrs: Vec<String>,
     pub terraform_version: String,
+    /// Its configuration version (empty from an older otfd).
+    #[serde(default)]
+    pub configuration_version_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -186,6 +189,7 @@ impl From<&otf_core::services::StartedJob> for StartResponse {
                 target_addrs: r.options.target_addrs.clone(),
                 replace_addrs: r.options.replace_addrs.clone(),
                 terraform_version: r.terraform_version.clone(),
+                configuration_version_id: r.configuration_version.to_string(),
             },
             workspace: WorkspaceSpec {
                 id: w.id.to_string(),

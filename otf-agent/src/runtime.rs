@@ -41,6 +41,8 @@ pub struct RunnerConfig {
     pub patience: crate::acked::Patience,
     /// This runner's own bounds on a phase (otfd enforces its own too).
     pub timeouts: PhaseTimeouts,
+    /// The operator's hooks around plan and apply.
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// A runner's own plan and apply timeouts: past one, the job is interrupted
@@ -85,7 +87,8 @@ struct Running {
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Run until shut down: the first message on `signals` stops taking jobs and
-/// lets running ones finish; a second cancels them.
+/// lets running ones finish; a second cancels them (SIGINT to terraform); a
+/// third kills them. What they produced is still reported.
 pub async fn run(
     transport: Arc<dyn Transport>,
     cfg: RunnerConfig,
@@ -113,6 +116,8 @@ pub async fn run(
     let mut poll_after = Instant::now();
     let mut backoff = Duration::from_millis(500);
     let mut shutting_down = false;
+    let mut canceling = false;
+    let mut signals_open = true;
     let mut announced_wait = false;
 
     let result = loop {
@@ -136,9 +141,14 @@ pub async fn run(
                 Event::JobDone
             }
             _ = ping.tick() => Event::Ping,
-            s = signals.recv() => match s {
+            s = signals.recv(), if signals_open => match s {
                 Some(()) => Event::Signal,
-                None => Event::Signal,
+                // Whoever sent signals is gone: no more will come (and a
+                // closed channel must not read as an endless stream of them).
+                None => {
+                    signals_open = false;
+                    continue;
+                }
             },
             _ = tokio::time::sleep(retry_in), if poll.is_none() && !retry_in.is_zero() => continue,
         };
@@ -227,11 +237,18 @@ pub async fn run(
                 }
             }
             Event::Signal => {
-                if shutting_down {
+                if canceling {
+                    tracing::warn!(
+                        jobs = running.jobs.len(),
+                        "third signal: killing running jobs"
+                    );
+                    stop_all(&running, Stop::Kill);
+                } else if shutting_down {
                     tracing::info!(
                         jobs = running.jobs.len(),
                         "second signal: canceling running jobs"
                     );
+                    canceling = true;
                     stop_all(&running, Stop::Cancel);
                 } else {
                     shutting_down = true;
@@ -455,6 +472,7 @@ async fn execute_job(
                         runner: &cfg.name,
                         log: &log,
                         stop: stop_rx,
+                        hooks: &cfg.hooks,
                     }
                     .execute()
                     .await

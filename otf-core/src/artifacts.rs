@@ -84,21 +84,36 @@ wire_enum!(
     }
 );
 
-/// Why the late state of a given-up apply (`serial`, `lineage`) must not
-/// become the workspace's current state `newest`: it would replace a state
-/// of another lineage, or one as new or newer. None: take it.
-pub fn late_state_refusal(newest: &StateVersion, serial: i64, lineage: &str) -> Option<String> {
+/// Why the late state of a given-up apply must not become the workspace's
+/// current state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LateStateRefusal {
+    #[error("the late state of a given-up apply has lineage {late}, the workspace's current state {current}; it was not recorded")]
+    OtherLineage { late: String, current: String },
+    #[error("the late state of a given-up apply (serial {late}) is not newer than the workspace's current state (serial {current}); it was not recorded")]
+    NotNewer { late: i64, current: i64 },
+}
+
+/// Whether the late state (`serial`, `lineage`) of a given-up apply may
+/// follow the workspace's current state `newest`: only in the same lineage
+/// and newer (a compare-and-swap, so it never replaces what a later apply
+/// wrote).
+pub fn late_state_refusal(
+    newest: &StateVersion,
+    serial: i64,
+    lineage: &str,
+) -> Option<LateStateRefusal> {
     if newest.lineage != lineage {
-        return Some(format!(
-            "the late state of a given-up apply has lineage {lineage}, the workspace's current state {}; it was not recorded",
-            newest.lineage
-        ));
+        return Some(LateStateRefusal::OtherLineage {
+            late: lineage.to_string(),
+            current: newest.lineage.clone(),
+        });
     }
     if serial <= newest.serial {
-        return Some(format!(
-            "the late state of a given-up apply (serial {serial}) is not newer than the workspace's current state (serial {}); it was not recorded",
-            newest.serial
-        ));
+        return Some(LateStateRefusal::NotNewer {
+            late: serial,
+            current: newest.serial,
+        });
     }
     None
 }
@@ -141,12 +156,16 @@ mod tests {
         };
         assert_eq!(late_state_refusal(&newest, 6, "L"), None);
         let older = late_state_refusal(&newest, 5, "L").unwrap();
-        assert!(
-            older.contains("not newer") && older.contains("serial 5"),
-            "{older}"
+        assert_eq!(
+            older,
+            LateStateRefusal::NotNewer {
+                late: 5,
+                current: 5
+            }
         );
+        assert!(older.to_string().contains("not newer"), "{older}");
         assert!(late_state_refusal(&newest, 4, "L").is_some());
         let other = late_state_refusal(&newest, 9, "M").unwrap();
-        assert!(other.contains("lineage M"), "{other}");
+        assert!(other.to_string().contains("lineage M"), "{other}");
     }
 }

@@ -483,18 +483,27 @@ impl Model {
         }
         drop(tx);
 
-        // A token works exactly while its attempt runs.
+        // A token works exactly while its attempt runs, and for a given-up
+        // apply (its runner lost) until it delivered its state: then only
+        // as a late subject, which may do nothing else.
         for (job, secret, _) in &self.tokens {
             let mut tx = self.w.core.store().begin().await.unwrap();
             let j = tx.get_job(job).await.unwrap().unwrap();
             drop(tx);
-            let ok = self.w.core.authenticate(secret).await.is_ok();
+            let given_up = j.status == JobStatus::Errored
+                && j.phase == otf_core::job::JobPhase::Apply
+                && j.token_hash.is_some();
+            let subject = self.w.core.authenticate(secret).await;
             assert_eq!(
-                ok,
-                j.status == JobStatus::Running,
+                subject.is_ok(),
+                j.status == JobStatus::Running || given_up,
                 "token of job {job} ({})",
                 j.status
             );
+            if let Ok(subject) = subject {
+                let late = matches!(subject, Subject::Job { late: true, .. });
+                assert_eq!(late, given_up, "late subject of job {job}");
+            }
         }
     }
 }

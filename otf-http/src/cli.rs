@@ -163,6 +163,19 @@ struct Flags {
     /// it before it is allocated again.
     #[arg(long, env = "OTF_ALLOCATION_LEASE", default_value = "30s", value_parser = otf_core::duration::parse)]
     allocation_lease: Duration,
+    /// On SIGTERM/SIGINT, how long the server runner's jobs may go on before
+    /// they are canceled (then killed 10 s later); their state is still
+    /// delivered.
+    #[arg(long, env = "OTF_SHUTDOWN_GRACE", default_value = "60s", value_parser = otf_core::duration::parse)]
+    shutdown_grace: Duration,
+    /// The server runner's hooks (terraform-pre-plan, terraform-post-plan,
+    /// terraform-pre-apply, terraform-post-apply) (default: `hooks` in the
+    /// data directory).
+    #[arg(long, env = "OTF_HOOKS_DIR")]
+    hooks_dir: Option<PathBuf>,
+    /// How long one hook may run before it is killed and its phase fails.
+    #[arg(long, env = "OTF_HOOK_TIMEOUT", default_value = "60s", value_parser = otf_core::duration::parse)]
+    hook_timeout: Duration,
     /// Longest wait for the engine mirror's connection (server runner).
     #[arg(long, env = "OTF_ENGINE_CONNECT_TIMEOUT", default_value = "10s", value_parser = otf_core::duration::parse)]
     engine_connect_timeout: Duration,
@@ -288,6 +301,16 @@ async fn run() -> ExitCode {
         },
         long_poll: secs(flags.long_poll),
         tick: secs(flags.tick),
+        shutdown_grace: flags.shutdown_grace,
+        hooks: otf_agent::hooks::Hooks {
+            dir: Some(
+                flags
+                    .hooks_dir
+                    .clone()
+                    .unwrap_or_else(|| flags.data_dir.join("hooks")),
+            ),
+            timeout: flags.hook_timeout,
+        },
         concurrency: flags.concurrency,
         engine: otf_agent::engine::EngineConfig {
             bin: flags.engine_bin.clone(),

@@ -69,7 +69,8 @@ impl From<Error> for ApiError {
             | Error::Lock(_)
             | Error::AgentGone { .. }
             | Error::WorkspaceBusy { .. }
-            | Error::StateConflict { .. } => StatusCode::CONFLICT,
+            | Error::StateConflict { .. }
+            | Error::LateState(_) => StatusCode::CONFLICT,
             Error::AgentStillLive { .. } => StatusCode::PRECONDITION_FAILED,
             Error::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
             Error::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,

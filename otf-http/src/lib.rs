@@ -85,6 +85,11 @@ pub struct Config {
     pub max_log_bytes: u64,
     /// Allocation lease and plan/apply timeouts.
     pub job_timers: otf_core::job::JobTimers,
+    /// How long the server runner's jobs may go on after a shutdown signal
+    /// before they are canceled.
+    pub shutdown_grace: Duration,
+    /// The server runner's hooks.
+    pub hooks: otf_agent::hooks::Hooks,
 }
 
 impl Default for Config {
@@ -109,6 +114,8 @@ impl Default for Config {
             metrics_token: None,
             max_log_bytes: CoreConfig::default().max_log_bytes,
             job_timers: otf_core::job::JobTimers::default(),
+            shutdown_grace: Duration::from_secs(60),
+            hooks: otf_agent::hooks::Hooks::default(),
         }
     }
 }
@@ -380,10 +387,17 @@ impl Otfd {
         // directly, for workspaces in remote execution mode.
         let (runner_stop, runner_signals) = tokio::sync::mpsc::channel(2);
         let runner = (self.config.concurrency > 0).then(|| {
-            let transport = Arc::new(otf_agent::transport::in_process::InProcess::new(
-                core.clone(),
-                self.config.long_poll,
-            ));
+            let transport = Arc::new(
+                otf_agent::transport::in_process::InProcess::new(
+                    core.clone(),
+                    self.config.long_poll,
+                )
+                .with_recovery(otf_agent::recovery::Recovery {
+                    identity_file: self.config.data_dir.join("server-runner-agent"),
+                    spool_dir: self.config.data_dir.join("spool"),
+                    work_dir: self.config.data_dir.join("work"),
+                }),
+            );
             let mut engine = self.config.engine.clone();
             if engine.bin.is_none() {
                 engine.cache_dir = self.config.data_dir.join("engines");
@@ -401,21 +415,38 @@ impl Otfd {
                 // otfd's own --plan-timeout and --apply-timeout bound its
                 // server runner's jobs.
                 timeouts: otf_agent::PhaseTimeouts::default(),
+                hooks: self.config.hooks.clone(),
             };
             tokio::spawn(otf_agent::run(transport, cfg, runner_signals))
         });
         tracing::info!(address = %addr, url = %base_url, "otfd listening");
         serve(listener, app, self.tls, shutdown, Duration::from_secs(5)).await;
         tracing::info!("shutting down");
-        if let Some(runner) = runner {
-            // Let running jobs finish for a while, then stop them.
+        if let Some(mut runner) = runner {
+            // Let running jobs finish for the grace, then interrupt them,
+            // then kill them; what they produced (an apply's state) is
+            // still delivered, straight to the core.
             let _ = runner_stop.send(()).await;
-            let abort = runner.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(30), runner)
-                .await
-                .is_err()
-            {
-                abort.abort();
+            let grace = self.config.shutdown_grace;
+            if tokio::time::timeout(grace, &mut runner).await.is_err() {
+                tracing::warn!(grace = %otf_core::duration::human(grace), "the server runner's jobs outlived the shutdown grace; canceling them");
+                let _ = runner_stop.send(()).await;
+                if tokio::time::timeout(otf_agent::runtime::KILL_AFTER, &mut runner)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("the server runner's jobs did not stop; killing them");
+                    let _ = runner_stop.send(()).await;
+                    // Their reports go straight to the core; bound the wait
+                    // anyway.
+                    let abort = runner.abort_handle();
+                    if tokio::time::timeout(Duration::from_secs(60), runner)
+                        .await
+                        .is_err()
+                    {
+                        abort.abort();
+                    }
+                }
             }
         }
         let _ = stop.send(true);

@@ -329,3 +329,123 @@ async fn postgres_connections_cut_mid_run_lose_nothing() {
     let again = s.api.run(&s.ws, &[("main.tf", WAIT)], false).await;
     s.api.wait_for(&again, "planned_and_finished", RUN).await;
 }
+
+/// otfd with its server runner on a terraform that blocks in `command`
+/// until `release` exists.
+fn server_runner(
+    dir: &std::path::Path,
+    command: &str,
+    extra: &[&str],
+) -> (Server, std::path::PathBuf) {
+    let release = dir.join("release-phase");
+    let engine = slow_engine(dir);
+    let real = terraform();
+    let dir_text = dir.display().to_string();
+    let mut flags = vec![
+        "--concurrency",
+        "1",
+        "--engine-bin",
+        &engine,
+        "--sandbox-read",
+        &real,
+        "--sandbox-read",
+        &dir_text,
+    ];
+    flags.extend_from_slice(extra);
+    let release_text = release.display().to_string();
+    let server = Server::start_with_env(
+        &Db::Sqlite,
+        &flags,
+        &[
+            ("SLOW_TF_COMMAND", command),
+            ("SLOW_TF_RELEASE", &release_text),
+        ],
+    );
+    (server, release)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_the_server_runners_plan_runs_again_and_its_apply_is_given_up_at_once() {
+    // A grace far longer than the test: only the restart's recovery moves
+    // the jobs of the crashed server runner.
+    let slow_liveness = ["--unknown-grace", "600", "--ping-timeout", "600"];
+    for phase in ["plan", "apply"] {
+        eprintln!("== server runner killed mid-{phase}");
+        let dir = tempfile::tempdir().expect("a directory");
+        let (mut server, release) = server_runner(dir.path(), phase, &slow_liveness);
+        let api = Api::new(&server);
+        api.org("acme").await;
+        let ws = api.workspace("acme", "remote", None).await;
+        let run = api.run(&ws, &[("main.tf", NULL)], false).await;
+        if phase == "apply" {
+            std::fs::write(&release, b"").expect("let the plan through");
+            api.wait_for(&run, "planned", RUN).await;
+            std::fs::remove_file(&release).expect("hold the apply");
+            api.apply(&run).await;
+        }
+        api.wait_log(&run, phase, &format!("slow {phase} is waiting"), RUN)
+            .await;
+        server.stop(Signal::SIGKILL);
+        std::fs::write(&release, b"").expect("release the phase");
+        server.restart();
+        let api = Api::new(&server);
+        if phase == "plan" {
+            api.wait_for(&run, "planned", RUN).await;
+            let log = api.log(&run, "plan").await;
+            assert!(log.contains("planning again as attempt 2 of 3"), "{log}");
+        } else {
+            let done = api.wait_for(&run, "errored", RUN).await;
+            let error = done["attributes"]["error-message"].to_string();
+            assert!(error.contains("was lost while applying"), "{done}");
+            let ws = api.data(&format!("/workspaces/{ws}")).await;
+            assert_eq!(ws["attributes"]["locked"], false, "{ws}");
+        }
+        assert!(
+            server
+                .log()
+                .contains("retired the server runner's previous incarnation"),
+            "{}",
+            server.log()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_cancels_the_server_runners_apply_after_the_grace_and_keeps_its_state() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (mut server, release) = server_runner(dir.path(), "none", &["--shutdown-grace", "1s"]);
+    let api = Api::new(&server);
+    api.org("acme").await;
+    let ws = api.workspace("acme", "remote", None).await;
+    let _ = release;
+    let run = api.run(&ws, &[("main.tf", WAIT)], false).await;
+    api.wait_for(&run, "planned", RUN).await;
+    api.apply(&run).await;
+    e2e::job_dir_with(&server.data_dir.path().join("work"), "marker.txt").await;
+    // The apply never ends by itself: SIGTERM, the grace, then SIGINT.
+    server.stop(Signal::SIGTERM);
+    let log = server.log();
+    assert!(
+        log.contains("outlived the shutdown grace; canceling them"),
+        "{log}"
+    );
+    server.restart();
+    let api = Api::new(&server);
+    let done = api.data(&format!("/runs/{run}")).await;
+    let status = done["attributes"]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(status == "canceled" || status == "errored", "{done}");
+    // terraform wrote its state when interrupted, and otfd has it.
+    let (code, _) = api
+        .get(&format!("/workspaces/{ws}/current-state-version"))
+        .await;
+    assert_eq!(code, 200, "the interrupted apply's state was delivered");
+    assert_eq!(
+        std::fs::read_dir(server.data_dir.path().join("spool"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+}

@@ -18,11 +18,26 @@ pub struct InProcess<S: Store> {
     core: Core<S>,
     /// Longest wait of `await_jobs` and `await_signal`, as the HTTP long-polls.
     long_poll: std::time::Duration,
+    /// What a previous incarnation left behind, dealt with on registration.
+    recovery: Option<crate::recovery::Recovery>,
+    registered: std::sync::atomic::AtomicBool,
 }
 
 impl<S: Store> InProcess<S> {
     pub fn new(core: Core<S>, long_poll: std::time::Duration) -> Self {
-        Self { core, long_poll }
+        Self {
+            core,
+            long_poll,
+            recovery: None,
+            registered: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Recover after a crash of otfd on registering
+    /// ([`crate::recovery::Recovery`]).
+    pub fn with_recovery(mut self, recovery: crate::recovery::Recovery) -> Self {
+        self.recovery = Some(recovery);
+        self
     }
 
     async fn job(&self, token: &str) -> TResult<Subject> {
@@ -49,6 +64,9 @@ fn kind(k: &str) -> TResult<ArtifactKind> {
 #[async_trait]
 impl<S: Store> Transport for InProcess<S> {
     async fn register(&self, req: &RegisterRequest) -> TResult<RegisterResponse> {
+        if let Some(r) = &self.recovery {
+            r.retire_previous(&self.core).await;
+        }
         let agent = self
             .core
             .register_agent(
@@ -62,6 +80,12 @@ impl<S: Store> Transport for InProcess<S> {
             )
             .await
             .map_err(map)?;
+        if let Some(r) = &self.recovery {
+            let first = !self
+                .registered
+                .swap(true, std::sync::atomic::Ordering::SeqCst);
+            r.registered(&self.core, agent.id.as_str(), first).await;
+        }
         Ok(RegisterResponse {
             id: agent.id.to_string(),
             pool_id: None,

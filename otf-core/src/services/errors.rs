@@ -48,6 +48,8 @@ pub enum Error {
     Tarball(#[from] crate::tarball::TarballError),
     #[error("state conflict: {reason}")]
     StateConflict { reason: String },
+    #[error(transparent)]
+    LateState(#[from] crate::artifacts::LateStateRefusal),
     #[error("this replica is no longer the leader (its reign {epoch} was superseded); it stops dispatching")]
     Deposed { epoch: u64 },
     #[error(transparent)]

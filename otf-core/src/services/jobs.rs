@@ -512,9 +512,10 @@ impl<S: Store> Core<S> {
         }
         if late {
             if let Some(newest) = tx.current_state_version(&ws.id).await? {
-                if let Some(reason) = crate::artifacts::late_state_refusal(&newest, serial, lineage)
+                if let Some(refusal) =
+                    crate::artifacts::late_state_refusal(&newest, serial, lineage)
                 {
-                    return Err(Error::StateConflict { reason });
+                    return Err(Error::LateState(refusal));
                 }
             }
             // One late state per given-up apply.
@@ -535,6 +536,82 @@ impl<S: Store> Core<S> {
         tx.insert_state_version(&sv, state).await?;
         self.commit(tx, vec![]).await?;
         Ok(sv)
+    }
+
+    /// A previous incarnation of this replica's server runner (`agent`)
+    /// is gone for good: otfd crashed or was killed while it held jobs.
+    /// Mark it exited and recover its jobs at once, as a lost agent's (a
+    /// plan runs again; an apply is given up, its token kept for the late
+    /// state).
+    pub async fn retire_server_runner(
+        &self,
+        subject: &Subject,
+        agent: &AgentId,
+    ) -> Result<(), Error> {
+        use crate::agent::{AgentEvent, ReportedStatus};
+        use crate::store::AgentRepo;
+        if !matches!(subject, Subject::ServerRunner) {
+            return Err(Error::Forbidden("only the server runner retires itself"));
+        }
+        let mut tx = self.begin().await?;
+        let Some(mut old) = tx.lock_agent(agent).await? else {
+            return Ok(());
+        };
+        if !old.is_server() {
+            return Err(Error::Forbidden("only server runner agents are retired"));
+        }
+        if !old.status.is_final() {
+            old.apply(AgentEvent::Ping(ReportedStatus::Exited), self.now())?;
+            tx.update_agent(&old).await?;
+        }
+        let jobs = tx.list_jobs_of_agent(agent).await?;
+        self.commit(tx, vec![Event::Agent(old.clone())]).await?;
+        let label = old.label();
+        for job in jobs {
+            self.handle_lost_job(&job.id, agent, &label, LossCause::AgentLost { gone: true })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deliver a state that a previous incarnation of the server runner
+    /// kept in its spool for `job` (attempt `attempt`): taken as the late
+    /// state of a given-up apply, with the same compare-and-swap.
+    pub async fn deliver_spooled_state(
+        &self,
+        subject: &Subject,
+        job: &JobId,
+        attempt: u32,
+        serial: i64,
+        lineage: &str,
+        state: &[u8],
+    ) -> Result<StateVersion, Error> {
+        if !matches!(subject, Subject::ServerRunner) {
+            return Err(Error::Forbidden(
+                "only the server runner delivers its spool",
+            ));
+        }
+        let j = {
+            let mut tx = self.begin().await?;
+            found(tx.get_job(job).await?, "job", job)?
+        };
+        if j.pool.is_some() || j.attempt != attempt {
+            return Err(Error::NotFound {
+                kind: "job",
+                id: format!("{job} (attempt {attempt}) of the server runner"),
+            });
+        }
+        let late = Subject::Job {
+            job: j.id,
+            attempt: j.attempt,
+            run: j.run,
+            workspace: j.workspace,
+            organization: j.organization,
+            phase: j.phase,
+            late: true,
+        };
+        self.job_create_state_version(&late, serial, lineage, state)
+            .await
     }
 
     /// The active job of a run (for views).
