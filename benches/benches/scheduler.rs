@@ -52,6 +52,7 @@ fn with_agents(max_jobs: u32) -> Scheduler {
             status: AgentStatus::Idle,
             max_jobs,
             last_seen: Timestamp(n as i64),
+            drained: false,
         });
     }
     s

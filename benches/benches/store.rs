@@ -80,6 +80,7 @@ async fn setup(store: &DbStore) -> BenchResult<Fixture> {
         last_status_at: now,
         token: None,
         registered_at: now,
+        drained: false,
     };
     let mut tx = store.begin().await?;
     tx.insert_organization(&org).await?;

@@ -88,6 +88,10 @@ struct Flags {
     /// Longest time one file of an engine download may take.
     #[arg(long, env = "OTF_ENGINE_DOWNLOAD_TIMEOUT", default_value = "10m", value_parser = otf_core::duration::parse)]
     engine_download_timeout: std::time::Duration,
+    /// Once drained (by an administrator) and idle, report `exited` and
+    /// exit 0: for scale-down hooks.
+    #[arg(long, env = "OTF_EXIT_WHEN_DRAINED")]
+    exit_when_drained: bool,
     /// A PEM CA certificate to trust besides the system's.
     #[arg(long, env = "OTF_CA_CERT")]
     ca_cert: Option<PathBuf>,
@@ -231,6 +235,7 @@ async fn agent(flags: Flags) -> ExitCode {
             plan: flags.plan_timeout,
             apply: flags.apply_timeout,
         },
+        exit_when_drained: flags.exit_when_drained,
         hooks: crate::hooks::Hooks {
             dir: Some(
                 flags

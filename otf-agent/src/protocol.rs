@@ -63,6 +63,9 @@ pub struct StatusResponse {
     /// the agent cancels them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cancel: Vec<String>,
+    /// The agent is drained: it gets no new job.
+    #[serde(default)]
+    pub drained: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

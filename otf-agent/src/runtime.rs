@@ -43,6 +43,8 @@ pub struct RunnerConfig {
     pub timeouts: PhaseTimeouts,
     /// The operator's hooks around plan and apply.
     pub hooks: crate::hooks::Hooks,
+    /// Exit (reporting `exited`) once drained and idle.
+    pub exit_when_drained: bool,
 }
 
 /// A runner's own plan and apply timeouts: past one, the job is interrupted
@@ -211,8 +213,8 @@ pub async fn run(
             },
             Event::JobDone => {
                 if running.jobs.is_empty() {
-                    let _ = report(&*transport, &reg.id, &running, "idle").await;
-                    if shutting_down {
+                    let answer = report(&*transport, &reg.id, &running, "idle").await;
+                    if shutting_down || drained_out(&cfg, &running, &answer) {
                         break Ok(());
                     }
                 }
@@ -224,6 +226,7 @@ pub async fn run(
                     "busy"
                 };
                 match report(&*transport, &reg.id, &running, status).await {
+                    answer @ Ok(_) if drained_out(&cfg, &running, &answer) => break Ok(()),
                     Ok(_) => {}
                     Err(TransportError::Unauthorized(_)) => break Err(AgentError::Revoked),
                     Err(TransportError::Gone(m)) => {
@@ -304,6 +307,21 @@ async fn report(
         }
     }
     Ok(answer)
+}
+
+/// Whether a runner told to exit when drained is drained and idle now.
+fn drained_out(
+    cfg: &RunnerConfig,
+    running: &Running,
+    answer: &TResult<crate::protocol::StatusResponse>,
+) -> bool {
+    let out = cfg.exit_when_drained
+        && running.jobs.is_empty()
+        && answer.as_ref().is_ok_and(|a| a.drained);
+    if out {
+        tracing::info!("drained and idle: exiting");
+    }
+    out
 }
 
 fn stop_all(running: &Running, stop: Stop) {

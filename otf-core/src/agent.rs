@@ -113,6 +113,9 @@ pub struct Agent {
     /// The token it registered with (None for the server runner).
     pub token: Option<AgentTokenId>,
     pub registered_at: Timestamp,
+    /// Drained: it gets no new job, finishes what it runs and keeps
+    /// pinging (its status stays TFE's idle/busy).
+    pub drained: bool,
 }
 
 impl Agent {
@@ -245,6 +248,7 @@ mod tests {
             last_status_at: Timestamp(0),
             token: None,
             registered_at: Timestamp(0),
+            drained: false,
         };
         assert!(!a
             .apply(AgentEvent::Ping(ReportedStatus::Idle), Timestamp(10))

@@ -150,6 +150,7 @@ mod tests {
             last_status_at: Timestamp(0),
             token: None,
             registered_at: Timestamp(0),
+            drained: false,
         }
     }
 

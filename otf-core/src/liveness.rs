@@ -69,6 +69,7 @@ mod tests {
             last_status_at: Timestamp(last_status),
             token: None,
             registered_at: Timestamp(0),
+            drained: false,
         }
     }
 

@@ -19,6 +19,8 @@ pub struct AgentPool {
     /// The explicit allow list; it governs only when not organization-scoped.
     pub allowed_workspaces: BTreeSet<WorkspaceId>,
     pub created_at: Timestamp,
+    /// Drained: agents that register into it start drained.
+    pub drained: bool,
 }
 
 /// An operation on a pool or an assignment that would break an invariant.
@@ -114,6 +116,7 @@ mod tests {
             organization_scoped: scoped,
             allowed_workspaces: BTreeSet::new(),
             created_at: Timestamp(0),
+            drained: false,
         }
     }
 

@@ -2,7 +2,7 @@
 //! per pool. Each event costs O(log n): nothing rescans all jobs or agents.
 //!
 //! Eligibility: a job goes only to an agent of the same pool (`None` = the
-//! server runner), that is idle or busy, and below its `max_jobs`. Among those
+//! server runner), that is idle or busy, not drained, and below its `max_jobs`. Among those
 //! the least loaded wins, then the most recently seen, then the smallest id.
 //! Jobs of a pool are served first come, first served (by `queued_at`, id).
 
@@ -25,6 +25,8 @@ pub struct AgentSlot {
     pub status: AgentStatus,
     pub max_jobs: u32,
     pub last_seen: Timestamp,
+    /// Drained agents get no new job.
+    pub drained: bool,
 }
 
 impl From<&Agent> for AgentSlot {
@@ -35,6 +37,7 @@ impl From<&Agent> for AgentSlot {
             status: a.status,
             max_jobs: a.max_jobs,
             last_seen: a.last_ping_at,
+            drained: a.drained,
         }
     }
 }
@@ -75,6 +78,8 @@ pub enum WaitReason {
     NoAgent,
     /// Every live agent of the pool is at its maximum.
     NoCapacity,
+    /// Every live agent of the pool is drained.
+    Drained,
 }
 
 type ReadyKey = (u32, Reverse<Timestamp>, AgentId);
@@ -87,6 +92,8 @@ struct PoolIndex {
     ready: BTreeSet<ReadyKey>,
     /// Schedulable agents, with or without capacity.
     live: usize,
+    /// Schedulable agents that are drained.
+    drained: usize,
 }
 
 #[derive(Debug)]
@@ -97,13 +104,14 @@ struct AgentEntry {
 
 impl AgentEntry {
     fn ready_key(&self) -> Option<ReadyKey> {
-        (self.slot.status.is_schedulable() && self.load < self.slot.max_jobs).then(|| {
-            (
-                self.load,
-                Reverse(self.slot.last_seen),
-                self.slot.id.clone(),
-            )
-        })
+        (self.slot.status.is_schedulable() && !self.slot.drained && self.load < self.slot.max_jobs)
+            .then(|| {
+                (
+                    self.load,
+                    Reverse(self.slot.last_seen),
+                    self.slot.id.clone(),
+                )
+            })
     }
 }
 
@@ -142,6 +150,7 @@ impl Scheduler {
         };
         let key = entry.ready_key();
         let live = entry.slot.status.is_schedulable();
+        let drained = live && entry.slot.drained;
         let pool_key = entry.slot.pool.clone();
         let pool = self.pool(&pool_key);
         if let Some(k) = key {
@@ -149,6 +158,9 @@ impl Scheduler {
         }
         if live {
             pool.live -= 1;
+        }
+        if drained {
+            pool.drained -= 1;
         }
     }
 
@@ -158,6 +170,7 @@ impl Scheduler {
         };
         let key = entry.ready_key();
         let live = entry.slot.status.is_schedulable();
+        let drained = live && entry.slot.drained;
         let pool_key = entry.slot.pool.clone();
         let pool = self.pool(&pool_key);
         if let Some(k) = key {
@@ -165,6 +178,9 @@ impl Scheduler {
         }
         if live {
             pool.live += 1;
+        }
+        if drained {
+            pool.drained += 1;
         }
     }
 
@@ -321,6 +337,8 @@ impl Scheduler {
             None
         } else if index.live == 0 {
             Some(WaitReason::NoAgent)
+        } else if index.drained == index.live {
+            Some(WaitReason::Drained)
         } else {
             Some(WaitReason::NoCapacity)
         };

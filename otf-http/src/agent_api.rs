@@ -86,6 +86,7 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
             ok(&StatusResponse {
                 status: answer.status.to_string(),
                 cancel: answer.cancel.iter().map(|j| j.to_string()).collect(),
+                drained: answer.drained,
             })
         }
         (Route::AgentJobs, &Method::GET) => {

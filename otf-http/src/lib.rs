@@ -416,6 +416,7 @@ impl Otfd {
                 // server runner's jobs.
                 timeouts: otf_agent::PhaseTimeouts::default(),
                 hooks: self.config.hooks.clone(),
+                exit_when_drained: false,
             };
             tokio::spawn(otf_agent::run(transport, cfg, runner_signals))
         });

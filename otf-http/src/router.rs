@@ -33,8 +33,12 @@ pub enum Route {
     Pool,
     PoolAgents,
     PoolTokens,
+    /// `drain` / `undrain` of every agent of a pool.
+    PoolAction,
     Token,
     Agent,
+    /// `drain` / `undrain` of one agent.
+    AgentAction,
     Config,
     ConfigUpload,
     Runs,
@@ -123,11 +127,16 @@ const TABLE: &[(&str, Route)] = &[
     ("/api/v2/agent-pools/{id}", Route::Pool),
     ("/api/v2/agent-pools/{id}/agents", Route::PoolAgents),
     (
+        "/api/v2/agent-pools/{id}/actions/{action}",
+        Route::PoolAction,
+    ),
+    (
         "/api/v2/agent-pools/{id}/authentication-tokens",
         Route::PoolTokens,
     ),
     ("/api/v2/authentication-tokens/{id}", Route::Token),
     ("/api/v2/agents/{id}", Route::Agent),
+    ("/api/v2/agents/{id}/actions/{action}", Route::AgentAction),
     ("/api/v2/configuration-versions/{id}", Route::Config),
     (
         "/api/v2/configuration-versions/{id}/upload",

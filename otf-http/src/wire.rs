@@ -128,6 +128,7 @@ pub fn pool(p: &AgentPool, assigned: &[Workspace], agent_count: usize) -> Value 
             "created-at": ts(p.created_at),
             "organization-scoped": p.organization_scoped,
             "agent-count": agent_count,
+            "drained": p.drained,
         }),
         json!({
             "organization": rel_one("organizations", Some(p.organization.as_str())),
@@ -154,6 +155,7 @@ pub fn agent(v: &AgentView) -> Value {
             "version": a.version,
             "max-jobs": a.max_jobs,
             "current-jobs": v.current_jobs,
+            "drained": a.drained,
         }),
         json!({ "agent-pool": rel_one("agent-pools", a.pool.as_ref().map(|p| p.as_str())) }),
     )
@@ -174,6 +176,7 @@ pub fn queued_job(q: &QueuedJob) -> Value {
             "wait-reason": q.wait.map(|w| match w {
                 WaitReason::NoAgent => "no-agent",
                 WaitReason::NoCapacity => "no-capacity",
+                WaitReason::Drained => "drained",
             }),
         }),
         json!({

@@ -189,6 +189,7 @@ pub(crate) fn pool_row(p: &AgentPool) -> entity::pool::ActiveModel {
         name: Set(p.name.clone()),
         organization_scoped: Set(p.organization_scoped),
         created_at: Set(p.created_at.0),
+        drained: Set(p.drained),
     }
 }
 
@@ -217,6 +218,7 @@ pub(crate) fn pool(
             .map(|g| parse("workspace id", &g.workspace_id))
             .collect::<StoreResult<_>>()?,
         created_at: Timestamp(m.created_at),
+        drained: m.drained,
     })
 }
 
@@ -258,6 +260,7 @@ pub(crate) fn agent_row(a: &Agent) -> entity::agent::ActiveModel {
         last_status_at: Set(a.last_status_at.0),
         token_id: Set(a.token.as_ref().map(|t| t.to_string())),
         registered_at: Set(a.registered_at.0),
+        drained: Set(a.drained),
     }
 }
 
@@ -275,6 +278,7 @@ pub(crate) fn agent(m: entity::agent::Model) -> StoreResult<Agent> {
         last_status_at: Timestamp(m.last_status_at),
         token: parse_opt("agent token id", m.token_id)?,
         registered_at: Timestamp(m.registered_at),
+        drained: m.drained,
     })
 }
 

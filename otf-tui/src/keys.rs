@@ -40,6 +40,8 @@ pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
         (Screen::Pool { .. }, 'e' | 'g') => Some(Action::Edit),
         (Screen::Pool { .. }, 't') => Some(Action::Tokens),
         (Screen::Pool { .. }, 'd') => Some(Action::Delete),
+        (Screen::Pool { .. }, 'x') => Some(Action::Drain(true)),
+        (Screen::Pool { .. }, 'u') => Some(Action::Drain(false)),
         (Screen::Grants { .. } | Screen::Settings { .. }, ' ') => Some(Action::Toggle),
         (Screen::Grants { .. } | Screen::Settings { .. }, 's') => Some(Action::Save),
         (Screen::Tokens { .. }, 'n') => Some(Action::New),
@@ -101,7 +103,13 @@ pub fn hints(app: &App) -> Vec<(&'static str, &'static str)> {
             ]
         }
         Screen::Pools { .. } => vec![("Enter", "open"), ("n", "new pool"), ("d", "delete")],
-        Screen::Pool { .. } => vec![("e", "edit grants"), ("t", "tokens"), ("d", "delete")],
+        Screen::Pool { .. } => vec![
+            ("e", "edit grants"),
+            ("t", "tokens"),
+            ("x", "drain"),
+            ("u", "undrain"),
+            ("d", "delete"),
+        ],
         Screen::Grants { .. } | Screen::Settings { .. } => {
             vec![("Space", "choose"), ("s", "save"), ("Esc", "cancel")]
         }

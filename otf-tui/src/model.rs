@@ -31,6 +31,8 @@ pub struct Pool {
     /// Workspaces granted access ("allowed workspaces").
     pub allowed: Vec<String>,
     pub agent_count: u64,
+    /// Its agents (and those that join it) get no new job.
+    pub drained: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +46,8 @@ pub struct Agent {
     pub version: String,
     pub max_jobs: u64,
     pub current_jobs: u64,
+    /// It gets no new job.
+    pub drained: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

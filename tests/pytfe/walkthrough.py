@@ -283,6 +283,18 @@ def walkthrough() -> None:
     busy = list(tfe.agents.list(pool.id, AgentListOptions(status=AgentStatus.BUSY)))
     check(len(idle) == 1 and busy == [], f"agents filtered by status: {idle} {busy}")
 
+    step("drain: pytfe still lists the agents of a drained pool, idle")
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    for action in ("drain", "undrain"):
+        r = httpx.post(f"{URL}/api/v2/agent-pools/{pool.id}/actions/{action}", headers=admin, json={})
+        check(r.status_code == 200, f"pool {action} answered {r.status_code}: {r.text}")
+        r = httpx.get(f"{URL}/api/v2/agents/{agent.id}", headers=admin)
+        check(r.json()["data"]["attributes"]["drained"] == (action == "drain"), f"after {action}: {r.text}")
+        if action == "drain":
+            agents = list(tfe.agents.list(pool.id))
+            check([a.id for a in agents] == [agent.id], f"agents of a drained pool: {agents}")
+            check(status_of(agents[0]) == "idle", f"a drained agent lists as {status_of(agents[0])}")
+
     step("variables: CRUD, sensitive values write-only")
     v1 = tfe.variables.create(ws.id, VariableCreateOptions(key="region", value="eu", category="terraform",
                                                              hcl=False, sensitive=False))

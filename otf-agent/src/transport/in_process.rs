@@ -115,6 +115,7 @@ impl<S: Store> Transport for InProcess<S> {
         Ok(StatusResponse {
             status: answer.status.to_string(),
             cancel: answer.cancel.iter().map(|j| j.to_string()).collect(),
+            drained: answer.drained,
         })
     }
 

@@ -19,6 +19,7 @@ fn agent(n: u32, pool: PoolKey, max_jobs: u32, last_seen: i64) -> AgentSlot {
         status: AgentStatus::Idle,
         max_jobs,
         last_seen: Timestamp(last_seen),
+        drained: false,
     }
 }
 
@@ -208,4 +209,22 @@ fn sync_adds_missed_jobs_and_drops_ended_ones() {
     s.sync_jobs(vec![held]);
     assert_eq!(s.load(&agent_id(1)), 1);
     assert_eq!(s.queued_len(), 0);
+}
+
+#[test]
+fn drained_agents_get_nothing_and_the_queue_says_why() {
+    let mut s = Scheduler::new();
+    s.upsert_agent(AgentSlot {
+        drained: true,
+        ..agent(1, pool(1), 2, 0)
+    });
+    s.upsert_job(queued(1, pool(1), 1));
+    assert!(s.allocate(&pool(1)).is_empty());
+    assert_eq!(s.waiting(&pool(1)).1, Some(WaitReason::Drained));
+    // One undrained agent at capacity: the reason is capacity again.
+    s.upsert_agent(agent(2, pool(1), 0, 0));
+    assert_eq!(s.waiting(&pool(1)).1, Some(WaitReason::NoCapacity));
+    // Undrain: it takes the job.
+    s.upsert_agent(agent(1, pool(1), 2, 0));
+    assert_eq!(show(&s.allocate(&pool(1))), "1->1");
 }

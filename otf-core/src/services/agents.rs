@@ -9,7 +9,7 @@ use crate::clock::Timestamp;
 use crate::events::Event;
 use crate::ids::{AgentId, JobId, PoolId};
 use crate::job::{Job, JobStatus, LossCause, Signal};
-use crate::store::{AgentRepo, JobRepo, Store};
+use crate::store::{AgentRepo, JobRepo, PoolRepo, Store};
 
 /// What an agent says about itself when registering.
 #[derive(Debug, Clone)]
@@ -28,6 +28,8 @@ pub struct PingAnswer {
     /// Jobs the agent reported that otfd considers ended (or not its own):
     /// the agent cancels them.
     pub cancel: Vec<JobId>,
+    /// The agent is drained: it gets no new job.
+    pub drained: bool,
 }
 
 /// Reconcile what an agent reports it holds with the active jobs otfd has
@@ -103,6 +105,12 @@ impl<S: Store> Core<S> {
         }
         let now = self.now();
         let id = AgentId::generate(self.rng.as_ref());
+        let mut tx = self.begin().await?;
+        // Agents that join a drained pool start drained.
+        let drained = match &pool {
+            Some(p) => tx.get_pool(p).await?.is_some_and(|p| p.drained),
+            None => false,
+        };
         let agent = Agent {
             name: if name.is_empty() {
                 id.to_string()
@@ -120,8 +128,8 @@ impl<S: Store> Core<S> {
             last_status_at: now,
             token,
             registered_at: now,
+            drained,
         };
-        let mut tx = self.begin().await?;
         tx.insert_agent(&agent).await?;
         self.commit(tx, vec![Event::Agent(agent.clone())]).await?;
         Ok(agent)
@@ -200,7 +208,11 @@ impl<S: Store> Core<S> {
                     .await?;
             }
         }
-        Ok(PingAnswer { status, cancel })
+        Ok(PingAnswer {
+            status,
+            cancel,
+            drained: current.drained,
+        })
     }
 
     /// Write the batched last-seen times of pings (call it about once a second).
@@ -331,6 +343,65 @@ impl<S: Store> Core<S> {
             agent,
             current_jobs,
         })
+    }
+
+    /// Drain (or undrain) an agent: a drained agent gets no new job,
+    /// finishes what it runs and keeps pinging (site administrator, or the
+    /// organization of its pool).
+    pub async fn drain_agent(
+        &self,
+        subject: &Subject,
+        id: &str,
+        drained: bool,
+    ) -> Result<AgentView, Error> {
+        let id: AgentId = id.parse()?;
+        let mut tx = self.begin().await?;
+        let mut agent = found(tx.lock_agent(&id).await?, "agent", &id)?;
+        authorize_agent_view(subject, &agent, Access::Write)?;
+        let mut events = Vec::new();
+        if agent.drained != drained {
+            agent.drained = drained;
+            tx.update_agent(&agent).await?;
+            events.push(Event::Agent(agent.clone()));
+        }
+        let current_jobs = tx.list_jobs_of_agent(&id).await?.len() as u32;
+        self.commit(tx, events).await?;
+        Ok(AgentView {
+            agent,
+            current_jobs,
+        })
+    }
+
+    /// Drain (or undrain) a pool: every agent of it, and the agents that
+    /// register into it from now on.
+    pub async fn drain_pool(
+        &self,
+        subject: &Subject,
+        pool: &str,
+        drained: bool,
+    ) -> Result<crate::pool::AgentPool, Error> {
+        let id: PoolId = pool.parse()?;
+        let mut tx = self.begin().await?;
+        let mut p = found(tx.lock_pool(&id).await?, "agent pool", &id)?;
+        allow(
+            authorize_organization(subject, &p.organization, Access::Write),
+            "agent pool",
+            &id,
+        )?;
+        let mut events = Vec::new();
+        if p.drained != drained {
+            p.drained = drained;
+            tx.update_pool(&p).await?;
+        }
+        for mut agent in tx.list_agents_in_pool(Some(&id)).await? {
+            if agent.drained != drained && !agent.status.is_final() {
+                agent.drained = drained;
+                tx.update_agent(&agent).await?;
+                events.push(Event::Agent(agent));
+            }
+        }
+        self.commit(tx, events).await?;
+        Ok(p)
     }
 
     /// Delete an agent that is unknown, errored or exited.

@@ -95,6 +95,7 @@ impl<S: Store> Core<S> {
             organization_scoped: spec.organization_scoped,
             allowed_workspaces: allowed,
             created_at: self.now(),
+            drained: false,
         };
         tx.insert_pool(&pool).await?;
         self.commit(tx, vec![]).await?;

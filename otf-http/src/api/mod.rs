@@ -33,7 +33,7 @@ pub async fn handle<S: Store>(
             workspaces::handle(app, route, req, subject).await
         }
         OrgJobs => jobs::handle(app, route, req, subject).await,
-        OrgPools | Pool | PoolAgents | PoolTokens | Token | Agent => {
+        OrgPools | Pool | PoolAgents | PoolTokens | PoolAction | Token | Agent | AgentAction => {
             pools::handle(app, route, req, subject).await
         }
         WorkspaceConfigs | WorkspaceRuns | Config | ConfigUpload | Runs | Run | RunAction

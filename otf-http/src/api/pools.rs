@@ -140,6 +140,19 @@ pub async fn handle<S: Store>(
             let agent = core.get_agent(subject, id).await?;
             Ok(response::jsonapi(StatusCode::OK, one(wire::agent(&agent))))
         }
+        (Route::AgentAction, &Method::POST) => {
+            req.json()?;
+            let drained = drain_action(req.param("action"))?;
+            let agent = core.drain_agent(subject, id, drained).await?;
+            Ok(response::jsonapi(StatusCode::OK, one(wire::agent(&agent))))
+        }
+        (Route::PoolAction, &Method::POST) => {
+            req.json()?;
+            let drained = drain_action(req.param("action"))?;
+            let pool = core.drain_pool(subject, id, drained).await?;
+            let (doc, _) = pool_doc(app, subject, &pool, req).await?;
+            Ok(response::jsonapi(StatusCode::OK, one(doc)))
+        }
         (Route::Agent, &Method::DELETE) => {
             core.delete_agent(subject, id).await?;
             Ok(response::empty(StatusCode::NO_CONTENT))
@@ -179,5 +192,16 @@ pub async fn handle<S: Store>(
             Ok(response::empty(StatusCode::NO_CONTENT))
         }
         (_, m) => Err(method_not_allowed(m)),
+    }
+}
+
+/// `drain` (true) or `undrain` (false).
+fn drain_action(action: &str) -> Result<bool, ApiError> {
+    match action {
+        "drain" => Ok(true),
+        "undrain" => Ok(false),
+        other => Err(ApiError::not_found(format!(
+            "no action {other:?}: use drain or undrain"
+        ))),
     }
 }

@@ -18,6 +18,7 @@ pub struct Model {
     pub last_status_at: i64,
     pub token_id: Option<String>,
     pub registered_at: i64,
+    pub drained: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,7 @@ pub struct Model {
     pub name: String,
     pub organization_scoped: bool,
     pub created_at: i64,
+    pub drained: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 mod m20250601_000001_create_tables;
 mod m20261201_000001_job_log_dropped;
 mod m20261202_000001_leader_reign;
+mod m20261202_000002_drain;
 
 pub(crate) struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250601_000001_create_tables::Migration),
             Box::new(m20261201_000001_job_log_dropped::Migration),
             Box::new(m20261202_000001_leader_reign::Migration),
+            Box::new(m20261202_000002_drain::Migration),
         ]
     }
 }

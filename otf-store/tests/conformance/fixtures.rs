@@ -63,6 +63,7 @@ pub fn pool(org: &Organization, name: &str, allowed: &[&Workspace]) -> AgentPool
             .map(|w| w.id.clone())
             .collect::<BTreeSet<_>>(),
         created_at: Timestamp(3_000),
+        drained: false,
     }
 }
 
@@ -92,6 +93,7 @@ pub fn agent(pool: Option<&AgentPool>, token: Option<&AgentToken>) -> Agent {
         last_status_at: Timestamp(10_000),
         token: token.map(|t| t.id.clone()),
         registered_at: Timestamp(9_000),
+        drained: false,
     }
 }
 

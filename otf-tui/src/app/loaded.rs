@@ -88,6 +88,18 @@ pub(super) fn loaded_into(app: &mut App, loaded: Loaded) -> Vec<Effect> {
             }
             Err(e) => refusal(app, "The grants were not saved", e),
         },
+        Loaded::PoolDrained { drained, result } => match result {
+            Ok(p) => {
+                let what = if drained {
+                    "drained: its agents take no new job"
+                } else {
+                    "undrained"
+                };
+                info(app, format!("agent pool {} {what}", p.name));
+                return refresh(app);
+            }
+            Err(e) => refusal(app, "The agent pool's drain did not change", e),
+        },
         Loaded::PoolDeleted { id, result } => match result {
             Ok(()) => {
                 if matches!(app.screen(), Screen::Pool { id: i, .. } if *i == id) {

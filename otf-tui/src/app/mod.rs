@@ -305,6 +305,8 @@ pub enum Action {
     Edit,
     /// A pool's tokens.
     Tokens,
+    /// Drain (true) or undrain the pool on screen.
+    Drain(bool),
     /// Choose or toggle the selected row.
     Toggle,
     Save,
@@ -356,6 +358,10 @@ pub enum Request {
     },
     DeletePool {
         id: String,
+    },
+    DrainPool {
+        id: String,
+        drained: bool,
     },
     Tokens {
         pool: String,
@@ -445,6 +451,10 @@ pub enum Loaded {
     PoolDeleted {
         id: String,
         result: Res<()>,
+    },
+    PoolDrained {
+        drained: bool,
+        result: Res<Pool>,
     },
     Tokens {
         pool: String,

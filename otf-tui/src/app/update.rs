@@ -298,6 +298,15 @@ fn screen_action(app: &mut App, action: Action) -> Vec<Effect> {
             Screen::Pool {
                 detail: Some(d), ..
             },
+            Action::Drain(drained),
+        ) => {
+            let id = d.pool.id.clone();
+            return vec![Effect::Fetch(Request::DrainPool { id, drained })];
+        }
+        (
+            Screen::Pool {
+                detail: Some(d), ..
+            },
             Action::Delete,
         ) => {
             let (q, id) = (delete_question(&d.pool.name), d.pool.id.clone());

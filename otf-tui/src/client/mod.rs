@@ -82,6 +82,8 @@ pub trait Api: Send + Sync {
         allowed: &[String],
     ) -> Result<Pool>;
     async fn delete_pool(&self, id: &str) -> Result<()>;
+    /// Drain (or undrain) every agent of a pool.
+    async fn drain_pool(&self, id: &str, drained: bool) -> Result<Pool>;
     async fn agents(&self, pool: &str) -> Result<Vec<Agent>>;
     async fn tokens(&self, pool: &str) -> Result<Vec<Token>>;
     async fn create_token(&self, pool: &str, description: &str) -> Result<NewToken>;
@@ -323,6 +325,12 @@ impl Api for HttpApi {
 
     async fn delete_pool(&self, id: &str) -> Result<()> {
         self.delete(&format!("/agent-pools/{id}")).await
+    }
+
+    async fn drain_pool(&self, id: &str, drained: bool) -> Result<Pool> {
+        let action = if drained { "drain" } else { "undrain" };
+        let path = format!("/agent-pools/{id}/actions/{action}");
+        wire::pool(&self.write(Method::POST, &path, json!({})).await?)
     }
 
     async fn agents(&self, pool: &str) -> Result<Vec<Agent>> {

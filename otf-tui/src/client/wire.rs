@@ -112,6 +112,7 @@ pub fn pool(r: &Value) -> Result<Pool> {
         assigned: rel_ids(r, "workspaces"),
         allowed: rel_ids(r, "allowed-workspaces"),
         agent_count: u64_attr(r, "agent-count"),
+        drained: bool_attr(r, "drained"),
     })
 }
 
@@ -125,6 +126,7 @@ pub fn agent(r: &Value) -> Result<Agent> {
         version: str_attr(r, "version").unwrap_or_default(),
         max_jobs: u64_attr(r, "max-jobs"),
         current_jobs: u64_attr(r, "current-jobs"),
+        drained: bool_attr(r, "drained"),
     })
 }
 

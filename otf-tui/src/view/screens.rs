@@ -426,6 +426,14 @@ fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, now: i64, theme: Theme) {
                 Span::styled(p.id.clone(), theme.dim()),
             ]),
             Line::from(format!(" Access: {access}")),
+            Line::from(if p.drained {
+                Span::styled(
+                    " Drained: its agents finish what they run and take no new job",
+                    theme.dim(),
+                )
+            } else {
+                Span::raw(" Not drained")
+            }),
         ]),
         head,
     );
@@ -481,11 +489,12 @@ fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, now: i64, theme: Theme) {
                 Cell::from(a.ip_address.clone()),
                 Cell::from(a.version.clone()),
                 Cell::from(format!("{}/{}", a.current_jobs, a.max_jobs)),
+                Cell::from(if a.drained { "drained" } else { "" }),
             ])
         })
         .collect();
-    let header =
-        Row::new(["NAME", "STATUS", "SEEN", "IP", "VERSION", "JOBS"]).style(theme.header());
+    let header = Row::new(["NAME", "STATUS", "SEEN", "IP", "VERSION", "JOBS", "DRAIN"])
+        .style(theme.header());
     let t = Table::new(
         rows,
         [
@@ -495,6 +504,7 @@ fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, now: i64, theme: Theme) {
             Constraint::Length(15),
             Constraint::Length(9),
             Constraint::Length(5),
+            Constraint::Length(7),
         ],
     )
     .header(header)

@@ -70,6 +70,7 @@ fn pool1(scoped: bool, allowed: &[&str], assigned: &[&str]) -> Pool {
         allowed: allowed.iter().map(|s| s.to_string()).collect(),
         assigned: assigned.iter().map(|s| s.to_string()).collect(),
         agent_count: 1,
+        drained: false,
     }
 }
 
@@ -83,6 +84,7 @@ fn agent(name: &str, status: AgentStatus, jobs: u64) -> Agent {
         version: "0.1.0".into(),
         max_jobs: 2,
         current_jobs: jobs,
+        drained: false,
     }
 }
 
@@ -343,6 +345,51 @@ fn deleting_a_pool_with_assigned_workspaces_shows_the_refusal() {
         "{s}"
     );
     assert!(matches!(app.screen(), Screen::Pool { .. }));
+}
+
+#[test]
+fn a_pool_is_drained_and_undrained_from_its_screen() {
+    let mut app = on_pool(PoolDetail {
+        pool: pool1(true, &[], &[]),
+        agents: vec![Agent {
+            drained: true,
+            ..agent("a1", AgentStatus::Busy, 1)
+        }],
+        workspaces: workspaces(),
+    });
+    let s = screen(&app);
+    assert!(s.contains("DRAIN") && s.contains("drained"), "{s}");
+    assert_eq!(
+        press(&mut app, "x"),
+        [Effect::Fetch(Request::DrainPool {
+            id: "apool-1".into(),
+            drained: true
+        })]
+    );
+    let effects = answer(
+        &mut app,
+        Loaded::PoolDrained {
+            drained: true,
+            result: Ok(Pool {
+                drained: true,
+                ..pool1(true, &[], &[])
+            }),
+        },
+    );
+    assert!(screen(&app).contains("take no new job"), "{}", screen(&app));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Fetch(Request::PoolDetail { .. }))),
+        "{effects:?}"
+    );
+    assert_eq!(
+        press(&mut app, "u"),
+        [Effect::Fetch(Request::DrainPool {
+            id: "apool-1".into(),
+            drained: false
+        })]
+    );
 }
 
 fn run(status: RunStatus, confirmable: bool) -> Run {

@@ -1,0 +1,100 @@
+//! Draining: a drained agent gets no new job and the queue says why; a
+//! pool's drain covers its agents and those that join it later; only the
+//! pool's organization (or the site administrator) may drain.
+
+mod common;
+
+use std::time::Duration;
+
+use common::World;
+use otf_core::job::JobStatus;
+use otf_core::scheduler::WaitReason;
+use otf_core::workspace::ExecutionMode;
+use otf_core::Error;
+
+#[tokio::test]
+async fn drained_agents_take_no_new_job_and_pools_drain_newcomers_too() {
+    let mut w = World::new(50).await;
+    w.org("acme").await;
+    w.org("other").await;
+    let pool = w.pool("acme", "pool").await;
+    let dev = w
+        .workspace("acme", "dev", ExecutionMode::Agent(pool.id.clone()))
+        .await;
+    let (subject, _) = w.agent_subject(&pool).await;
+    let a = w.register(&subject, "a", 1).await;
+    let view = w
+        .core
+        .drain_agent(&w.site, a.id.as_str(), true)
+        .await
+        .unwrap();
+    assert!(view.agent.drained);
+    w.settle().await;
+    w.run(&dev).await;
+    w.advance(Duration::from_secs(1)).await;
+    let queue = w.core.list_queue(&w.site, "acme").await.unwrap();
+    assert_eq!(queue[0].job.status, JobStatus::Unallocated);
+    assert_eq!(queue[0].wait, Some(WaitReason::Drained));
+    // A drained agent keeps pinging and learns it is drained.
+    let answer = w
+        .core
+        .ping(
+            &subject,
+            a.id.as_str(),
+            otf_core::agent::ReportedStatus::Idle,
+            Some(&[]),
+        )
+        .await
+        .unwrap();
+    assert!(answer.drained);
+
+    // Undrain: the job goes.
+    w.core
+        .drain_agent(&w.site, a.id.as_str(), false)
+        .await
+        .unwrap();
+    w.settle().await;
+    assert_eq!(w.allocated(&subject, &a).await.len(), 1);
+
+    // A pool's drain covers its agents, and those that join later.
+    let p = w
+        .core
+        .drain_pool(&w.site, pool.id.as_str(), true)
+        .await
+        .unwrap();
+    assert!(p.drained);
+    let view = w.core.get_agent(&w.site, a.id.as_str()).await.unwrap();
+    assert!(view.agent.drained);
+    assert_eq!(view.current_jobs, 1, "it finishes what it holds");
+    let b = w.register(&subject, "b", 1).await;
+    assert!(b.drained, "joining a drained pool");
+    w.core
+        .drain_pool(&w.site, pool.id.as_str(), false)
+        .await
+        .unwrap();
+    assert!(
+        !w.core
+            .get_agent(&w.site, b.id.as_str())
+            .await
+            .unwrap()
+            .agent
+            .drained
+    );
+
+    // Another organization may not; neither may an agent token.
+    let other = w
+        .core
+        .create_org_token(&w.site, "other", "ops")
+        .await
+        .unwrap();
+    let other = w.core.authenticate(other.1.expose()).await.unwrap();
+    assert!(matches!(
+        w.core.drain_pool(&other, pool.id.as_str(), true).await,
+        Err(Error::Forbidden(_) | Error::NotFound { .. })
+    ));
+    assert!(w
+        .core
+        .drain_agent(&subject, a.id.as_str(), true)
+        .await
+        .is_err());
+}

@@ -1,0 +1,142 @@
+//! Draining agents and pools with real processes: a drained agent finishes
+//! the plan it runs and takes no new job (the queue says why), undraining
+//! lets the queued run go; an agent joining a drained pool starts drained,
+//! and with `--exit-when-drained` it reports `exited` and exits 0.
+
+mod e2e;
+mod support;
+
+use std::time::Duration;
+
+use e2e::{slow_engine, terraform, Agent, Api};
+use serde_json::json;
+use support::{eventually, Db, Server};
+
+const RUN: Duration = Duration::from_secs(90);
+const NULL: &str = "resource \"null_resource\" \"a\" {}\n";
+
+async fn agent_attrs(api: &Api, id: &str) -> serde_json::Value {
+    api.data(&format!("/agents/{id}")).await["attributes"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_agent_finishes_its_plan_and_takes_nothing_new_until_undrained() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let engine = slow_engine(dir.path());
+    let real = terraform();
+    let release = dir.path().join("release-plan");
+    let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
+    let api = Api::new(&server);
+    api.org("acme").await;
+    let pool = api.pool("acme", "pool").await;
+    let first_ws = api.workspace("acme", "first", Some(&pool)).await;
+    let second_ws = api.workspace("acme", "second", Some(&pool)).await;
+    let (_, token) = api.token(&pool).await;
+    let dir_text = dir.path().display().to_string();
+    let release_text = release.display().to_string();
+    let agent = Agent::start(
+        &server,
+        &token,
+        "worker",
+        &engine,
+        &[
+            "--concurrency",
+            "1",
+            "--sandbox-read",
+            &real,
+            "--sandbox-read",
+            &dir_text,
+        ],
+        &[
+            ("SLOW_TF_COMMAND", "plan"),
+            ("SLOW_TF_RELEASE", &release_text),
+        ],
+    );
+    let first = api.run(&first_ws, &[("main.tf", NULL)], false).await;
+    api.wait_log(&first, "plan", "slow plan is waiting", RUN)
+        .await;
+
+    // Drain the agent while it plans.
+    let (status, body) = api
+        .post(&format!("/agents/{}/actions/drain", agent.id), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let attrs = &body["data"]["attributes"];
+    assert_eq!(
+        (attrs["drained"].clone(), attrs["current-jobs"].clone()),
+        (json!(true), json!(1))
+    );
+    assert_eq!(attrs["status"], "busy", "the status stays TFE's");
+    let second = api.run(&second_ws, &[("main.tf", NULL)], false).await;
+    std::fs::write(&release, b"").expect("release the plan");
+    api.wait_for(&first, "planned", RUN).await;
+    // Drained and empty, in one read.
+    eventually(RUN, "the drained agent to be empty", || async {
+        let a = agent_attrs(&api, &agent.id).await;
+        (a["drained"] == json!(true) && a["current-jobs"] == json!(0) && a["status"] == "idle")
+            .then_some(())
+    })
+    .await;
+    // The second run waits, and the queue says why.
+    let jobs = api.data("/organizations/acme/jobs").await;
+    let waiting = jobs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|j| j["relationships"]["run"]["data"]["id"] == json!(second))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(waiting["attributes"]["wait-reason"], "drained", "{jobs}");
+    assert_eq!(api.status(&second).await, "plan_queued");
+
+    // Undrain: the queued run goes.
+    let (status, body) = api
+        .post(&format!("/agents/{}/actions/undrain", agent.id), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.wait_for(&second, "planned", RUN).await;
+    let bad = api
+        .post(&format!("/agents/{}/actions/explode", agent.id), json!({}))
+        .await;
+    assert_eq!(bad.0, 404, "{}", bad.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_joining_a_drained_pool_starts_drained_and_exits_when_told() {
+    let tf = terraform();
+    let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
+    let api = Api::new(&server);
+    api.org("acme").await;
+    let pool = api.pool("acme", "pool").await;
+    let (_, token) = api.token(&pool).await;
+    let steady = Agent::start(&server, &token, "steady", &tf, &[], &[]);
+    let (status, body) = api
+        .post(&format!("/agent-pools/{pool}/actions/drain"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["attributes"]["drained"], true, "{body}");
+    assert_eq!(agent_attrs(&api, &steady.id).await["drained"], true);
+    // A new agent with --exit-when-drained registers drained, and leaves.
+    let mut leaving = Agent::start(
+        &server,
+        &token,
+        "leaving",
+        &tf,
+        &["--exit-when-drained"],
+        &[],
+    );
+    assert_eq!(leaving.wait_exit(RUN).await, Some(0), "{}", leaving.log());
+    assert!(
+        leaving.log().contains("drained and idle: exiting"),
+        "{}",
+        leaving.log()
+    );
+    assert_eq!(agent_attrs(&api, &leaving.id).await["status"], "exited");
+    // The other keeps pinging, drained, until the pool is undrained.
+    api.wait_agent(&pool, &steady.id, "idle", RUN).await;
+    let (status, _) = api
+        .post(&format!("/agent-pools/{pool}/actions/undrain"), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(agent_attrs(&api, &steady.id).await["drained"], false);
+}
