@@ -6,6 +6,7 @@
 //! * `POST /api/agent/register` [`RegisterRequest`] -> [`RegisterResponse`]
 //! * `POST /api/agent/status` [`StatusRequest`] -> [`StatusResponse`]
 //!   (409 when the agent is no longer known: register again)
+//! * `GET  /api/agent/queue` -> [`QueueResponse`] (no agent id needed)
 //! * `GET  /api/agent/jobs` long-poll -> [`JobsResponse`] (empty after the
 //!   server's bounded wait)
 //! * `POST /api/agent/jobs/{job}/start` -> [`StartResponse`] with the job token
@@ -32,7 +33,18 @@ pub struct RegisterRequest {
     pub version: String,
     /// Jobs the agent runs at once.
     pub concurrency: u32,
+    /// The agent protocol it speaks (absent from the first agents: 1).
+    #[serde(default = "first_protocol")]
+    pub protocol: u32,
 }
+
+fn first_protocol() -> u32 {
+    1
+}
+
+/// The agent protocol this otf-agent speaks
+/// (`otf_core::agent::AGENT_PROTOCOLS`).
+pub const PROTOCOL: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RegisterResponse {
@@ -66,6 +78,20 @@ pub struct StatusResponse {
     /// The agent is drained: it gets no new job.
     #[serde(default)]
     pub drained: bool,
+}
+
+/// `GET /api/agent/queue` (any agent token of the pool): the pool's queue,
+/// for autoscalers (the same numbers as the `otf_pool_*` gauges).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueResponse {
+    pub pool: String,
+    pub queued: u64,
+    pub running: u64,
+    pub oldest_queued_seconds: u64,
+    /// Free job slots of live, undrained agents.
+    pub capacity: u64,
+    /// Agents by status.
+    pub agents: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -227,7 +227,14 @@ pub async fn run(
                 };
                 match report(&*transport, &reg.id, &running, status).await {
                     answer @ Ok(_) if drained_out(&cfg, &running, &answer) => break Ok(()),
-                    Ok(_) => {}
+                    Ok(_) => {
+                        // otfd answers again: poll now, not when a backoff
+                        // grown during its outage runs out.
+                        if poll.is_none() {
+                            poll_after = Instant::now();
+                        }
+                        backoff = Duration::from_millis(500);
+                    }
                     Err(TransportError::Unauthorized(_)) => break Err(AgentError::Revoked),
                     Err(TransportError::Gone(m)) => {
                         tracing::warn!(reason = %m, "the server no longer knows this agent; registering again");
@@ -336,6 +343,7 @@ async fn register(transport: &dyn Transport, cfg: &RunnerConfig) -> TResult<Regi
             name: cfg.name.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             concurrency: cfg.concurrency,
+            protocol: crate::protocol::PROTOCOL,
         })
         .await?;
     tracing::info!(

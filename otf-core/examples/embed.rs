@@ -52,6 +52,7 @@ async fn fake_runner(core: Core<MemoryStore>, token: Subject) -> Result<()> {
                 version: env!("CARGO_PKG_VERSION").into(),
                 max_jobs: 1,
                 ip_address: "127.0.0.1".into(),
+                protocol: *otf_core::agent::AGENT_PROTOCOLS.end(),
             },
         )
         .await?;

@@ -93,6 +93,48 @@ pub fn agent_transition(
     })
 }
 
+/// The agent protocol versions this otfd speaks. 1: the first (no job
+/// lists in pings, no version sent at registration); 2: pings carry the
+/// jobs an agent holds and answer which to cancel and whether it is
+/// drained.
+pub const AGENT_PROTOCOLS: std::ops::RangeInclusive<u32> = 1..=2;
+
+/// Why an agent may not register: it speaks a protocol this otfd does not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("otf-agent {agent_version} speaks agent protocol {protocol}, and this otfd {server_version} speaks protocols {min} to {max}: {advice}")]
+pub struct IncompatibleAgent {
+    pub agent_version: String,
+    pub protocol: u32,
+    pub server_version: String,
+    pub min: u32,
+    pub max: u32,
+    pub advice: &'static str,
+}
+
+/// Whether an agent of `agent_version` speaking `protocol` may register
+/// with an otfd of `server_version`.
+pub fn check_agent_protocol(
+    agent_version: &str,
+    protocol: u32,
+    server_version: &str,
+) -> Result<(), IncompatibleAgent> {
+    if AGENT_PROTOCOLS.contains(&protocol) {
+        return Ok(());
+    }
+    Err(IncompatibleAgent {
+        agent_version: agent_version.to_string(),
+        protocol,
+        server_version: server_version.to_string(),
+        min: *AGENT_PROTOCOLS.start(),
+        max: *AGENT_PROTOCOLS.end(),
+        advice: if protocol > *AGENT_PROTOCOLS.end() {
+            "upgrade otfd (or run an older otf-agent)"
+        } else {
+            "upgrade otf-agent"
+        },
+    })
+}
+
 /// A runner: a pool agent, or the server runner (no pool).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent {
@@ -193,6 +235,19 @@ mod tests {
     #[test]
     fn wire_names() {
         assert_round_trip(AgentStatus::ALL);
+    }
+
+    #[test]
+    fn protocol_handshake() {
+        assert_eq!(check_agent_protocol("0.1.0", 1, "0.2.0"), Ok(()));
+        assert_eq!(check_agent_protocol("0.2.0", 2, "0.2.0"), Ok(()));
+        let newer = check_agent_protocol("9.0.0", 7, "0.2.0").unwrap_err();
+        assert_eq!(
+            newer.to_string(),
+            "otf-agent 9.0.0 speaks agent protocol 7, and this otfd 0.2.0 speaks protocols 1 to 2: upgrade otfd (or run an older otf-agent)"
+        );
+        let older = check_agent_protocol("0.0.1", 0, "0.2.0").unwrap_err();
+        assert!(older.to_string().ends_with("upgrade otf-agent"), "{older}");
     }
 
     /// The whole table: every (status, event) pair, allowed or refused.

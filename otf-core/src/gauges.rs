@@ -7,10 +7,15 @@
 //! Runs: only runs that are not final can change, so their statuses are
 //! kept one by one and final runs as counts; a run is counted under a final
 //! status when it leaves the active set.
+//!
+//! Pools ([`Gauges::pools`]): what autoscalers read: queued and running
+//! jobs, the age of the oldest queued job, and free job slots of live,
+//! undrained agents, per pool (the server runner's is `server`).
 
 use std::collections::BTreeMap;
 
 use crate::agent::{Agent, AgentStatus};
+use crate::clock::Timestamp;
 use crate::events::Event;
 use crate::ids::{AgentId, JobId, PoolId, RunId};
 use crate::job::{Job, JobPhase, JobStatus};
@@ -19,14 +24,76 @@ use crate::run::RunStatus;
 /// What the store holds, in the shape the gauges count.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gauges {
-    agents: BTreeMap<AgentId, (Option<PoolId>, AgentStatus)>,
-    jobs: BTreeMap<JobId, (JobStatus, JobPhase)>,
+    agents: BTreeMap<AgentId, AgentEntry>,
+    jobs: BTreeMap<JobId, JobEntry>,
     active_runs: BTreeMap<RunId, RunStatus>,
     final_runs: BTreeMap<RunStatus, u64>,
 }
 
 /// One gauge family's values, by label values.
 pub type Counts<K> = BTreeMap<K, u64>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AgentEntry {
+    pool: Option<PoolId>,
+    status: AgentStatus,
+    max_jobs: u32,
+    drained: bool,
+}
+
+impl From<&Agent> for AgentEntry {
+    fn from(a: &Agent) -> Self {
+        AgentEntry {
+            pool: a.pool.clone(),
+            status: a.status,
+            max_jobs: a.max_jobs,
+            drained: a.drained,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JobEntry {
+    status: JobStatus,
+    phase: JobPhase,
+    pool: Option<PoolId>,
+    agent: Option<AgentId>,
+    queued_at: Timestamp,
+}
+
+impl From<&Job> for JobEntry {
+    fn from(j: &Job) -> Self {
+        JobEntry {
+            status: j.status,
+            phase: j.phase,
+            pool: j.pool.clone(),
+            agent: j.agent.clone(),
+            queued_at: j.queued_at,
+        }
+    }
+}
+
+/// A pool's queue, as autoscalers read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolQueue {
+    /// Jobs waiting for an agent.
+    pub queued: u64,
+    /// Jobs allocated to or running on an agent.
+    pub running: u64,
+    /// How long the oldest queued job has waited (0 when none waits).
+    pub oldest_queued_seconds: u64,
+    /// Free job slots of live (idle or busy), undrained agents.
+    pub capacity: u64,
+    /// Agents by status.
+    pub agents: BTreeMap<AgentStatus, u64>,
+}
+
+/// The label of a pool (`server` for the server runner).
+fn pool_label(pool: &Option<PoolId>) -> String {
+    pool.as_ref()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "server".into())
+}
 
 impl Gauges {
     /// From a reading of the store: every agent, the active jobs, the
@@ -40,12 +107,12 @@ impl Gauges {
         Gauges {
             agents: agents
                 .iter()
-                .map(|a| (a.id.clone(), (a.pool.clone(), a.status)))
+                .map(|a| (a.id.clone(), AgentEntry::from(a)))
                 .collect(),
             jobs: active_jobs
                 .iter()
                 .filter(|j| !j.status.is_final())
-                .map(|j| (j.id.clone(), (j.status, j.phase)))
+                .map(|j| (j.id.clone(), JobEntry::from(j)))
                 .collect(),
             active_runs: active_runs.iter().cloned().collect(),
             final_runs: runs_by_status
@@ -60,7 +127,7 @@ impl Gauges {
     pub fn apply(&mut self, event: &Event) {
         match event {
             Event::Agent(a) => {
-                self.agents.insert(a.id.clone(), (a.pool.clone(), a.status));
+                self.agents.insert(a.id.clone(), AgentEntry::from(a));
             }
             Event::AgentDeleted(id) => {
                 self.agents.remove(id);
@@ -69,7 +136,7 @@ impl Gauges {
                 self.jobs.remove(&j.id);
             }
             Event::Job(j) => {
-                self.jobs.insert(j.id.clone(), (j.status, j.phase));
+                self.jobs.insert(j.id.clone(), JobEntry::from(j));
             }
             Event::Run(r) if r.status.is_final() => {
                 if self.active_runs.remove(&r.id).is_some() {
@@ -86,12 +153,41 @@ impl Gauges {
     /// Agents by (pool, status); the server runner's pool is `server`.
     pub fn agents(&self) -> Counts<(String, AgentStatus)> {
         let mut out = Counts::new();
-        for (pool, status) in self.agents.values() {
-            let pool = pool
-                .as_ref()
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "server".into());
-            *out.entry((pool, *status)).or_default() += 1;
+        for a in self.agents.values() {
+            *out.entry((pool_label(&a.pool), a.status)).or_default() += 1;
+        }
+        out
+    }
+
+    /// Every pool's queue at `now`, by pool label: pools with agents or
+    /// active jobs.
+    pub fn pools(&self, now: Timestamp) -> BTreeMap<String, PoolQueue> {
+        let mut out: BTreeMap<String, PoolQueue> = BTreeMap::new();
+        let mut load: BTreeMap<&AgentId, u64> = BTreeMap::new();
+        for j in self.jobs.values() {
+            let q = out.entry(pool_label(&j.pool)).or_default();
+            match j.status {
+                JobStatus::Unallocated => {
+                    q.queued += 1;
+                    let waited = now.since(j.queued_at).as_secs();
+                    q.oldest_queued_seconds = q.oldest_queued_seconds.max(waited);
+                }
+                JobStatus::Allocated | JobStatus::Running => {
+                    q.running += 1;
+                    if let Some(a) = &j.agent {
+                        *load.entry(a).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (id, a) in &self.agents {
+            let q = out.entry(pool_label(&a.pool)).or_default();
+            *q.agents.entry(a.status).or_default() += 1;
+            if a.status.is_schedulable() && !a.drained {
+                let held = load.get(id).copied().unwrap_or(0);
+                q.capacity += u64::from(a.max_jobs).saturating_sub(held);
+            }
         }
         out
     }
@@ -113,8 +209,8 @@ impl Gauges {
     /// Active jobs by (status, phase).
     pub fn jobs(&self) -> Counts<(JobStatus, JobPhase)> {
         let mut out = Counts::new();
-        for key in self.jobs.values() {
-            *out.entry(*key).or_default() += 1;
+        for j in self.jobs.values() {
+            *out.entry((j.status, j.phase)).or_default() += 1;
         }
         out
     }
@@ -284,7 +380,45 @@ mod tests {
                 prop_assert_eq!(gauges.agents(), again.agents());
                 prop_assert_eq!(gauges.jobs(), again.jobs());
                 prop_assert_eq!(gauges.runs(), again.runs());
+                prop_assert_eq!(gauges.pools(Timestamp(5_000)), again.pools(Timestamp(5_000)));
             }
         }
+    }
+
+    #[test]
+    fn pool_queues_for_autoscalers() {
+        let pool = Some(1);
+        let mut g = Gauges::default();
+        let mut busy = agent(1, pool, AgentStatus::Busy);
+        busy.max_jobs = 3;
+        let mut drained = agent(2, pool, AgentStatus::Idle);
+        drained.drained = true;
+        drained.max_jobs = 5;
+        for a in [busy, drained, agent(3, pool, AgentStatus::Unknown)] {
+            g.apply(&Event::Agent(a));
+        }
+        let mut running = job(1, JobStatus::Running, JobPhase::Plan);
+        running.pool = Some(ids("apool", 1));
+        running.agent = Some(ids("agent", 1));
+        let mut old = job(2, JobStatus::Unallocated, JobPhase::Plan);
+        old.pool = Some(ids("apool", 1));
+        old.queued_at = Timestamp(1_000);
+        let mut new = job(3, JobStatus::Unallocated, JobPhase::Apply);
+        new.pool = Some(ids("apool", 1));
+        new.queued_at = Timestamp(9_000);
+        let server = job(4, JobStatus::Unallocated, JobPhase::Plan);
+        for j in [running, old, new, server] {
+            g.apply(&Event::Job(j));
+        }
+        let pools = g.pools(Timestamp(11_500));
+        let q = &pools[&ids::<PoolId>("apool", 1).to_string()];
+        assert_eq!(
+            (q.queued, q.running, q.oldest_queued_seconds, q.capacity),
+            (2, 1, 10, 2),
+            "capacity: 3 slots of the busy agent minus its job; drained and unknown agents add none"
+        );
+        assert_eq!(q.agents[&AgentStatus::Idle], 1);
+        assert_eq!(pools["server"].queued, 1);
+        assert_eq!(pools["server"].capacity, 0);
     }
 }

@@ -38,4 +38,7 @@ pub mod transition;
 pub mod workspace;
 
 pub use enums::UnknownVariant;
+
+/// The version of otf (every crate of the workspace shares it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use services::{Core, CoreConfig, Dispatcher, Error};

@@ -293,5 +293,19 @@ async fn a_given_up_apply_delivers_its_state_late_once_and_never_over_a_newer_on
         .await
         .unwrap()
         .expect("a current state");
-    assert_eq!((current.serial, current.id), (3, sv.id));
+    assert_eq!((current.serial, current.id.clone()), (3, sv.id));
+    // Each run's error says what became of its state.
+    let second = w.core.get_run(&w.site, second.id.as_str()).await.unwrap();
+    let error = second.error.unwrap_or_default();
+    assert!(
+        error.contains("no longer runs this apply")
+            && error.contains(&format!("recorded as state version {}", current.id)),
+        "{error}"
+    );
+    let first = w.core.get_run(&w.site, first.id.as_str()).await.unwrap();
+    let error = first.error.unwrap_or_default();
+    assert!(
+        error.contains("not newer") && error.contains("the runner keeps it"),
+        "{error}"
+    );
 }

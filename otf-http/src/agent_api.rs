@@ -48,6 +48,7 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
                         version: body.version,
                         max_jobs: body.concurrency,
                         ip_address: ip.clone(),
+                        protocol: body.protocol,
                     },
                 )
                 .await?;
@@ -87,6 +88,33 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
                 status: answer.status.to_string(),
                 cancel: answer.cancel.iter().map(|j| j.to_string()).collect(),
                 drained: answer.drained,
+            })
+        }
+        (Route::AgentQueue, &Method::GET) => {
+            // Any agent token of the pool will do: a KEDA scaler or a cron
+            // script needs no agent registered.
+            let Subject::AgentToken { pool, .. } = &subject else {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "the queue is read with an agent token of the pool",
+                ));
+            };
+            let q = app
+                .metrics
+                .pool_queue(pool.as_str(), core.now())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the queue is not read yet; retry in a moment",
+                    )
+                })?;
+            ok(&QueueResponse {
+                pool: pool.to_string(),
+                queued: q.queued,
+                running: q.running,
+                oldest_queued_seconds: q.oldest_queued_seconds,
+                capacity: q.capacity,
+                agents: q.agents.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
             })
         }
         (Route::AgentJobs, &Method::GET) => {

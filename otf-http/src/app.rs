@@ -208,10 +208,9 @@ impl<S: Store> App<S> {
             Discovery | Ping | Healthz | Metrics if *m == Method::GET => {
                 api::meta::handle(self, route, req).await
             }
-            AgentRegister | AgentStatus | AgentJobs | AgentJobStart | AgentJobSignal
-            | JobConfig | JobVariables | JobState | JobArtifact | JobLogs | JobFinish => {
-                agent_api::handle(self, route, req).await
-            }
+            AgentRegister | AgentStatus | AgentQueue | AgentJobs | AgentJobStart
+            | AgentJobSignal | JobConfig | JobVariables | JobState | JobArtifact | JobLogs
+            | JobFinish => agent_api::handle(self, route, req).await,
             Discovery | Ping | Healthz | Metrics => Err(method_not_allowed(m)),
             _ => {
                 let subject = self.subject(req).await?;

@@ -72,6 +72,7 @@ impl From<Error> for ApiError {
             | Error::StateConflict { .. }
             | Error::LateState(_) => StatusCode::CONFLICT,
             Error::AgentStillLive { .. } => StatusCode::PRECONDITION_FAILED,
+            Error::IncompatibleAgent(_) => StatusCode::UPGRADE_REQUIRED,
             Error::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
             Error::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
             Error::Store(StoreError::Unavailable(_)) | Error::Deposed { .. } => {

@@ -67,6 +67,9 @@ struct Inner {
     scheduling: Histogram,
 }
 
+/// One number of a pool's queue, for its `otf_pool_*` family.
+type PoolValue = fn(&otf_core::gauges::PoolQueue) -> u64;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
@@ -168,8 +171,20 @@ impl Metrics {
             .store(leading, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// The gauges as exposition text; None before the first reading.
-    pub fn gauges(&self) -> Option<String> {
+    /// A pool's queue (`pool` as labelled: `apool-…` or `server`) at `now`;
+    /// None before the first reading.
+    pub fn pool_queue(
+        &self,
+        pool: &str,
+        now: otf_core::clock::Timestamp,
+    ) -> Option<otf_core::gauges::PoolQueue> {
+        let g = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pools = g.as_ref()?.pools(now);
+        Some(pools.remove(pool).unwrap_or_default())
+    }
+
+    /// The gauges as exposition text at `now`; None before the first reading.
+    pub fn gauges(&self, now: otf_core::clock::Timestamp) -> Option<String> {
         let g = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
         let g = g.as_ref()?;
         let mut out = String::new();
@@ -192,6 +207,36 @@ impl Metrics {
         );
         for ((status, phase), n) in g.jobs() {
             let _ = writeln!(out, "otf_jobs{{status=\"{status}\",phase=\"{phase}\"}} {n}");
+        }
+        // What autoscalers read, per pool.
+        let pools = g.pools(now);
+        let families: [(&str, &str, PoolValue); 4] = [
+            (
+                "otf_pool_jobs_queued",
+                "Jobs waiting for an agent of the pool.",
+                |q| q.queued,
+            ),
+            (
+                "otf_pool_jobs_running",
+                "Jobs allocated to or running on an agent of the pool.",
+                |q| q.running,
+            ),
+            (
+                "otf_pool_oldest_queued_seconds",
+                "How long the pool's oldest queued job has waited.",
+                |q| q.oldest_queued_seconds,
+            ),
+            (
+                "otf_pool_capacity",
+                "Free job slots of the pool's live, undrained agents.",
+                |q| q.capacity,
+            ),
+        ];
+        for (name, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (pool, q) in &pools {
+                let _ = writeln!(out, "{name}{{pool=\"{pool}\"}} {}", value(q));
+            }
         }
         Some(out)
     }

@@ -59,6 +59,8 @@ pub enum Route {
     StateOutput,
     AgentRegister,
     AgentStatus,
+    /// The agent token's own pool's queue, for autoscalers.
+    AgentQueue,
     AgentJobs,
     AgentJobStart,
     AgentJobSignal,
@@ -158,6 +160,7 @@ const TABLE: &[(&str, Route)] = &[
     ("/api/v2/state-version-outputs/{id}", Route::StateOutput),
     ("/api/agent/register", Route::AgentRegister),
     ("/api/agent/status", Route::AgentStatus),
+    ("/api/agent/queue", Route::AgentQueue),
     ("/api/agent/jobs", Route::AgentJobs),
     ("/api/agent/jobs/{job}/start", Route::AgentJobStart),
     ("/api/agent/jobs/{job}/signal", Route::AgentJobSignal),

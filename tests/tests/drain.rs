@@ -140,3 +140,80 @@ async fn an_agent_joining_a_drained_pool_starts_drained_and_exits_when_told() {
     assert_eq!(status, 200);
     assert_eq!(agent_attrs(&api, &steady.id).await["drained"], false);
 }
+
+/// `otf_pool_*` of `/metrics` for `pool`, by family.
+async fn pool_gauges(server: &Server, pool: &str) -> std::collections::BTreeMap<String, u64> {
+    let text = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    let label = format!("{{pool=\"{pool}\"}} ");
+    text.lines()
+        .filter(|l| l.starts_with("otf_pool_"))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(&label)?;
+            Some((name.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscalers_read_the_pools_queue_from_metrics_and_with_an_agent_token() {
+    let tf = terraform();
+    let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
+    let api = Api::new(&server);
+    api.org("acme").await;
+    let pool = api.pool("acme", "pool").await;
+    let ws = api.workspace("acme", "dev", Some(&pool)).await;
+    let (_, token) = api.token(&pool).await;
+    let queue = || async {
+        let r = reqwest::Client::new()
+            .get(format!("{}/api/agent/queue", server.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("the queue");
+        assert_eq!(r.status(), 200);
+        r.json::<serde_json::Value>().await.expect("json")
+    };
+    // A run and no agent: one queued job, no capacity.
+    let run = api.run(&ws, &[("main.tf", NULL)], false).await;
+    eventually(RUN, "the queued job in the gauges", || async {
+        let g = pool_gauges(&server, &pool).await;
+        (g.get("otf_pool_jobs_queued") == Some(&1)).then_some(())
+    })
+    .await;
+    let g = pool_gauges(&server, &pool).await;
+    assert_eq!(g.get("otf_pool_capacity"), Some(&0), "{g:?}");
+    assert_eq!(g.get("otf_pool_jobs_running"), Some(&0), "{g:?}");
+    assert!(g.contains_key("otf_pool_oldest_queued_seconds"), "{g:?}");
+    let q = queue().await;
+    assert_eq!(
+        (
+            q["pool"].clone(),
+            q["queued"].clone(),
+            q["capacity"].clone()
+        ),
+        (json!(pool), json!(1), json!(0)),
+        "{q}"
+    );
+    // An agent with two slots arrives and plans it.
+    let agent = Agent::start(&server, &token, "scaled", &tf, &["--concurrency", "2"], &[]);
+    api.wait_for(&run, "planned", RUN).await;
+    eventually(RUN, "an idle agent with two free slots", || async {
+        let q = queue().await;
+        (q["queued"] == json!(0) && q["capacity"] == json!(2) && q["agents"]["idle"] == json!(1))
+            .then_some(())
+    })
+    .await;
+    // Drained, it offers no capacity.
+    api.post(&format!("/agent-pools/{pool}/actions/drain"), json!({}))
+        .await;
+    eventually(RUN, "no capacity once drained", || async {
+        (pool_gauges(&server, &pool).await.get("otf_pool_capacity") == Some(&0)).then_some(())
+    })
+    .await;
+    drop(agent);
+}

@@ -99,6 +99,23 @@ async fn a_lost_start_answer_plans_again_and_lost_finish_reports_change_nothing(
     s.api.wait_agent(&s.pool, &agent.id, "idle", RUN).await;
 }
 
+/// An apply on an agent that reaches otfd through a fault proxy, held by
+/// the test until the proxy blackholes: what the partition cases share.
+async fn partitioned_apply(
+    server: &Server,
+    tf: &str,
+) -> (Setup, FaultProxy, Agent, String, std::path::PathBuf) {
+    let s = setup(server).await;
+    let proxy = FaultProxy::http(address(server)).await;
+    let agent = Agent::start_at(&proxy.url(), &s.token, "far", tf, &[], &[]);
+    let run = s.api.run(&s.ws, &[("main.tf", WAIT)], false).await;
+    s.api.wait_for(&run, "planned", RUN).await;
+    s.api.apply(&run).await;
+    let job = e2e::job_dir_with(&agent.work_dir().join("jobs"), "marker.txt").await;
+    proxy.blackhole();
+    (s, proxy, agent, run, job)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_survives_a_partition_between_agent_and_otfd() {
     let tf = terraform();
@@ -107,14 +124,7 @@ async fn an_apply_survives_a_partition_between_agent_and_otfd() {
         &Db::Sqlite,
         &["--concurrency", "0", "--unknown-grace", "120"],
     );
-    let s = setup(&server).await;
-    let proxy = FaultProxy::http(address(&server)).await;
-    let agent = Agent::start_at(&proxy.url(), &s.token, "far", &tf, &[], &[]);
-    let run = s.api.run(&s.ws, &[("main.tf", WAIT)], false).await;
-    s.api.wait_for(&run, "planned", RUN).await;
-    s.api.apply(&run).await;
-    let job = e2e::job_dir_with(&agent.work_dir().join("jobs"), "marker.txt").await;
-    proxy.blackhole();
+    let (s, proxy, agent, run, job) = partitioned_apply(&server, &tf).await;
     // The apply ends while nothing passes; otfd stops hearing the agent.
     std::fs::write(job.join("release"), b"").expect("release the apply");
     s.api.wait_agent(&s.pool, &agent.id, "unknown", RUN).await;
@@ -132,14 +142,7 @@ async fn an_apply_survives_a_partition_between_agent_and_otfd() {
 async fn a_given_up_apply_still_delivers_its_state_after_a_long_partition() {
     let tf = terraform();
     let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
-    let s = setup(&server).await;
-    let proxy = FaultProxy::http(address(&server)).await;
-    let agent = Agent::start_at(&proxy.url(), &s.token, "far", &tf, &[], &[]);
-    let run = s.api.run(&s.ws, &[("main.tf", WAIT)], false).await;
-    s.api.wait_for(&run, "planned", RUN).await;
-    s.api.apply(&run).await;
-    let job = e2e::job_dir_with(&agent.work_dir().join("jobs"), "marker.txt").await;
-    proxy.blackhole();
+    let (s, proxy, agent, run, job) = partitioned_apply(&server, &tf).await;
     std::fs::write(job.join("release"), b"").expect("release the apply");
     // Silent past the grace: otfd gives the apply up, and says why.
     let done = s.api.wait_for(&run, "errored", RUN).await;

@@ -76,6 +76,7 @@ impl<S: Store> Transport for InProcess<S> {
                     version: req.version.clone(),
                     max_jobs: req.concurrency,
                     ip_address: "127.0.0.1".into(),
+                    protocol: req.protocol,
                 },
             )
             .await

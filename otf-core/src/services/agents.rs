@@ -19,6 +19,8 @@ pub struct RegisterAgent {
     pub max_jobs: u32,
     /// The address the request came from, as the server saw it.
     pub ip_address: String,
+    /// The agent protocol it speaks ([`crate::agent::AGENT_PROTOCOLS`]).
+    pub protocol: u32,
 }
 
 /// What otfd answers to a status ping.
@@ -87,6 +89,7 @@ impl<S: Store> Core<S> {
             Subject::ServerRunner => (None, None, None),
             _ => return Err(Error::Forbidden("only agent tokens may register agents")),
         };
+        crate::agent::check_agent_protocol(&req.version, req.protocol, crate::VERSION)?;
         if req.max_jobs == 0 || req.max_jobs > 1000 {
             return Err(Error::Invalid {
                 field: "max-jobs",

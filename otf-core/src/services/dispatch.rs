@@ -13,7 +13,7 @@ use crate::ids::{AgentId, JobId};
 use crate::job::{job_deadlines, Deadline, JobEvent, LossCause};
 use crate::liveness::{liveness_changes, LivenessChange};
 use crate::scheduler::{AgentSlot, JobSlot, PoolKey, Scheduler, WaitReason};
-use crate::store::{AgentRepo, JobRepo, RunRepo, Store, WorkspaceRepo};
+use crate::store::{AgentRepo, JobRepo, RunRepo, Store};
 
 const GONE: LossCause = LossCause::AgentLost { gone: true };
 
@@ -234,15 +234,7 @@ impl<S: Store> Core<S> {
     pub async fn apply_deadline(&self, job: &JobId, deadline: &Deadline) -> Result<(), Error> {
         let now = self.now();
         let mut tx = self.begin().await?;
-        let Some(peek) = tx.get_job(job).await? else {
-            return Ok(());
-        };
-        let mut ws = found(
-            tx.lock_workspace(&peek.workspace).await?,
-            "workspace",
-            &peek.workspace,
-        )?;
-        let Some(mut job) = tx.get_job(job).await? else {
+        let Some((mut ws, mut job)) = super::jobs::lock_job(&mut tx, job).await? else {
             return Ok(());
         };
         let config = &self.config;

@@ -50,6 +50,8 @@ pub enum Error {
     StateConflict { reason: String },
     #[error(transparent)]
     LateState(#[from] crate::artifacts::LateStateRefusal),
+    #[error(transparent)]
+    IncompatibleAgent(#[from] crate::agent::IncompatibleAgent),
     #[error("this replica is no longer the leader (its reign {epoch} was superseded); it stops dispatching")]
     Deposed { epoch: u64 },
     #[error(transparent)]

@@ -243,15 +243,9 @@ impl<S: Store> Core<S> {
         let now = self.now();
         let cool_off = self.config.force_cancel_cool_off;
         let mut tx = self.begin().await?;
-        let Some(peek) = tx.get_job(job).await? else {
+        let Some((mut ws, mut job)) = lock_job(&mut tx, job).await? else {
             return Ok(());
         };
-        let mut ws = found(
-            tx.lock_workspace(&peek.workspace).await?,
-            "workspace",
-            &peek.workspace,
-        )?;
-        let mut job = found(tx.get_job(job).await?, "job", job)?;
         if job.agent.as_ref() != Some(agent) {
             return Ok(());
         }
@@ -510,11 +504,16 @@ impl<S: Store> Core<S> {
         {
             return Err(Error::Unauthorized);
         }
+        let mut events = Vec::new();
         if late {
             if let Some(newest) = tx.current_state_version(&ws.id).await? {
                 if let Some(refusal) =
                     crate::artifacts::late_state_refusal(&newest, serial, lineage)
                 {
+                    drop(tx);
+                    // The run's error says what became of its state.
+                    self.note_late_state(&run.id, &format!("{refusal}; the runner keeps it"))
+                        .await?;
                     return Err(Error::LateState(refusal));
                 }
             }
@@ -530,12 +529,35 @@ impl<S: Store> Core<S> {
             lineage: lineage.to_string(),
             md5: crate::artifacts::md5_hex(state),
             size: state.len() as u64,
-            run: Some(run.id),
+            run: Some(run.id.clone()),
             created_at: self.now(),
         };
         tx.insert_state_version(&sv, state).await?;
-        self.commit(tx, vec![]).await?;
+        if late {
+            let mut run = found(tx.get_run(&run.id).await?, "run", &run.id)?;
+            run.error = Some(late_note(
+                run.error.as_deref(),
+                &format!(
+                    "the state it produced arrived late and was recorded as state version {} (serial {serial})",
+                    sv.id
+                ),
+            ));
+            tx.update_run(&run).await?;
+            events.push(Event::Run(run));
+        }
+        self.commit(tx, events).await?;
         Ok(sv)
+    }
+
+    /// Add what became of a given-up apply's late state to its run's error.
+    async fn note_late_state(&self, run: &crate::ids::RunId, what: &str) -> Result<(), Error> {
+        let mut tx = self.begin().await?;
+        let peek = found(tx.get_run(run).await?, "run", run)?;
+        tx.lock_workspace(&peek.workspace).await?;
+        let mut run = found(tx.get_run(run).await?, "run", run)?;
+        run.error = Some(late_note(run.error.as_deref(), what));
+        tx.update_run(&run).await?;
+        self.commit(tx, vec![Event::Run(run)]).await
     }
 
     /// A previous incarnation of this replica's server runner (`agent`)
@@ -624,4 +646,29 @@ impl<S: Store> Core<S> {
         let mut tx = self.begin().await?;
         active_job(&mut tx, &run.id).await
     }
+}
+
+/// A run's error with a note about its late state appended.
+fn late_note(error: Option<&str>, what: &str) -> String {
+    match error {
+        Some(e) if !e.is_empty() => format!("{e}; {what}"),
+        _ => what.to_string(),
+    }
+}
+
+/// A job with its workspace locked (the lock root of its run and jobs), read
+/// again under the lock; None if it does not exist.
+pub(super) async fn lock_job<T: JobRepo + WorkspaceRepo + Send>(
+    tx: &mut T,
+    id: &JobId,
+) -> Result<Option<(Workspace, Job)>, Error> {
+    let Some(peek) = tx.get_job(id).await? else {
+        return Ok(None);
+    };
+    let ws = found(
+        tx.lock_workspace(&peek.workspace).await?,
+        "workspace",
+        &peek.workspace,
+    )?;
+    Ok(tx.get_job(id).await?.map(|job| (ws, job)))
 }

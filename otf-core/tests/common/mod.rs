@@ -157,6 +157,7 @@ impl World {
                     version: "test".into(),
                     max_jobs,
                     ip_address: "127.0.0.1".into(),
+                    protocol: *otf_core::agent::AGENT_PROTOCOLS.end(),
                 },
             )
             .await

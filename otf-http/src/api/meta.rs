@@ -50,7 +50,7 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
                 }
             }
             // Gauges come from events, not from the store per scrape.
-            let gauges = app.metrics.gauges().ok_or_else(|| {
+            let gauges = app.metrics.gauges(app.core.now()).ok_or_else(|| {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the gauges are not read yet; retry in a moment",
