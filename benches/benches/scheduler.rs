@@ -40,6 +40,7 @@ fn queued(n: usize) -> JobSlot {
         status: JobStatus::Unallocated,
         agent: None,
         queued_at: Timestamp(n as i64),
+        affinity: None,
     }
 }
 
@@ -99,6 +100,7 @@ impl Steady {
             status: JobStatus::Finished,
             agent: Some(agent_id(a)),
             queued_at: Timestamp(0),
+            affinity: None,
         });
         let allocs = self.s.allocate(&p);
         debug_assert_eq!(allocs.len(), 1);

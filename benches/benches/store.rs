@@ -81,6 +81,7 @@ async fn setup(store: &DbStore) -> BenchResult<Fixture> {
         token: None,
         registered_at: now,
         drained: false,
+        single: false,
     };
     let mut tx = store.begin().await?;
     tx.insert_organization(&org).await?;
@@ -112,6 +113,7 @@ async fn setup(store: &DbStore) -> BenchResult<Fixture> {
             error: None,
             updated_at: now,
             log_dropped: 0,
+            affinity: None,
         };
         tx.insert_run(&run).await?;
         tx.insert_job(&job).await?;

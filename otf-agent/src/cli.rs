@@ -92,6 +92,15 @@ struct Flags {
     /// exit 0: for scale-down hooks.
     #[arg(long, env = "OTF_EXIT_WHEN_DRAINED")]
     exit_when_drained: bool,
+    /// Single execution: handle one run (its plan, and its apply when the
+    /// run is confirmed within --single-wait, which otfd keeps for this
+    /// agent), then report `exited` and exit 0.
+    #[arg(long, env = "OTF_SINGLE")]
+    single: bool,
+    /// How long a --single agent waits for its first job, and then for the
+    /// run's apply.
+    #[arg(long, env = "OTF_SINGLE_WAIT", default_value = "10m", value_parser = otf_core::duration::parse)]
+    single_wait: std::time::Duration,
     /// A PEM CA certificate to trust besides the system's.
     #[arg(long, env = "OTF_CA_CERT")]
     ca_cert: Option<PathBuf>,
@@ -217,7 +226,12 @@ async fn agent(flags: Flags) -> ExitCode {
     };
     let cfg = RunnerConfig {
         name: flags.name.clone().unwrap_or_else(hostname),
-        concurrency: flags.concurrency.max(1),
+        // A single-execution agent runs one job at a time.
+        concurrency: if flags.single {
+            1
+        } else {
+            flags.concurrency.max(1)
+        },
         engine: EngineConfig {
             bin: flags.engine_bin.clone(),
             cache_dir: work_dir.join("engines"),
@@ -236,6 +250,7 @@ async fn agent(flags: Flags) -> ExitCode {
             apply: flags.apply_timeout,
         },
         exit_when_drained: flags.exit_when_drained,
+        single: flags.single.then_some(flags.single_wait),
         hooks: crate::hooks::Hooks {
             dir: Some(
                 flags

@@ -36,6 +36,9 @@ pub struct RegisterRequest {
     /// The agent protocol it speaks (absent from the first agents: 1).
     #[serde(default = "first_protocol")]
     pub protocol: u32,
+    /// A single-execution agent (`--single`): one run, then it exits.
+    #[serde(default)]
+    pub single: bool,
 }
 
 fn first_protocol() -> u32 {
@@ -170,6 +173,14 @@ pub struct StateUpload {
     pub lineage: String,
     /// Standard base64 of the state file.
     pub state: String,
+}
+
+/// The answer to [`FinishRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FinishResponse {
+    /// The run's status after the job's end.
+    #[serde(default)]
+    pub run_status: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

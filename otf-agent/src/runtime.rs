@@ -45,6 +45,9 @@ pub struct RunnerConfig {
     pub hooks: crate::hooks::Hooks,
     /// Exit (reporting `exited`) once drained and idle.
     pub exit_when_drained: bool,
+    /// Single execution (`--single`): one run, waiting this long for its
+    /// first job and then for the run's apply; then exit.
+    pub single: Option<Duration>,
 }
 
 /// A runner's own plan and apply timeouts: past one, the job is interrupted
@@ -72,10 +75,18 @@ pub enum AgentError {
     Refused(String),
 }
 
+/// How a job ended, as the runner's loop needs to know.
+struct JobEnd {
+    phase: String,
+    /// The run's status after the job's end; None when the end was not
+    /// acknowledged (or the job never started).
+    run_status: Option<String>,
+}
+
 /// Why the loop woke up.
 enum Event {
     Polled(TResult<Vec<JobSummary>>),
-    JobDone,
+    JobDone(JobEnd),
     Ping,
     /// SIGINT/SIGTERM (or the embedding program's shutdown).
     Signal,
@@ -111,7 +122,11 @@ pub async fn run(
     let mut running = Running {
         jobs: HashMap::new(),
     };
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, JobEnd)>();
+    // Single execution: the run it serves, and until when it waits for a
+    // job (its first, then the run's apply).
+    let mut single_run: Option<String> = None;
+    let mut single_until = cfg.single.map(|wait| Instant::now() + wait);
     let mut ping = tokio::time::interval(Duration::from_millis(reg.ping_interval_ms.max(100)));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut poll: Option<tokio::task::JoinHandle<TResult<Vec<JobSummary>>>> = None;
@@ -138,9 +153,14 @@ pub async fn run(
                 poll = None;
                 Event::Polled(p.unwrap_or_else(|e| Err(TransportError::Unavailable(e.to_string()))))
             }
-            Some(id) = done_rx.recv() => {
+            Some((id, end)) = done_rx.recv() => {
                 running.jobs.remove(&id);
-                Event::JobDone
+                Event::JobDone(end)
+            }
+            _ = tokio::time::sleep_until(single_until.unwrap_or_else(Instant::now).into()),
+                if single_until.is_some() && running.jobs.is_empty() => {
+                tracing::info!("single execution: no job within --single-wait; exiting");
+                break Ok(());
             }
             _ = ping.tick() => Event::Ping,
             s = signals.recv(), if signals_open => match s {
@@ -170,6 +190,14 @@ pub async fn run(
                     if running.jobs.contains_key(&job.id) {
                         continue;
                     }
+                    // Single execution serves one run only.
+                    if cfg.single.is_some() {
+                        if single_run.as_ref().is_some_and(|r| *r != job.run_id) {
+                            continue;
+                        }
+                        single_run = Some(job.run_id.clone());
+                        single_until = None;
+                    }
                     announced_wait = false;
                     let (stop_tx, stop_rx) = watch::channel(Stop::Run);
                     running.jobs.insert(job.id.clone(), stop_tx);
@@ -181,8 +209,8 @@ pub async fn run(
                     );
                     tasks.spawn(async move {
                         let id = job.id.clone();
-                        execute_job(t, c, agent, job, stop_rx).await;
-                        let _ = done.send(id);
+                        let end = execute_job(t, c, agent, job, stop_rx).await;
+                        let _ = done.send((id, end));
                     });
                 }
                 if !running.jobs.is_empty() {
@@ -211,7 +239,23 @@ pub async fn run(
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             },
-            Event::JobDone => {
+            Event::JobDone(end) => {
+                if let Some(wait) = cfg.single {
+                    // After its plan, a single agent waits for the run's
+                    // apply (kept for it) if the run goes on; else it is done.
+                    let goes_on = end.phase == "plan"
+                        && matches!(
+                            end.run_status.as_deref(),
+                            Some("planned" | "confirmed" | "apply_queued")
+                        );
+                    if goes_on && !shutting_down {
+                        tracing::info!(wait = %otf_core::duration::human(wait), "single execution: waiting for the run's apply");
+                        single_until = Some(Instant::now() + wait);
+                    } else {
+                        tracing::info!("single execution: the run is done here; exiting");
+                        break Ok(());
+                    }
+                }
                 if running.jobs.is_empty() {
                     let answer = report(&*transport, &reg.id, &running, "idle").await;
                     if shutting_down || drained_out(&cfg, &running, &answer) {
@@ -344,6 +388,7 @@ async fn register(transport: &dyn Transport, cfg: &RunnerConfig) -> TResult<Regi
             version: env!("CARGO_PKG_VERSION").into(),
             concurrency: cfg.concurrency,
             protocol: crate::protocol::PROTOCOL,
+            single: cfg.single.is_some(),
         })
         .await?;
     tracing::info!(
@@ -364,12 +409,15 @@ async fn execute_job(
     agent: String,
     job: JobSummary,
     mut local: watch::Receiver<Stop>,
-) {
+) -> JobEnd {
     let start = match transport.start_job(&agent, &job.id).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(job.id = %job.id, error = %e, "could not start the job");
-            return;
+            return JobEnd {
+                phase: job.phase,
+                run_status: None,
+            };
         }
     };
     tracing::info!(job.id = %job.id, run.id = %start.run.id, phase = %start.job.phase, attempt = start.job.attempt, "job started");
@@ -525,13 +573,17 @@ async fn execute_job(
             transport.finish(&start.token, &finish)
         })
         .await;
-    if let Err(e) = reported {
+    if let Err(e) = &reported {
         tracing::warn!(job.id = %job.id, error = %e, "the server did not accept the job's end");
     }
     tracing::info!(job.id = %job.id, outcome = %finish.outcome, "job finished");
     watcher.abort();
     forwarder.abort();
     let _ = tokio::fs::remove_dir_all(&dir).await;
+    JobEnd {
+        phase: start.job.phase.clone(),
+        run_status: reported.ok(),
+    }
 }
 
 fn errored(message: String) -> FinishRequest {

@@ -53,6 +53,7 @@ async fn fake_runner(core: Core<MemoryStore>, token: Subject) -> Result<()> {
                 max_jobs: 1,
                 ip_address: "127.0.0.1".into(),
                 protocol: *otf_core::agent::AGENT_PROTOCOLS.end(),
+                single: false,
             },
         )
         .await?;

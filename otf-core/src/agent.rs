@@ -158,6 +158,9 @@ pub struct Agent {
     /// Drained: it gets no new job, finishes what it runs and keeps
     /// pinging (its status stays TFE's idle/busy).
     pub drained: bool,
+    /// A single-execution agent (`otf-agent --single`): it runs one run (its
+    /// plan, then its apply, which waits for it) and exits.
+    pub single: bool,
 }
 
 impl Agent {
@@ -304,6 +307,7 @@ mod tests {
             token: None,
             registered_at: Timestamp(0),
             drained: false,
+            single: false,
         };
         assert!(!a
             .apply(AgentEvent::Ping(ReportedStatus::Idle), Timestamp(10))

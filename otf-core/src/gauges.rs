@@ -247,6 +247,7 @@ mod tests {
             token: None,
             registered_at: Timestamp(0),
             drained: false,
+            single: false,
         }
     }
 
@@ -295,6 +296,7 @@ mod tests {
             error: None,
             updated_at: Timestamp(0),
             log_dropped: 0,
+            affinity: None,
         }
     }
 

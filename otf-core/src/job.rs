@@ -139,6 +139,9 @@ pub struct Job {
     pub updated_at: Timestamp,
     /// Bytes of its output dropped past the log limit ([`crate::log_limit`]).
     pub log_dropped: u64,
+    /// The agent this job waits for: the single-execution agent that
+    /// planned the run keeps its apply (while it is live).
+    pub affinity: Option<AgentId>,
 }
 
 impl Job {
@@ -378,6 +381,7 @@ mod tests {
             error: None,
             updated_at: Timestamp(0),
             log_dropped: 0,
+            affinity: None,
         }
     }
 

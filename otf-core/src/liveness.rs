@@ -70,6 +70,7 @@ mod tests {
             token: None,
             registered_at: Timestamp(0),
             drained: false,
+            single: false,
         }
     }
 

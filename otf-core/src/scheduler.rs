@@ -50,6 +50,9 @@ pub struct JobSlot {
     pub status: JobStatus,
     pub agent: Option<AgentId>,
     pub queued_at: Timestamp,
+    /// The only agent that may take it while that agent is live (even
+    /// drained): a single-execution agent keeps its run's apply.
+    pub affinity: Option<AgentId>,
 }
 
 impl From<&Job> for JobSlot {
@@ -60,6 +63,7 @@ impl From<&Job> for JobSlot {
             status: j.status,
             agent: j.agent.clone(),
             queued_at: j.queued_at,
+            affinity: j.affinity.clone(),
         }
     }
 }
@@ -121,6 +125,9 @@ struct JobEntry {
     queued_at: Timestamp,
     /// None while queued.
     agent: Option<AgentId>,
+    affinity: Option<AgentId>,
+    /// Queued for its affinity agent (in `pinned`), not its pool's queue.
+    pinned: bool,
 }
 
 /// The index. Feed it every agent and job change; ask it for allocations.
@@ -132,6 +139,8 @@ pub struct Scheduler {
     /// Load held by agents the scheduler does not know (yet): counted when the
     /// agent appears.
     orphan_load: HashMap<AgentId, u32>,
+    /// Queued jobs kept for one live agent (their affinity).
+    pinned: HashMap<AgentId, BTreeSet<QueueKey>>,
 }
 
 impl Scheduler {
@@ -208,12 +217,32 @@ impl Scheduler {
             Some(e) => e.load,
             None => self.orphan_load.remove(&id).unwrap_or(0),
         };
+        let live = slot.status.is_schedulable();
         self.agents.insert(id.clone(), AgentEntry { slot, load });
         self.index_agent(&id);
+        if !live {
+            self.unpin(&id);
+        }
+    }
+
+    /// An agent that can no longer take its pinned jobs: they join their
+    /// pools' queues.
+    fn unpin(&mut self, agent: &AgentId) {
+        let Some(keys) = self.pinned.remove(agent) else {
+            return;
+        };
+        for key in keys {
+            if let Some(j) = self.jobs.get_mut(&key.1) {
+                j.pinned = false;
+                let pool = j.pool.clone();
+                self.pool(&pool).queue.insert(key);
+            }
+        }
     }
 
     /// An agent was deleted.
     pub fn remove_agent(&mut self, id: &AgentId) {
+        self.unpin(id);
         self.unindex_agent(id);
         if let Some(e) = self.agents.remove(id) {
             if e.load > 0 {
@@ -224,12 +253,19 @@ impl Scheduler {
 
     fn remove_job(&mut self, id: &JobId) {
         if let Some(old) = self.jobs.remove(id) {
-            match &old.agent {
-                Some(a) => self.add_load(a, -1),
-                None => {
-                    self.pool(&old.pool)
-                        .queue
-                        .remove(&(old.queued_at, id.clone()));
+            let key = (old.queued_at, id.clone());
+            match (&old.agent, &old.affinity) {
+                (Some(a), _) => self.add_load(a, -1),
+                (None, Some(a)) if old.pinned => {
+                    if let Some(set) = self.pinned.get_mut(a) {
+                        set.remove(&key);
+                        if set.is_empty() {
+                            self.pinned.remove(a);
+                        }
+                    }
+                }
+                (None, _) => {
+                    self.pool(&old.pool).queue.remove(&key);
                 }
             }
         }
@@ -247,17 +283,30 @@ impl Scheduler {
             }
         };
         if let Some(old) = self.jobs.get(&slot.id) {
-            if old.agent == holder && old.pool == slot.pool && old.queued_at == slot.queued_at {
+            if old.agent == holder
+                && old.pool == slot.pool
+                && old.queued_at == slot.queued_at
+                && old.affinity == slot.affinity
+            {
                 return;
             }
         }
         self.remove_job(&slot.id);
-        match &holder {
-            Some(a) => self.add_load(a, 1),
-            None => {
-                self.pool(&slot.pool)
-                    .queue
-                    .insert((slot.queued_at, slot.id.clone()));
+        let key = (slot.queued_at, slot.id.clone());
+        let mut pinned = false;
+        match (&holder, &slot.affinity) {
+            (Some(a), _) => self.add_load(a, 1),
+            (None, Some(a))
+                if self
+                    .agents
+                    .get(a)
+                    .is_some_and(|e| e.slot.status.is_schedulable()) =>
+            {
+                self.pinned.entry(a.clone()).or_default().insert(key);
+                pinned = true;
+            }
+            (None, _) => {
+                self.pool(&slot.pool).queue.insert(key);
             }
         }
         self.jobs.insert(
@@ -266,6 +315,8 @@ impl Scheduler {
                 pool: slot.pool,
                 queued_at: slot.queued_at,
                 agent: holder,
+                affinity: slot.affinity,
+                pinned,
             },
         );
     }
@@ -293,7 +344,7 @@ impl Scheduler {
     /// allocations happen; a caller that fails to persist one feeds the job's
     /// real state back with [`Scheduler::upsert_job`].
     pub fn allocate(&mut self, pool: &PoolKey) -> Vec<Allocation> {
-        let mut out = Vec::new();
+        let mut out = self.allocate_pinned(Some(pool));
         while let Some(index) = self.pools.get_mut(pool) {
             let (Some(job_key), Some(agent_key)) =
                 (index.queue.first().cloned(), index.ready.first().cloned())
@@ -315,8 +366,56 @@ impl Scheduler {
         out
     }
 
+    /// Give pinned jobs to their agents while those have room (drained or
+    /// not); only agents of `pool` when given. Agents in id order.
+    fn allocate_pinned(&mut self, pool: Option<&PoolKey>) -> Vec<Allocation> {
+        let mut agents: Vec<AgentId> = self
+            .pinned
+            .keys()
+            .filter(|a| {
+                self.agents
+                    .get(*a)
+                    .is_some_and(|e| pool.is_none_or(|p| e.slot.pool == *p))
+            })
+            .cloned()
+            .collect();
+        agents.sort();
+        let mut out = Vec::new();
+        for agent in agents {
+            loop {
+                let room = self
+                    .agents
+                    .get(&agent)
+                    .is_some_and(|e| e.slot.status.is_schedulable() && e.load < e.slot.max_jobs);
+                let Some(key) = self.pinned.get(&agent).and_then(|s| s.first().cloned()) else {
+                    break;
+                };
+                if !room {
+                    break;
+                }
+                if let Some(set) = self.pinned.get_mut(&agent) {
+                    set.remove(&key);
+                    if set.is_empty() {
+                        self.pinned.remove(&agent);
+                    }
+                }
+                if let Some(j) = self.jobs.get_mut(&key.1) {
+                    j.agent = Some(agent.clone());
+                    j.pinned = false;
+                }
+                self.add_load(&agent, 1);
+                out.push(Allocation {
+                    job: key.1,
+                    agent: agent.clone(),
+                });
+            }
+        }
+        out
+    }
+
     /// Allocate in every pool, pools in a stable order.
     pub fn allocate_all(&mut self) -> Vec<Allocation> {
+        let mut out = self.allocate_pinned(None);
         let mut keys: Vec<PoolKey> = self
             .pools
             .iter()
@@ -324,7 +423,12 @@ impl Scheduler {
             .map(|(k, _)| k.clone())
             .collect();
         keys.sort();
-        keys.iter().flat_map(|k| self.allocate(k)).collect()
+        out.extend(
+            keys.iter()
+                .flat_map(|k| self.allocate(k))
+                .collect::<Vec<_>>(),
+        );
+        out
     }
 
     /// The jobs of a pool still waiting, in order, and why.

@@ -98,3 +98,57 @@ async fn drained_agents_take_no_new_job_and_pools_drain_newcomers_too() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn a_single_agent_keeps_the_apply_of_the_run_it_planned() {
+    let mut w = World::new(51).await;
+    w.org("acme").await;
+    let pool = w.pool("acme", "pool").await;
+    let dev = w
+        .workspace("acme", "dev", ExecutionMode::Agent(pool.id.clone()))
+        .await;
+    let (subject, _) = w.agent_subject(&pool).await;
+    let single = w
+        .core
+        .register_agent(
+            &subject,
+            otf_core::services::RegisterAgent {
+                name: "single".into(),
+                version: "test".into(),
+                max_jobs: 1,
+                ip_address: "127.0.0.1".into(),
+                protocol: *otf_core::agent::AGENT_PROTOCOLS.end(),
+                single: true,
+            },
+        )
+        .await
+        .unwrap();
+    w.settle().await;
+    let run = w.run(&dev).await;
+    let (_, plan) = w.start(&subject, &single).await;
+    // Started: it takes nothing else now.
+    let view = w.core.get_agent(&w.site, single.id.as_str()).await.unwrap();
+    assert!(
+        view.agent.drained,
+        "a single agent drains itself when it starts"
+    );
+    // Another agent arrives, more recently seen and idle.
+    let other = w.register(&subject, "other", 1).await;
+    w.finish(&plan, common::changes(1)).await;
+    w.core.confirm_run(&w.site, run.id.as_str()).await.unwrap();
+    w.settle().await;
+    w.advance(Duration::from_secs(1)).await;
+    let apply = w.allocated(&subject, &single).await;
+    assert_eq!(
+        apply.len(),
+        1,
+        "the apply waits for the agent that planned it"
+    );
+    assert_eq!(apply[0].affinity.as_ref(), Some(&single.id));
+    let nothing = tokio::time::timeout(
+        Duration::from_millis(50),
+        w.core.await_allocated_jobs(&subject, other.id.as_str()),
+    )
+    .await;
+    assert!(nothing.is_err() || nothing.unwrap().unwrap().is_empty());
+}

@@ -49,6 +49,7 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
                         max_jobs: body.concurrency,
                         ip_address: ip.clone(),
                         protocol: body.protocol,
+                        single: body.single,
                     },
                 )
                 .await?;
@@ -220,7 +221,9 @@ async fn job_endpoints<S: Store>(
                 ))
             })?;
             let run = core.finish_job(subject, outcome).await?;
-            ok(&serde_json::json!({ "run_status": run.status.to_string() }))
+            ok(&FinishResponse {
+                run_status: run.status.to_string(),
+            })
         }
         (_, m) => Err(method_not_allowed(m)),
     }

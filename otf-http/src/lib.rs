@@ -417,6 +417,7 @@ impl Otfd {
                 timeouts: otf_agent::PhaseTimeouts::default(),
                 hooks: self.config.hooks.clone(),
                 exit_when_drained: false,
+                single: None,
             };
             tokio::spawn(otf_agent::run(transport, cfg, runner_signals))
         });

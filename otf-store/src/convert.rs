@@ -261,6 +261,7 @@ pub(crate) fn agent_row(a: &Agent) -> entity::agent::ActiveModel {
         token_id: Set(a.token.as_ref().map(|t| t.to_string())),
         registered_at: Set(a.registered_at.0),
         drained: Set(a.drained),
+        single: Set(a.single),
     }
 }
 
@@ -279,6 +280,7 @@ pub(crate) fn agent(m: entity::agent::Model) -> StoreResult<Agent> {
         token: parse_opt("agent token id", m.token_id)?,
         registered_at: Timestamp(m.registered_at),
         drained: m.drained,
+        single: m.single,
     })
 }
 
@@ -299,6 +301,7 @@ pub(crate) fn job_row(j: &Job) -> entity::job::ActiveModel {
         error: Set(j.error.clone()),
         updated_at: Set(j.updated_at.0),
         log_dropped: Set(i64::try_from(j.log_dropped).unwrap_or(i64::MAX)),
+        affinity_agent_id: Set(j.affinity.as_ref().map(|a| a.to_string())),
     }
 }
 
@@ -322,6 +325,7 @@ pub(crate) fn job(m: entity::job::Model) -> StoreResult<Job> {
         error: m.error,
         updated_at: Timestamp(m.updated_at),
         log_dropped: unsigned("dropped log bytes", m.log_dropped)?,
+        affinity: parse_opt("agent id", m.affinity_agent_id)?,
     })
 }
 

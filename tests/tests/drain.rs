@@ -217,3 +217,46 @@ async fn autoscalers_read_the_pools_queue_from_metrics_and_with_an_agent_token()
     .await;
     drop(agent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_execution_agents_run_one_run_each_and_keep_its_apply() {
+    let tf = terraform();
+    let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
+    let api = Api::new(&server);
+    api.org("acme").await;
+    let pool = api.pool("acme", "pool").await;
+    let ws = api.workspace("acme", "dev", Some(&pool)).await;
+    let (_, token) = api.token(&pool).await;
+    let flags = ["--single", "--single-wait", "8s"];
+    let mut one = Agent::start(&server, &token, "one", &tf, &flags, &[]);
+    let mut two = Agent::start(&server, &token, "two", &tf, &flags, &[]);
+    let run = api.run(&ws, &[("main.tf", NULL)], false).await;
+    api.wait_for(&run, "planned", RUN).await;
+    let plan = api.log(&run, "plan").await;
+    let planner = if plan.contains("on agent one") {
+        "one"
+    } else {
+        "two"
+    };
+    assert!(plan.contains(&format!("on agent {planner} ")), "{plan}");
+    // The planner is drained now: nothing else reaches it.
+    let planner_id = if planner == "one" {
+        one.id.clone()
+    } else {
+        two.id.clone()
+    };
+    assert_eq!(agent_attrs(&api, &planner_id).await["drained"], true);
+    api.apply(&run).await;
+    api.wait_for(&run, "applied", RUN).await;
+    let apply = api.log(&run, "apply").await;
+    assert!(
+        apply.contains(&format!("on agent {planner} ")),
+        "the apply runs on the agent that planned: {apply}"
+    );
+    // Both exit 0: the planner after the apply, the other after waiting.
+    assert_eq!(one.wait_exit(RUN).await, Some(0), "{}", one.log());
+    assert_eq!(two.wait_exit(RUN).await, Some(0), "{}", two.log());
+    for a in [&one, &two] {
+        assert_eq!(agent_attrs(&api, &a.id).await["status"], "exited");
+    }
+}

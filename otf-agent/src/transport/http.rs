@@ -291,15 +291,18 @@ impl Transport for HttpTransport {
         Ok(())
     }
 
-    async fn finish(&self, token: &str, req: &FinishRequest) -> TResult<()> {
-        check(
-            self.req(Method::POST, "/api/agent/job/finish", token)
-                .json(req)
-                .send()
-                .await,
+    async fn finish(&self, token: &str, req: &FinishRequest) -> TResult<String> {
+        let answer: FinishResponse = json(
+            check(
+                self.req(Method::POST, "/api/agent/job/finish", token)
+                    .json(req)
+                    .send()
+                    .await,
+            )
+            .await?,
         )
         .await?;
-        Ok(())
+        Ok(answer.run_status)
     }
 }
 

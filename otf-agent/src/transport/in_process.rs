@@ -77,6 +77,7 @@ impl<S: Store> Transport for InProcess<S> {
                     max_jobs: req.concurrency,
                     ip_address: "127.0.0.1".into(),
                     protocol: req.protocol,
+                    single: req.single,
                 },
             )
             .await
@@ -209,7 +210,7 @@ impl<S: Store> Transport for InProcess<S> {
             .map(|_| ())
     }
 
-    async fn finish(&self, token: &str, req: &FinishRequest) -> TResult<()> {
+    async fn finish(&self, token: &str, req: &FinishRequest) -> TResult<String> {
         let s = self.job(token).await?;
         // An unknown outcome reports the job as failed.
         let outcome = req.outcome().unwrap_or_else(|| JobOutcome::Errored {
@@ -219,6 +220,6 @@ impl<S: Store> Transport for InProcess<S> {
             .finish_job(&s, outcome)
             .await
             .map_err(map)
-            .map(|_| ())
+            .map(|run| run.status.to_string())
     }
 }

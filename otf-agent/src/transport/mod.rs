@@ -52,5 +52,6 @@ pub trait Transport: Send + Sync + 'static {
     async fn get_artifact(&self, token: &str, kind: &str) -> TResult<Option<Vec<u8>>>;
     async fn append_log(&self, token: &str, data: Vec<u8>) -> TResult<()>;
     async fn upload_state(&self, token: &str, state: &StateUpload) -> TResult<()>;
-    async fn finish(&self, token: &str, req: &FinishRequest) -> TResult<()>;
+    /// Report the job's end; the run's status after it.
+    async fn finish(&self, token: &str, req: &FinishRequest) -> TResult<String>;
 }

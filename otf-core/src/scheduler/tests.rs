@@ -30,6 +30,7 @@ fn queued(n: u32, pool: PoolKey, at: i64) -> JobSlot {
         status: JobStatus::Unallocated,
         agent: None,
         queued_at: Timestamp(at),
+        affinity: None,
     }
 }
 
@@ -227,4 +228,49 @@ fn drained_agents_get_nothing_and_the_queue_says_why() {
     // Undrain: it takes the job.
     s.upsert_agent(agent(1, pool(1), 2, 0));
     assert_eq!(show(&s.allocate(&pool(1))), "1->1");
+}
+
+#[test]
+fn a_pinned_job_waits_for_its_agent_even_drained_and_is_freed_when_it_goes() {
+    let mut s = Scheduler::new();
+    s.upsert_agent(AgentSlot {
+        drained: true,
+        ..agent(1, pool(1), 1, 0)
+    });
+    s.upsert_agent(agent(2, pool(1), 1, 9));
+    // Job 1 is kept for the drained agent 1; job 2 goes to agent 2.
+    s.upsert_job(JobSlot {
+        affinity: Some(agent_id(1)),
+        ..queued(1, pool(1), 1)
+    });
+    s.upsert_job(queued(2, pool(1), 2));
+    assert_eq!(show(&s.allocate(&pool(1))), "1->1 2->2");
+    // A pinned job whose agent is busy waits for it, not for others.
+    let mut s = Scheduler::new();
+    s.upsert_agent(agent(1, pool(1), 1, 0));
+    s.upsert_agent(agent(2, pool(1), 1, 9));
+    s.upsert_job(JobSlot {
+        status: JobStatus::Running,
+        agent: Some(agent_id(1)),
+        ..queued(9, pool(1), 0)
+    });
+    s.upsert_job(JobSlot {
+        affinity: Some(agent_id(1)),
+        ..queued(1, pool(1), 1)
+    });
+    assert!(s.allocate_all().is_empty(), "agent 2 must not take it");
+    // The agent goes: the job is free for any agent.
+    s.upsert_agent(AgentSlot {
+        status: AgentStatus::Exited,
+        ..agent(1, pool(1), 1, 0)
+    });
+    assert_eq!(show(&s.allocate_all()), "1->2");
+    // An affinity to an agent already gone never pins.
+    let mut s = Scheduler::new();
+    s.upsert_agent(agent(2, pool(1), 1, 9));
+    s.upsert_job(JobSlot {
+        affinity: Some(agent_id(7)),
+        ..queued(1, pool(1), 1)
+    });
+    assert_eq!(show(&s.allocate(&pool(1))), "1->2");
 }

@@ -21,6 +21,8 @@ pub struct RegisterAgent {
     pub ip_address: String,
     /// The agent protocol it speaks ([`crate::agent::AGENT_PROTOCOLS`]).
     pub protocol: u32,
+    /// A single-execution agent: one run, then it exits.
+    pub single: bool,
 }
 
 /// What otfd answers to a status ping.
@@ -132,6 +134,7 @@ impl<S: Store> Core<S> {
             token,
             registered_at: now,
             drained,
+            single: req.single,
         };
         tx.insert_agent(&agent).await?;
         self.commit(tx, vec![Event::Agent(agent.clone())]).await?;

@@ -184,6 +184,7 @@ impl<S: Store> Dispatcher<S> {
                         status: crate::job::JobStatus::Canceled,
                         agent: None,
                         queued_at: crate::clock::Timestamp(0),
+                        affinity: None,
                     });
                 }
                 Err(e) => return Err(e),

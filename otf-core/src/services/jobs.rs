@@ -94,6 +94,20 @@ impl<S: Store> Core<S> {
             });
         }
         job.apply(JobEvent::Start, now)?;
+        let mut events = Vec::new();
+        // A single-execution agent takes nothing more than this run: it is
+        // drained from its first start on (the run's apply still reaches it
+        // through its affinity).
+        {
+            use crate::store::AgentRepo;
+            if let Some(mut agent) = tx.lock_agent(&agent_id).await? {
+                if agent.single && !agent.drained {
+                    agent.drained = true;
+                    tx.update_agent(&agent).await?;
+                    events.push(Event::Agent(agent));
+                }
+            }
+        }
         let token = IssuedSecret::generate(job.id.as_str(), self.rng.as_ref());
         job.token_hash = Some(token.hash());
         let mut run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
@@ -102,7 +116,7 @@ impl<S: Store> Core<S> {
             JobPhase::Apply => RunEvent::ApplyStarted,
         };
         run.apply_event(event, now, self.config.force_cancel_cool_off)?;
-        let mut events = vec![Event::Job(job.clone()), Event::Run(run.clone())];
+        events.extend([Event::Job(job.clone()), Event::Run(run.clone())]);
         // A phase log starts with STX (a retried plan continues the same log).
         if tx.read_log(&run.id, job.phase, 0, 1).await?.is_empty() {
             let chunk = tx

@@ -519,6 +519,7 @@ impl<S: Store> Core<S> {
             error: None,
             updated_at: queued_at,
             log_dropped: 0,
+            affinity: None,
         }
     }
 
@@ -530,7 +531,7 @@ impl<S: Store> Core<S> {
         run: &mut Run,
         events: &mut Vec<Event>,
     ) -> Result<(), Error> {
-        self.queue_phase(tx, ws, run, RunEvent::Enqueue, JobPhase::Plan, events)
+        self.queue_phase(tx, ws, run, JobPhase::Plan, None, events)
             .await
     }
 
@@ -542,11 +543,29 @@ impl<S: Store> Core<S> {
         run: &mut Run,
         events: &mut Vec<Event>,
     ) -> Result<(), Error> {
-        self.queue_phase(tx, ws, run, RunEvent::ApplyQueued, JobPhase::Apply, events)
+        // A single-execution agent that planned the run keeps its apply.
+        let planner = tx
+            .list_jobs_of_run(&run.id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|j| j.phase == JobPhase::Plan && j.status == JobStatus::Finished)
+            .and_then(|j| j.agent);
+        let affinity = match planner {
+            Some(a) => {
+                use crate::store::AgentRepo;
+                tx.get_agent(&a)
+                    .await?
+                    .filter(|agent| agent.single && !agent.status.is_final())
+                    .map(|agent| agent.id)
+            }
+            None => None,
+        };
+        self.queue_phase(tx, ws, run, JobPhase::Apply, affinity, events)
             .await
     }
 
-    /// Queue a phase of `run` (`event`) and create its job, routed by the
+    /// Queue a phase of `run` and create its job, routed by the
     /// workspace's execution mode at this moment. A workspace that switched
     /// to local execution cannot run it: the run errors.
     async fn queue_phase(
@@ -554,10 +573,14 @@ impl<S: Store> Core<S> {
         tx: &mut S::Tx,
         ws: &Workspace,
         run: &mut Run,
-        event: RunEvent,
         phase: JobPhase,
+        affinity: Option<crate::ids::AgentId>,
         events: &mut Vec<Event>,
     ) -> Result<(), Error> {
+        let event = match phase {
+            JobPhase::Plan => RunEvent::Enqueue,
+            JobPhase::Apply => RunEvent::ApplyQueued,
+        };
         let now = self.now();
         let cool_off = self.config.force_cancel_cool_off;
         run.apply_event(event, now, cool_off)?;
@@ -569,7 +592,10 @@ impl<S: Store> Core<S> {
             run.apply_event(RunEvent::Error { message }, now, cool_off)?;
             return Ok(());
         }
-        let job = self.new_job(ws, run, phase, 1, now);
+        let job = Job {
+            affinity,
+            ..self.new_job(ws, run, phase, 1, now)
+        };
         tx.insert_job(&job).await?;
         events.push(Event::Job(job));
         Ok(())

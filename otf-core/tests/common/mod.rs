@@ -158,6 +158,7 @@ impl World {
                     max_jobs,
                     ip_address: "127.0.0.1".into(),
                     protocol: *otf_core::agent::AGENT_PROTOCOLS.end(),
+                    single: false,
                 },
             )
             .await

@@ -19,6 +19,7 @@ pub struct Model {
     pub token_id: Option<String>,
     pub registered_at: i64,
     pub drained: bool,
+    pub single: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

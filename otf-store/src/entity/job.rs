@@ -21,6 +21,7 @@ pub struct Model {
     pub error: Option<String>,
     pub updated_at: i64,
     pub log_dropped: i64,
+    pub affinity_agent_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ mod m20250601_000001_create_tables;
 mod m20261201_000001_job_log_dropped;
 mod m20261202_000001_leader_reign;
 mod m20261202_000002_drain;
+mod m20261202_000003_single;
 
 pub(crate) struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_job_log_dropped::Migration),
             Box::new(m20261202_000001_leader_reign::Migration),
             Box::new(m20261202_000002_drain::Migration),
+            Box::new(m20261202_000003_single::Migration),
         ]
     }
 }

@@ -94,6 +94,7 @@ pub fn agent(pool: Option<&AgentPool>, token: Option<&AgentToken>) -> Agent {
         token: token.map(|t| t.id.clone()),
         registered_at: Timestamp(9_000),
         drained: false,
+        single: false,
     }
 }
 
@@ -141,6 +142,7 @@ pub fn job(run: &Run, phase: JobPhase, attempt: u32, queued: i64) -> Job {
         error: None,
         updated_at: Timestamp(queued),
         log_dropped: 0,
+        affinity: None,
     }
 }
 
