@@ -40,8 +40,10 @@ pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
         (Screen::Pool { .. }, 'e' | 'g') => Some(Action::Edit),
         (Screen::Pool { .. }, 't') => Some(Action::Tokens),
         (Screen::Pool { .. }, 'd') => Some(Action::Delete),
-        (Screen::Pool { .. }, 'x') => Some(Action::Drain(true)),
-        (Screen::Pool { .. }, 'u') => Some(Action::Drain(false)),
+        (Screen::Pool { .. }, 'x') => Some(Action::DrainAgent(true)),
+        (Screen::Pool { .. }, 'u') => Some(Action::DrainAgent(false)),
+        (Screen::Pool { .. }, 'X') => Some(Action::Drain(true)),
+        (Screen::Pool { .. }, 'U') => Some(Action::Drain(false)),
         (Screen::Grants { .. } | Screen::Settings { .. }, ' ') => Some(Action::Toggle),
         (Screen::Grants { .. } | Screen::Settings { .. }, 's') => Some(Action::Save),
         (Screen::Tokens { .. }, 'n') => Some(Action::New),
@@ -106,8 +108,8 @@ pub fn hints(app: &App) -> Vec<(&'static str, &'static str)> {
         Screen::Pool { .. } => vec![
             ("e", "edit grants"),
             ("t", "tokens"),
-            ("x", "drain"),
-            ("u", "undrain"),
+            ("x/u", "drain/undrain agent"),
+            ("X/U", "pool"),
             ("d", "delete"),
         ],
         Screen::Grants { .. } | Screen::Settings { .. } => {

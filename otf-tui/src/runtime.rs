@@ -195,6 +195,10 @@ pub async fn perform(api: &dyn Api, request: Request) -> Loaded {
             let result = api.delete_pool(&id).await.map_err(msg);
             Loaded::PoolDeleted { id, result }
         }
+        Request::DrainAgent { id, drained } => {
+            let result = api.drain_agent(&id, drained).await.map_err(msg);
+            Loaded::AgentDrained { drained, result }
+        }
         Request::DrainPool { id, drained } => {
             let result = api.drain_pool(&id, drained).await.map_err(msg);
             Loaded::PoolDrained { drained, result }

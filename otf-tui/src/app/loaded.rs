@@ -3,7 +3,7 @@
 //! writes open an error modal with the server's detail.
 
 use super::update::{action_verb, append_log, error, info, push, refresh, refusal, run_screen};
-use super::{App, Effect, Loaded, Modal, RunView, Screen};
+use super::{App, Cursor, Effect, Loaded, Modal, RunView, Screen};
 
 /// Apply an answer from otfd to the screens it belongs to.
 pub(super) fn loaded_into(app: &mut App, loaded: Loaded) -> Vec<Effect> {
@@ -60,16 +60,24 @@ pub(super) fn loaded_into(app: &mut App, loaded: Loaded) -> Vec<Effect> {
                         org,
                         id: p.id,
                         detail: None,
+                        cursor: Cursor::default(),
                     },
                 );
             }
             Err(e) => refusal(app, "Could not create the agent pool", e),
         },
         Loaded::PoolDetail { id, result } => {
-            if let Screen::Pool { id: i, detail, .. } = app.screen_mut() {
+            if let Screen::Pool {
+                id: i,
+                detail,
+                cursor,
+                ..
+            } = app.screen_mut()
+            {
                 if *i == id {
                     match result {
                         Ok(d) => {
+                            cursor.clamp(d.agents.len());
                             *detail = Some(d);
                             clear_error(app);
                         }
@@ -99,6 +107,18 @@ pub(super) fn loaded_into(app: &mut App, loaded: Loaded) -> Vec<Effect> {
                 return refresh(app);
             }
             Err(e) => refusal(app, "The agent pool's drain did not change", e),
+        },
+        Loaded::AgentDrained { drained, result } => match result {
+            Ok(a) => {
+                let what = if drained {
+                    "drained: it finishes what it runs and takes no new job"
+                } else {
+                    "undrained"
+                };
+                info(app, format!("agent {} {what}", a.name));
+                return refresh(app);
+            }
+            Err(e) => refusal(app, "The agent's drain did not change", e),
         },
         Loaded::PoolDeleted { id, result } => match result {
             Ok(()) => {

@@ -145,6 +145,8 @@ pub enum Screen {
         org: String,
         id: String,
         detail: Option<PoolDetail>,
+        /// Over the pool's agents.
+        cursor: Cursor,
     },
     /// "Grant access to specific workspaces": rows 0 and 1 choose the scope,
     /// the rest toggle workspaces.
@@ -305,6 +307,8 @@ pub enum Action {
     Edit,
     /// A pool's tokens.
     Tokens,
+    /// Drain (true) or undrain the selected agent of the pool on screen.
+    DrainAgent(bool),
     /// Drain (true) or undrain the pool on screen.
     Drain(bool),
     /// Choose or toggle the selected row.
@@ -360,6 +364,10 @@ pub enum Request {
         id: String,
     },
     DrainPool {
+        id: String,
+        drained: bool,
+    },
+    DrainAgent {
         id: String,
         drained: bool,
     },
@@ -455,6 +463,10 @@ pub enum Loaded {
     PoolDrained {
         drained: bool,
         result: Res<Pool>,
+    },
+    AgentDrained {
+        drained: bool,
+        result: Res<Agent>,
     },
     Tokens {
         pool: String,

@@ -250,6 +250,7 @@ fn screen_action(app: &mut App, action: Action) -> Vec<Effect> {
                     org: org.clone(),
                     id: p.id.clone(),
                     detail: None,
+                    cursor: Cursor::default(),
                 };
                 return push(app, s);
             }
@@ -293,6 +294,28 @@ fn screen_action(app: &mut App, action: Action) -> Vec<Effect> {
                 cursor: Cursor::default(),
             };
             return push(app, s);
+        }
+        (Screen::Pool { cursor, .. }, Action::Up) => cursor.up(),
+        (
+            Screen::Pool {
+                detail: Some(d),
+                cursor,
+                ..
+            },
+            Action::Down,
+        ) => cursor.down(d.agents.len()),
+        (
+            Screen::Pool {
+                detail: Some(d),
+                cursor,
+                ..
+            },
+            Action::DrainAgent(drained),
+        ) => {
+            if let Some(a) = d.agents.get(cursor.selected) {
+                let id = a.id.clone();
+                return vec![Effect::Fetch(Request::DrainAgent { id, drained })];
+            }
         }
         (
             Screen::Pool {

@@ -84,6 +84,8 @@ pub trait Api: Send + Sync {
     async fn delete_pool(&self, id: &str) -> Result<()>;
     /// Drain (or undrain) every agent of a pool.
     async fn drain_pool(&self, id: &str, drained: bool) -> Result<Pool>;
+    /// Drain (or undrain) one agent.
+    async fn drain_agent(&self, id: &str, drained: bool) -> Result<Agent>;
     async fn agents(&self, pool: &str) -> Result<Vec<Agent>>;
     async fn tokens(&self, pool: &str) -> Result<Vec<Token>>;
     async fn create_token(&self, pool: &str, description: &str) -> Result<NewToken>;
@@ -106,6 +108,14 @@ pub fn base_url(address: &str) -> String {
         a.to_string()
     } else {
         format!("http://{a}")
+    }
+}
+
+fn drain_action(drained: bool) -> &'static str {
+    if drained {
+        "drain"
+    } else {
+        "undrain"
     }
 }
 
@@ -328,9 +338,13 @@ impl Api for HttpApi {
     }
 
     async fn drain_pool(&self, id: &str, drained: bool) -> Result<Pool> {
-        let action = if drained { "drain" } else { "undrain" };
-        let path = format!("/agent-pools/{id}/actions/{action}");
+        let path = format!("/agent-pools/{id}/actions/{}", drain_action(drained));
         wire::pool(&self.write(Method::POST, &path, json!({})).await?)
+    }
+
+    async fn drain_agent(&self, id: &str, drained: bool) -> Result<Agent> {
+        let path = format!("/agents/{id}/actions/{}", drain_action(drained));
+        wire::agent(&self.write(Method::POST, &path, json!({})).await?)
     }
 
     async fn agents(&self, pool: &str) -> Result<Vec<Agent>> {

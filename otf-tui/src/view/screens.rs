@@ -87,8 +87,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 empty,
             );
         }
-        Screen::Pool { id, detail, .. } => match detail {
-            Some(d) => pool(frame, area, d, app.now, theme),
+        Screen::Pool {
+            id, detail, cursor, ..
+        } => match detail {
+            Some(d) => pool(frame, area, d, cursor, app.now, theme),
             None => loading(frame, area, &format!("Agent pool {id}"), theme),
         },
         Screen::Grants {
@@ -404,11 +406,11 @@ fn mode_text(mode: ExecutionModeKind, pool: Option<&str>, pools: &[Pool]) -> Str
     }
 }
 
-fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, now: i64, theme: Theme) {
+fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, cursor: &Cursor, now: i64, theme: Theme) {
     let marks = pool_workspace_marks(d);
     let ws_rows = marks.len().max(1) as u16 + 2;
     let [head, ws_area, agents_area] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(3),
         Constraint::Length(ws_rows.min(area.height / 2)),
         Constraint::Min(3),
     ])
@@ -470,14 +472,6 @@ fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, now: i64, theme: Theme) {
         frame.render_widget(t, ws_area);
     }
     let title = format!("Agents ({})", d.agents.len());
-    if d.agents.is_empty() {
-        let text = "No agents: create a token (t) and start otf-agent with it.";
-        frame.render_widget(
-            Paragraph::new(Span::styled(text, theme.dim())).block(block(&title, theme)),
-            agents_area,
-        );
-        return;
-    }
     let rows: Vec<Row> = d
         .agents
         .iter()
@@ -493,11 +487,13 @@ fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, now: i64, theme: Theme) {
             ])
         })
         .collect();
-    let header = Row::new(["NAME", "STATUS", "SEEN", "IP", "VERSION", "JOBS", "DRAIN"])
-        .style(theme.header());
-    let t = Table::new(
-        rows,
-        [
+    table(
+        frame,
+        agents_area,
+        theme,
+        &title,
+        &["NAME", "STATUS", "SEEN", "IP", "VERSION", "JOBS", "DRAIN"],
+        &[
             Constraint::Fill(1),
             Constraint::Length(8),
             Constraint::Length(8),
@@ -506,10 +502,10 @@ fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, now: i64, theme: Theme) {
             Constraint::Length(5),
             Constraint::Length(7),
         ],
-    )
-    .header(header)
-    .block(block(&title, theme));
-    frame.render_widget(t, agents_area);
+        Some(rows),
+        cursor,
+        "No agents: create a token (t) and start otf-agent with it.",
+    );
 }
 
 #[expect(clippy::too_many_arguments, reason = "the settings screen's fields")]

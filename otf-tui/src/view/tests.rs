@@ -164,7 +164,8 @@ fn pool_screen_marks_granted_and_assigned_workspaces_and_shows_live_agents() {
     assert!(dev.contains("granted") && dev.contains("assigned"), "{dev}");
     // prod is neither granted nor assigned: not listed.
     assert!(!s.lines().any(|l| l.starts_with("prod")), "{s}");
-    let a1 = s.lines().find(|l| l.starts_with("a1")).expect(&s);
+    // The agents have a cursor (on the first): x/u drain the selected one.
+    let a1 = s.lines().find(|l| l.starts_with("> a1")).expect(&s);
     for want in ["idle", "3s ago", "10.0.0.7", "0.1.0", "0/2"] {
         assert!(a1.contains(want), "{want} in {a1}");
     }
@@ -359,8 +360,16 @@ fn a_pool_is_drained_and_undrained_from_its_screen() {
     });
     let s = screen(&app);
     assert!(s.contains("DRAIN") && s.contains("drained"), "{s}");
+    // x drains the selected agent, X the whole pool.
     assert_eq!(
         press(&mut app, "x"),
+        [Effect::Fetch(Request::DrainAgent {
+            id: "agent-a1".into(),
+            drained: true
+        })]
+    );
+    assert_eq!(
+        press(&mut app, "X"),
         [Effect::Fetch(Request::DrainPool {
             id: "apool-1".into(),
             drained: true
@@ -377,6 +386,18 @@ fn a_pool_is_drained_and_undrained_from_its_screen() {
         },
     );
     assert!(screen(&app).contains("take no new job"), "{}", screen(&app));
+    answer(
+        &mut app,
+        Loaded::AgentDrained {
+            drained: false,
+            result: Ok(agent("a1", AgentStatus::Busy, 1)),
+        },
+    );
+    assert!(
+        screen(&app).contains("agent a1 undrained"),
+        "{}",
+        screen(&app)
+    );
     assert!(
         effects
             .iter()
@@ -384,7 +405,7 @@ fn a_pool_is_drained_and_undrained_from_its_screen() {
         "{effects:?}"
     );
     assert_eq!(
-        press(&mut app, "u"),
+        press(&mut app, "U"),
         [Effect::Fetch(Request::DrainPool {
             id: "apool-1".into(),
             drained: false
