@@ -186,16 +186,17 @@ impl MemoryTx {
         self.remove_where(|s| &mut s.cvs, |_, c| &c.workspace == id);
         self.remove_where(|s| &mut s.state_versions, |_, (sv, _)| &sv.workspace == id);
         self.remove_where(|s| &mut s.variables, |_, v| &v.workspace == id);
-        // Pools keep no grants of deleted workspaces.
+        // Pools keep no grants or exclusions of deleted workspaces.
         let pools: Vec<AgentPool> = self
             .state
             .pools
             .values()
-            .filter(|p| p.allowed_workspaces.contains(id))
+            .filter(|p| p.allowed_workspaces.contains(id) || p.excluded_workspaces.contains(id))
             .cloned()
             .collect();
         for mut p in pools {
             p.allowed_workspaces.remove(id);
+            p.excluded_workspaces.remove(id);
             self.write(|s| &mut s.pools, p.id.clone(), Some(p));
         }
         self.remove(|s| &mut s.workspaces, id.clone());

@@ -18,6 +18,9 @@ pub struct AgentPool {
     pub organization_scoped: bool,
     /// The explicit allow list; it governs only when not organization-scoped.
     pub allowed_workspaces: BTreeSet<WorkspaceId>,
+    /// Workspaces that may never use the pool (TFE's `excluded-workspaces`),
+    /// whatever its scope.
+    pub excluded_workspaces: BTreeSet<WorkspaceId>,
     pub created_at: Timestamp,
     /// Drained: agents that register into it start drained.
     pub drained: bool,
@@ -35,6 +38,8 @@ pub enum PoolError {
     },
     #[error("agent pool {pool} is not granted to workspace {workspace}; grant the workspace access to the pool first, or make the pool organization-scoped")]
     NotGranted { workspace: String, pool: String },
+    #[error("workspace {workspace} is excluded from agent pool {pool}; remove it from the pool's excluded workspaces first")]
+    Excluded { workspace: String, pool: String },
     #[error("agent pool {pool} would no longer be granted to workspaces it is assigned to: {}; change their execution mode first, or keep them granted", .workspaces.join(", "))]
     WouldUngrantAssigned {
         pool: String,
@@ -58,6 +63,12 @@ impl AgentPool {
                 pool_org: self.organization.clone(),
             });
         }
+        if self.excluded_workspaces.contains(&workspace.id) {
+            return Err(PoolError::Excluded {
+                workspace: workspace.name.clone(),
+                pool: self.name.clone(),
+            });
+        }
         if !self.organization_scoped && !self.allowed_workspaces.contains(&workspace.id) {
             return Err(PoolError::NotGranted {
                 workspace: workspace.name.clone(),
@@ -70,12 +81,12 @@ impl AgentPool {
     /// Whether the pool as it is now keeps every assigned workspace granted.
     /// Call it on the updated pool before saving it.
     pub fn check_keeps_assigned(&self, assigned: &[Workspace]) -> Result<(), PoolError> {
-        if self.organization_scoped {
-            return Ok(());
-        }
         let mut lost: Vec<String> = assigned
             .iter()
-            .filter(|w| !self.allowed_workspaces.contains(&w.id))
+            .filter(|w| {
+                self.excluded_workspaces.contains(&w.id)
+                    || (!self.organization_scoped && !self.allowed_workspaces.contains(&w.id))
+            })
             .map(|w| w.name.clone())
             .collect();
         lost.sort();
@@ -115,9 +126,28 @@ mod tests {
             name: "pool1".into(),
             organization_scoped: scoped,
             allowed_workspaces: BTreeSet::new(),
+            excluded_workspaces: BTreeSet::new(),
             created_at: Timestamp(0),
             drained: false,
         }
+    }
+
+    #[test]
+    fn excluded_workspaces_are_never_assignable_and_cannot_be_excluded_while_assigned() {
+        let mut p = pool(true);
+        let a = ws("ws-000000000000000a", "acme", "a");
+        p.excluded_workspaces.insert(a.id.clone());
+        assert_eq!(
+            p.check_assignable(&a).unwrap_err().to_string(),
+            "workspace a is excluded from agent pool pool1; remove it from the pool's excluded workspaces first"
+        );
+        // Excluding a workspace that is assigned is refused like narrowing.
+        assert!(matches!(
+            p.check_keeps_assigned(std::slice::from_ref(&a)),
+            Err(PoolError::WouldUngrantAssigned { .. })
+        ));
+        p.excluded_workspaces.clear();
+        assert!(p.check_keeps_assigned(std::slice::from_ref(&a)).is_ok());
     }
 
     fn ws(id: &str, org: &str, name: &str) -> Workspace {

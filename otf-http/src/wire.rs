@@ -134,7 +134,7 @@ pub fn pool(p: &AgentPool, assigned: &[Workspace], agent_count: usize) -> Value 
             "organization": rel_one("organizations", Some(p.organization.as_str())),
             "workspaces": rel_many("workspaces", assigned.iter().map(|w| w.id.as_str())),
             "allowed-workspaces": rel_many("workspaces", p.allowed_workspaces.iter().map(|w| w.as_str())),
-            "excluded-workspaces": rel_many("workspaces", []),
+            "excluded-workspaces": rel_many("workspaces", p.excluded_workspaces.iter().map(|w| w.as_str())),
             "allowed-projects": rel_many("projects", []),
             "agents": { "links": { "related": format!("/api/v2/agent-pools/{}/agents", p.id) } },
             "authentication-tokens": { "links": { "related": format!("/api/v2/agent-pools/{}/authentication-tokens", p.id) } },

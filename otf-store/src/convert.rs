@@ -203,10 +203,21 @@ pub(crate) fn pool_grant_rows(p: &AgentPool) -> Vec<entity::pool_grant::ActiveMo
         .collect()
 }
 
-/// A pool from its row and its grants.
+pub(crate) fn pool_exclusion_rows(p: &AgentPool) -> Vec<entity::pool_exclusion::ActiveModel> {
+    p.excluded_workspaces
+        .iter()
+        .map(|w| entity::pool_exclusion::ActiveModel {
+            pool_id: Set(p.id.to_string()),
+            workspace_id: Set(w.to_string()),
+        })
+        .collect()
+}
+
+/// A pool from its row, its grants and its exclusions.
 pub(crate) fn pool(
     m: entity::pool::Model,
     grants: Vec<entity::pool_grant::Model>,
+    exclusions: Vec<entity::pool_exclusion::Model>,
 ) -> StoreResult<AgentPool> {
     Ok(AgentPool {
         id: parse("agent pool id", &m.id)?,
@@ -214,6 +225,10 @@ pub(crate) fn pool(
         name: m.name,
         organization_scoped: m.organization_scoped,
         allowed_workspaces: grants
+            .iter()
+            .map(|g| parse("workspace id", &g.workspace_id))
+            .collect::<StoreResult<_>>()?,
+        excluded_workspaces: exclusions
             .iter()
             .map(|g| parse("workspace id", &g.workspace_id))
             .collect::<StoreResult<_>>()?,

@@ -30,6 +30,8 @@ pub struct Pool {
     pub assigned: Vec<String>,
     /// Workspaces granted access ("allowed workspaces").
     pub allowed: Vec<String>,
+    /// Workspaces that may never use it ("excluded workspaces").
+    pub excluded: Vec<String>,
     pub agent_count: u64,
     /// Its agents (and those that join it) get no new job.
     pub drained: bool,

@@ -18,6 +18,8 @@ pub struct PoolSpec {
     /// Default true: any workspace of the organization may use it.
     pub organization_scoped: bool,
     pub allowed_workspaces: Vec<WorkspaceId>,
+    /// Workspaces that may never use the pool.
+    pub excluded_workspaces: Vec<WorkspaceId>,
 }
 
 impl Default for PoolSpec {
@@ -26,6 +28,7 @@ impl Default for PoolSpec {
             name: String::new(),
             organization_scoped: true,
             allowed_workspaces: Vec::new(),
+            excluded_workspaces: Vec::new(),
         }
     }
 }
@@ -37,6 +40,8 @@ pub struct PoolUpdate {
     pub name: Option<String>,
     pub organization_scoped: Option<bool>,
     pub allowed_workspaces: Option<Vec<WorkspaceId>>,
+    /// The whole exclusion list, when given.
+    pub excluded_workspaces: Option<Vec<WorkspaceId>>,
 }
 
 fn validate_pool_name(name: &str) -> Result<String, Error> {
@@ -88,12 +93,14 @@ impl<S: Store> Core<S> {
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         let allowed = check_workspaces(&mut tx, &org, &name, &spec.allowed_workspaces).await?;
+        let excluded = check_workspaces(&mut tx, &org, &name, &spec.excluded_workspaces).await?;
         let pool = AgentPool {
             id: PoolId::generate(self.rng.as_ref()),
             organization: org,
             name,
             organization_scoped: spec.organization_scoped,
             allowed_workspaces: allowed,
+            excluded_workspaces: excluded,
             created_at: self.now(),
             drained: false,
         };
@@ -157,6 +164,10 @@ impl<S: Store> Core<S> {
         }
         if let Some(list) = update.allowed_workspaces {
             pool.allowed_workspaces =
+                check_workspaces(&mut tx, &pool.organization, &pool.name, &list).await?;
+        }
+        if let Some(list) = update.excluded_workspaces {
+            pool.excluded_workspaces =
                 check_workspaces(&mut tx, &pool.organization, &pool.name, &list).await?;
         }
         let assigned = tx.list_workspaces_in_pool(&id).await?;

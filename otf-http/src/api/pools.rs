@@ -95,6 +95,8 @@ pub async fn handle<S: Store>(
                 organization_scoped: data.bool("organization-scoped")?.unwrap_or(true),
                 allowed_workspaces: workspace_ids(data.rel_ids("allowed-workspaces")?)?
                     .unwrap_or_default(),
+                excluded_workspaces: workspace_ids(data.rel_ids("excluded-workspaces")?)?
+                    .unwrap_or_default(),
             };
             let pool = core.create_pool(subject, req.param("org"), spec).await?;
             let (doc, _) = pool_doc(app, subject, &pool, req).await?;
@@ -116,6 +118,7 @@ pub async fn handle<S: Store>(
                 name: data.str("name")?,
                 organization_scoped: data.bool("organization-scoped")?,
                 allowed_workspaces: workspace_ids(data.rel_ids("allowed-workspaces")?)?,
+                excluded_workspaces: workspace_ids(data.rel_ids("excluded-workspaces")?)?,
             };
             let pool = core.update_pool(subject, id, update).await?;
             let (doc, _) = pool_doc(app, subject, &pool, req).await?;

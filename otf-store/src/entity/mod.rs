@@ -11,6 +11,7 @@ pub(crate) mod log_chunk;
 pub(crate) mod org_token;
 pub(crate) mod organization;
 pub(crate) mod pool;
+pub(crate) mod pool_exclusion;
 pub(crate) mod pool_grant;
 pub(crate) mod run;
 pub(crate) mod state_blob;

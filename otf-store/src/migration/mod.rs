@@ -9,6 +9,7 @@ mod m20261201_000001_job_log_dropped;
 mod m20261202_000001_leader_reign;
 mod m20261202_000002_drain;
 mod m20261202_000003_single;
+mod m20261202_000004_pool_exclusions;
 
 pub(crate) struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_leader_reign::Migration),
             Box::new(m20261202_000002_drain::Migration),
             Box::new(m20261202_000003_single::Migration),
+            Box::new(m20261202_000004_pool_exclusions::Migration),
         ]
     }
 }

@@ -10,12 +10,12 @@ use otf_core::store::{AgentTokenRepo, PoolRepo, StoreResult};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::all;
-use crate::entity::{agent_token, pool, pool_grant};
+use crate::entity::{agent_token, pool, pool_exclusion, pool_grant};
 use crate::error::db_err;
 use crate::{convert, DbTx};
 
 impl DbTx {
-    /// Attach their grants to pool rows, in one query.
+    /// Attach their grants and exclusions to pool rows, in one query each.
     async fn with_grants(&self, rows: Vec<pool::Model>) -> StoreResult<Vec<AgentPool>> {
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -23,17 +23,27 @@ impl DbTx {
         let ids: Vec<String> = rows.iter().map(|p| p.id.clone()).collect();
         let mut grants: BTreeMap<String, Vec<pool_grant::Model>> = BTreeMap::new();
         for g in pool_grant::Entity::find()
-            .filter(pool_grant::Column::PoolId.is_in(ids))
+            .filter(pool_grant::Column::PoolId.is_in(ids.clone()))
             .all(&self.tx)
             .await
             .map_err(db_err)?
         {
             grants.entry(g.pool_id.clone()).or_default().push(g);
         }
+        let mut exclusions: BTreeMap<String, Vec<pool_exclusion::Model>> = BTreeMap::new();
+        for e in pool_exclusion::Entity::find()
+            .filter(pool_exclusion::Column::PoolId.is_in(ids))
+            .all(&self.tx)
+            .await
+            .map_err(db_err)?
+        {
+            exclusions.entry(e.pool_id.clone()).or_default().push(e);
+        }
         rows.into_iter()
             .map(|p| {
                 let g = grants.remove(&p.id).unwrap_or_default();
-                convert::pool(p, g)
+                let e = exclusions.remove(&p.id).unwrap_or_default();
+                convert::pool(p, g, e)
             })
             .collect()
     }
@@ -46,6 +56,13 @@ impl DbTx {
         let rows = convert::pool_grant_rows(p);
         if !rows.is_empty() {
             pool_grant::Entity::insert_many(rows)
+                .exec_without_returning(&self.tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let rows = convert::pool_exclusion_rows(p);
+        if !rows.is_empty() {
+            pool_exclusion::Entity::insert_many(rows)
                 .exec_without_returning(&self.tx)
                 .await
                 .map_err(db_err)?;
@@ -71,6 +88,11 @@ impl PoolRepo for DbTx {
         .await?;
         pool_grant::Entity::delete_many()
             .filter(pool_grant::Column::PoolId.eq(p.id.as_str()))
+            .exec(&self.tx)
+            .await
+            .map_err(db_err)?;
+        pool_exclusion::Entity::delete_many()
+            .filter(pool_exclusion::Column::PoolId.eq(p.id.as_str()))
             .exec(&self.tx)
             .await
             .map_err(db_err)?;

@@ -168,6 +168,7 @@ pub async fn pools_grants_and_agent_tokens<S: Store>(s: &S) {
     );
     restricted.allowed_workspaces.insert(w2.id.clone());
     restricted.allowed_workspaces.remove(&w1.id);
+    restricted.excluded_workspaces.insert(w1.id.clone());
     restricted.name = "c-restricted".into();
     tx.update_pool(&restricted).await.unwrap();
     commit(tx).await;
@@ -643,7 +644,8 @@ pub async fn deletes_cascade<S: Store>(s: &S) {
     let o = org("acme");
     let keep = workspace(&o, "keep");
     let gone = workspace(&o, "gone");
-    let p = pool(&o, "pool", &[&keep, &gone]);
+    let mut p = pool(&o, "pool", &[&keep, &gone]);
+    p.excluded_workspaces.insert(gone.id.clone());
     let t = agent_token(&p, 1);
     let a = agent(Some(&p), Some(&t));
     let cv = config_version(&gone, 1, ConfigStatus::Uploaded);
@@ -692,6 +694,7 @@ pub async fn deletes_cascade<S: Store>(s: &S) {
         None
     );
     let left = tx.get_pool(&p.id).await.unwrap().expect("the pool stays");
+    assert!(left.excluded_workspaces.is_empty(), "exclusions go too");
     assert_eq!(
         left.allowed_workspaces.into_iter().collect::<Vec<_>>(),
         vec![keep.id.clone()]

@@ -62,6 +62,7 @@ pub fn pool(org: &Organization, name: &str, allowed: &[&Workspace]) -> AgentPool
             .iter()
             .map(|w| w.id.clone())
             .collect::<BTreeSet<_>>(),
+        excluded_workspaces: BTreeSet::new(),
         created_at: Timestamp(3_000),
         drained: false,
     }

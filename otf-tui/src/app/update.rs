@@ -647,16 +647,23 @@ pub fn log_text(tail: &LogTail) -> String {
 /// assigned (an organization-scoped pool grants every workspace).
 pub fn pool_workspace_marks(
     detail: &super::PoolDetail,
-) -> Vec<(&crate::model::Workspace, bool, bool)> {
+) -> Vec<(&crate::model::Workspace, &'static str, bool)> {
     let allowed: BTreeSet<&String> = detail.pool.allowed.iter().collect();
+    let excluded: BTreeSet<&String> = detail.pool.excluded.iter().collect();
     let assigned: BTreeSet<&String> = detail.pool.assigned.iter().collect();
     detail
         .workspaces
         .iter()
-        .map(|w| {
-            let granted = detail.pool.organization_scoped || allowed.contains(&w.id);
-            (w, granted, assigned.contains(&w.id))
+        .filter_map(|w| {
+            let access = if excluded.contains(&w.id) {
+                "excluded"
+            } else if detail.pool.organization_scoped || allowed.contains(&w.id) {
+                "granted"
+            } else {
+                "NOT granted"
+            };
+            let assigned = assigned.contains(&w.id);
+            (access != "NOT granted" || assigned).then_some((w, access, assigned))
         })
-        .filter(|(_, g, a)| *g || *a)
         .collect()
 }

@@ -111,6 +111,7 @@ pub fn pool(r: &Value) -> Result<Pool> {
         organization_scoped: bool_attr(r, "organization-scoped"),
         assigned: rel_ids(r, "workspaces"),
         allowed: rel_ids(r, "allowed-workspaces"),
+        excluded: rel_ids(r, "excluded-workspaces"),
         agent_count: u64_attr(r, "agent-count"),
         drained: bool_attr(r, "drained"),
     })

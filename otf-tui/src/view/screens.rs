@@ -441,10 +441,10 @@ fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, cursor: &Cursor, now: i64
     );
     let rows: Vec<Row> = marks
         .iter()
-        .map(|(w, granted, assigned)| {
+        .map(|(w, access, assigned)| {
             Row::new(vec![
                 Cell::from(w.name.clone()),
-                Cell::from(if *granted { "granted" } else { "NOT granted" }),
+                Cell::from(*access),
                 Cell::from(Span::styled(
                     if *assigned { "assigned" } else { "" },
                     theme.ok(),
@@ -452,7 +452,7 @@ fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, cursor: &Cursor, now: i64
             ])
         })
         .collect();
-    let title = "Workspaces (granted / assigned)";
+    let title = "Workspaces (granted or excluded / assigned)";
     if rows.is_empty() {
         let text = "No workspace is granted or assigned.";
         frame.render_widget(

@@ -69,6 +69,7 @@ fn pool1(scoped: bool, allowed: &[&str], assigned: &[&str]) -> Pool {
         organization_scoped: scoped,
         allowed: allowed.iter().map(|s| s.to_string()).collect(),
         assigned: assigned.iter().map(|s| s.to_string()).collect(),
+        excluded: Vec::new(),
         agent_count: 1,
         drained: false,
     }
@@ -346,6 +347,23 @@ fn deleting_a_pool_with_assigned_workspaces_shows_the_refusal() {
         "{s}"
     );
     assert!(matches!(app.screen(), Screen::Pool { .. }));
+}
+
+#[test]
+fn the_pool_screen_shows_excluded_workspaces() {
+    let app = on_pool(PoolDetail {
+        pool: Pool {
+            excluded: vec!["ws-prod".into()],
+            ..pool1(true, &[], &["ws-dev"])
+        },
+        agents: vec![],
+        workspaces: workspaces(),
+    });
+    let s = screen(&app);
+    let prod = s.lines().find(|l| l.starts_with("prod")).expect(&s);
+    assert!(prod.contains("excluded"), "{prod}");
+    let dev = s.lines().find(|l| l.starts_with("dev")).expect(&s);
+    assert!(dev.contains("granted") && dev.contains("assigned"), "{dev}");
 }
 
 #[test]
