@@ -57,7 +57,8 @@ impl HookPoint {
 
 /// The variables a hook's `TFC_AGENT_ENV` file sets: `KEY=value` lines
 /// (blank lines and `#` comments skipped); the lines that are not, for
-/// the log.
+/// the log. `OTF_*` keys are the runner's own and never reach terraform,
+/// so they are refused here too.
 pub fn parse_env_file(text: &str) -> (Vec<(String, String)>, Vec<String>) {
     let mut vars = Vec::new();
     let mut bad = Vec::new();
@@ -70,7 +71,8 @@ pub fn parse_env_file(text: &str) -> (Vec<(String, String)>, Vec<String>) {
             Some((k, v))
                 if !k.is_empty()
                     && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    && !k.starts_with(|c: char| c.is_ascii_digit()) =>
+                    && !k.starts_with(|c: char| c.is_ascii_digit())
+                    && !k.starts_with("OTF_") =>
             {
                 vars.push((k.to_string(), v.to_string()));
             }
@@ -171,7 +173,7 @@ impl Hooks {
             let (vars, bad) = parse_env_file(&text);
             for line in bad {
                 log.line(&format!(
-                    "[otf] hook {name}: ignoring a TFC_AGENT_ENV line that is not KEY=value: {line:?}"
+                    "[otf] hook {name}: ignoring a TFC_AGENT_ENV line that is not KEY=value (or sets an OTF_ variable): {line:?}"
                 ))
                 .await;
             }
@@ -190,7 +192,8 @@ mod tests {
 
     #[test]
     fn env_file_lines() {
-        let (vars, bad) = parse_env_file("A=1\n\n# note\nB_2=x=y\nnot a var\n3X=1\n=v\r\nC=\n");
+        let (vars, bad) =
+            parse_env_file("A=1\n\n# note\nB_2=x=y\nnot a var\n3X=1\n=v\r\nC=\nOTF_TOKEN=x\n");
         assert_eq!(
             vars,
             vec![
@@ -199,7 +202,7 @@ mod tests {
                 ("C".to_string(), String::new()),
             ]
         );
-        assert_eq!(bad, vec!["not a var", "3X=1", "=v"]);
+        assert_eq!(bad, vec!["not a var", "3X=1", "=v", "OTF_TOKEN=x"]);
     }
 
     #[test]

@@ -130,6 +130,6 @@ pub struct Job {
     pub agent_name: Option<String>,
     pub phase: JobPhase,
     pub status: JobStatus,
-    /// `no-agent`, `no-capacity`, or None.
+    /// `no-agent`, `no-capacity`, `drained`, or None.
     pub wait_reason: Option<String>,
 }

@@ -295,6 +295,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                             (Some(a), _) => format!("on {a}"),
                             (None, Some("no-agent")) => "waits: no agent".into(),
                             (None, Some("no-capacity")) => "waits: no capacity".into(),
+                            (None, Some("drained")) => "waits: pool drained".into(),
                             (None, Some(other)) => format!("waits: {other}"),
                             (None, None) => "being allocated".into(),
                         };
