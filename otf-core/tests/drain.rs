@@ -99,6 +99,56 @@ async fn drained_agents_take_no_new_job_and_pools_drain_newcomers_too() {
         .is_err());
 }
 
+async fn single_agent(w: &mut World, subject: &otf_core::auth::Subject) -> otf_core::agent::Agent {
+    let a = w
+        .core
+        .register_agent(
+            subject,
+            otf_core::services::RegisterAgent {
+                name: "single".into(),
+                version: "test".into(),
+                max_jobs: 1,
+                ip_address: "127.0.0.1".into(),
+                protocol: *otf_core::agent::AGENT_PROTOCOLS.end(),
+                single: true,
+            },
+        )
+        .await
+        .unwrap();
+    w.settle().await;
+    a
+}
+
+#[tokio::test]
+async fn a_single_agent_keeps_the_apply_of_an_auto_applied_run_too() {
+    let mut w = World::new(52).await;
+    w.org("acme").await;
+    let pool = w.pool("acme", "pool").await;
+    let dev = w
+        .workspace("acme", "dev", ExecutionMode::Agent(pool.id.clone()))
+        .await;
+    w.core
+        .update_workspace(
+            &w.site,
+            dev.id.as_str(),
+            otf_core::services::WorkspaceUpdate {
+                auto_apply: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (subject, _) = w.agent_subject(&pool).await;
+    let single = single_agent(&mut w, &subject).await;
+    w.run(&dev).await;
+    let (_, plan) = w.start(&subject, &single).await;
+    // The plan's end queues the apply at once (auto-apply).
+    w.finish(&plan, common::changes(1)).await;
+    w.advance(Duration::from_secs(1)).await;
+    let apply = w.allocated(&subject, &single).await;
+    assert_eq!(apply[0].affinity.as_ref(), Some(&single.id), "{apply:?}");
+}
+
 #[tokio::test]
 async fn a_single_agent_keeps_the_apply_of_the_run_it_planned() {
     let mut w = World::new(51).await;

@@ -543,13 +543,18 @@ impl<S: Store> Core<S> {
         run: &mut Run,
         events: &mut Vec<Event>,
     ) -> Result<(), Error> {
-        // A single-execution agent that planned the run keeps its apply.
+        // A single-execution agent that planned the run keeps its apply. (On
+        // auto-apply this runs while the plan job's end is being written: it
+        // still reads as running here.)
         let planner = tx
             .list_jobs_of_run(&run.id)
             .await?
             .into_iter()
             .rev()
-            .find(|j| j.phase == JobPhase::Plan && j.status == JobStatus::Finished)
+            .find(|j| {
+                j.phase == JobPhase::Plan
+                    && matches!(j.status, JobStatus::Finished | JobStatus::Running)
+            })
             .and_then(|j| j.agent);
         let affinity = match planner {
             Some(a) => {
