@@ -158,22 +158,7 @@ async fn a_single_agent_keeps_the_apply_of_the_run_it_planned() {
         .workspace("acme", "dev", ExecutionMode::Agent(pool.id.clone()))
         .await;
     let (subject, _) = w.agent_subject(&pool).await;
-    let single = w
-        .core
-        .register_agent(
-            &subject,
-            otf_core::services::RegisterAgent {
-                name: "single".into(),
-                version: "test".into(),
-                max_jobs: 1,
-                ip_address: "127.0.0.1".into(),
-                protocol: *otf_core::agent::AGENT_PROTOCOLS.end(),
-                single: true,
-            },
-        )
-        .await
-        .unwrap();
-    w.settle().await;
+    let single = single_agent(&mut w, &subject).await;
     let run = w.run(&dev).await;
     let (_, plan) = w.start(&subject, &single).await;
     // Started: it takes nothing else now.

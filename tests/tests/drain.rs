@@ -15,6 +15,17 @@ use support::{eventually, Db, Server};
 const RUN: Duration = Duration::from_secs(90);
 const NULL: &str = "resource \"null_resource\" \"a\" {}\n";
 
+/// otfd (no server runner) with organization `acme`, a pool and a token
+/// of it.
+async fn fleet() -> (Server, Api, String, String) {
+    let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
+    let api = Api::new(&server);
+    api.org("acme").await;
+    let pool = api.pool("acme", "pool").await;
+    let (_, token) = api.token(&pool).await;
+    (server, api, pool, token)
+}
+
 async fn agent_attrs(api: &Api, id: &str) -> serde_json::Value {
     api.data(&format!("/agents/{id}")).await["attributes"].clone()
 }
@@ -25,13 +36,9 @@ async fn a_drained_agent_finishes_its_plan_and_takes_nothing_new_until_undrained
     let engine = slow_engine(dir.path());
     let real = terraform();
     let release = dir.path().join("release-plan");
-    let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
-    let api = Api::new(&server);
-    api.org("acme").await;
-    let pool = api.pool("acme", "pool").await;
+    let (server, api, pool, token) = fleet().await;
     let first_ws = api.workspace("acme", "first", Some(&pool)).await;
     let second_ws = api.workspace("acme", "second", Some(&pool)).await;
-    let (_, token) = api.token(&pool).await;
     let dir_text = dir.path().display().to_string();
     let release_text = release.display().to_string();
     let agent = Agent::start(
@@ -104,11 +111,7 @@ async fn a_drained_agent_finishes_its_plan_and_takes_nothing_new_until_undrained
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_joining_a_drained_pool_starts_drained_and_exits_when_told() {
     let tf = terraform();
-    let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
-    let api = Api::new(&server);
-    api.org("acme").await;
-    let pool = api.pool("acme", "pool").await;
-    let (_, token) = api.token(&pool).await;
+    let (server, api, pool, token) = fleet().await;
     let steady = Agent::start(&server, &token, "steady", &tf, &[], &[]);
     let (status, body) = api
         .post(&format!("/agent-pools/{pool}/actions/drain"), json!({}))
@@ -162,12 +165,8 @@ async fn pool_gauges(server: &Server, pool: &str) -> std::collections::BTreeMap<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autoscalers_read_the_pools_queue_from_metrics_and_with_an_agent_token() {
     let tf = terraform();
-    let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
-    let api = Api::new(&server);
-    api.org("acme").await;
-    let pool = api.pool("acme", "pool").await;
+    let (server, api, pool, token) = fleet().await;
     let ws = api.workspace("acme", "dev", Some(&pool)).await;
-    let (_, token) = api.token(&pool).await;
     let queue = || async {
         let r = reqwest::Client::new()
             .get(format!("{}/api/agent/queue", server.url))
@@ -221,12 +220,8 @@ async fn autoscalers_read_the_pools_queue_from_metrics_and_with_an_agent_token()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_execution_agents_run_one_run_each_and_keep_its_apply() {
     let tf = terraform();
-    let server = Server::start(&Db::Sqlite, &["--concurrency", "0"]);
-    let api = Api::new(&server);
-    api.org("acme").await;
-    let pool = api.pool("acme", "pool").await;
+    let (server, api, pool, token) = fleet().await;
     let ws = api.workspace("acme", "dev", Some(&pool)).await;
-    let (_, token) = api.token(&pool).await;
     let flags = ["--single", "--single-wait", "8s"];
     let mut one = Agent::start(&server, &token, "one", &tf, &flags, &[]);
     let mut two = Agent::start(&server, &token, "two", &tf, &flags, &[]);

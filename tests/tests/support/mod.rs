@@ -314,17 +314,24 @@ impl Server {
     pub fn stop(&mut self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, signal);
-        let until = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+        // A watchdog kills otfd if it has not exited 30 s on; the wait
+        // itself blocks on the process, not on a timer.
+        let (exited, watched) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            let late = watched.recv_timeout(Duration::from_secs(30)).is_err();
+            if late {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            late
+        });
+        let _ = self.child.wait();
+        let _ = exited.send(());
+        if watchdog.join().unwrap_or(true) {
+            panic!(
+                "otfd did not stop within 30 s of {signal}; its log:\n{}",
+                self.log()
+            );
         }
-        panic!(
-            "otfd did not stop within 30 s of {signal}; its log:\n{}",
-            self.log()
-        );
     }
 
     /// Start otfd again on the same address, data dir and database.
