@@ -35,6 +35,7 @@ fn job_id(n: usize) -> JobId {
 
 fn queued(n: usize) -> JobSlot {
     JobSlot {
+        selector: Default::default(),
         id: job_id(n),
         pool: pool(n % POOLS),
         status: JobStatus::Unallocated,
@@ -48,6 +49,7 @@ fn with_agents(max_jobs: u32) -> Scheduler {
     let mut s = Scheduler::new();
     for n in 0..AGENTS {
         s.upsert_agent(AgentSlot {
+            labels: Default::default(),
             id: agent_id(n),
             pool: pool(n % POOLS),
             status: AgentStatus::Idle,
@@ -95,6 +97,7 @@ impl Steady {
         let p = pool(a % POOLS);
         let done = self.held[a].clone();
         self.s.upsert_job(JobSlot {
+            selector: Default::default(),
             id: done,
             pool: p.clone(),
             status: JobStatus::Finished,

@@ -45,6 +45,7 @@ async fn setup(store: &DbStore) -> BenchResult<Fixture> {
         created_at: now,
     };
     let workspace = Workspace {
+        agent_selector: Default::default(),
         id: WorkspaceId::generate(&OsRandom),
         organization: org.name.clone(),
         name: "bench".into(),
@@ -68,6 +69,7 @@ async fn setup(store: &DbStore) -> BenchResult<Fixture> {
         created_at: now,
     };
     let agent = Agent {
+        labels: Default::default(),
         id: AgentId::generate(&OsRandom),
         name: "bench".into(),
         version: "0".into(),
@@ -98,6 +100,7 @@ async fn setup(store: &DbStore) -> BenchResult<Fixture> {
             now,
         );
         let job = Job {
+            selector: Default::default(),
             id: JobId::generate(&OsRandom),
             run: run.id.clone(),
             phase: JobPhase::Plan,

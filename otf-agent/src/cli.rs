@@ -101,12 +101,27 @@ struct Flags {
     /// run's apply.
     #[arg(long, env = "OTF_SINGLE_WAIT", default_value = "10m", value_parser = otf_core::duration::parse)]
     single_wait: std::time::Duration,
+    /// A label to register with, KEY=VALUE (repeatable; comma-separated in
+    /// the variable, e.g. OTF_LABELS=region=eu,gpu=true). Workspaces whose
+    /// agent-selector pairs are all among an agent's labels run on it.
+    #[arg(long = "label", value_name = "KEY=VALUE", env = "OTF_LABELS", value_delimiter = ',', value_parser = label_pair)]
+    labels: Vec<(String, String)>,
     /// A PEM CA certificate to trust besides the system's.
     #[arg(long, env = "OTF_CA_CERT")]
     ca_cert: Option<PathBuf>,
     /// Debug logging.
     #[arg(long, env = "OTF_DEBUG")]
     debug: bool,
+}
+
+/// One `--label`, checked as otfd will.
+fn label_pair(s: &str) -> Result<(String, String), String> {
+    let labels = otf_core::labels::Labels::parse_items([s]).map_err(|e| e.to_string())?;
+    let pair = labels
+        .iter()
+        .next()
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    pair.ok_or_else(|| format!("{s:?} is not a label: write key=value"))
 }
 
 fn hostname() -> String {
@@ -191,6 +206,13 @@ async fn agent(flags: Flags) -> ExitCode {
         },
         None => None,
     };
+    let labels = match otf_core::labels::Labels::from_pairs(flags.labels.clone()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("otf-agent: --label: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let transport = match HttpTransport::new(&flags.address, &token, ca.as_deref()) {
         Ok(t) => t,
         Err(e) => {
@@ -251,6 +273,7 @@ async fn agent(flags: Flags) -> ExitCode {
         },
         exit_when_drained: flags.exit_when_drained,
         single: flags.single.then_some(flags.single_wait),
+        labels,
         hooks: crate::hooks::Hooks {
             dir: Some(
                 flags

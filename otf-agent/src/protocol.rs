@@ -39,6 +39,10 @@ pub struct RegisterRequest {
     /// A single-execution agent (`--single`): one run, then it exits.
     #[serde(default)]
     pub single: bool,
+    /// Its labels (`--label key=value`), matched by workspaces' agent
+    /// selectors.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 fn first_protocol() -> u32 {

@@ -48,6 +48,8 @@ pub struct RunnerConfig {
     /// Single execution (`--single`): one run, waiting this long for its
     /// first job and then for the run's apply; then exit.
     pub single: Option<Duration>,
+    /// Labels it registers with.
+    pub labels: otf_core::labels::Labels,
 }
 
 /// A runner's own plan and apply timeouts: past one, the job is interrupted
@@ -389,6 +391,11 @@ async fn register(transport: &dyn Transport, cfg: &RunnerConfig) -> TResult<Regi
             concurrency: cfg.concurrency,
             protocol: crate::protocol::PROTOCOL,
             single: cfg.single.is_some(),
+            labels: cfg
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         })
         .await?;
     tracing::info!(

@@ -48,6 +48,7 @@ async fn fake_runner(core: Core<MemoryStore>, token: Subject) -> Result<()> {
         .register_agent(
             &token,
             RegisterAgent {
+                labels: Default::default(),
                 name: "fake-runner".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
                 max_jobs: 1,

@@ -161,6 +161,9 @@ pub struct Agent {
     /// A single-execution agent (`otf-agent --single`): it runs one run (its
     /// plan, then its apply, which waits for it) and exits.
     pub single: bool,
+    /// Labels it registered with (`otf-agent --label k=v`); workspaces'
+    /// agent selectors match against them.
+    pub labels: crate::labels::Labels,
 }
 
 impl Agent {
@@ -294,6 +297,7 @@ mod tests {
     #[test]
     fn apply_records_ping_and_status_times() {
         let mut a = Agent {
+            labels: Default::default(),
             id: id(),
             name: "a".into(),
             version: "0".into(),

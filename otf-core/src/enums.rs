@@ -13,10 +13,10 @@ pub struct UnknownVariant {
 /// Declares a fieldless enum with its wire spelling (`as_str`, `FromStr`,
 /// `Display`) and the list of all variants (`ALL`).
 macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident, $kind:literal { $($variant:ident => $wire:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident, $kind:literal { $($(#[$vdoc:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];

@@ -234,6 +234,7 @@ mod tests {
 
     fn agent(i: u8, pool: Option<u8>, status: AgentStatus) -> Agent {
         Agent {
+            labels: Default::default(),
             id: ids("agent", i),
             name: "a".into(),
             version: "0".into(),
@@ -253,6 +254,7 @@ mod tests {
 
     fn workspace() -> Workspace {
         Workspace {
+            agent_selector: Default::default(),
             id: ids("ws", 1),
             organization: "acme".parse().unwrap(),
             name: "w".into(),
@@ -281,6 +283,7 @@ mod tests {
 
     fn job(i: u8, status: JobStatus, phase: JobPhase) -> Job {
         Job {
+            selector: Default::default(),
             id: ids("job", i),
             run: ids("run", i),
             phase,

@@ -142,9 +142,22 @@ pub struct Job {
     /// The agent this job waits for: the single-execution agent that
     /// planned the run keeps its apply (while it is live).
     pub affinity: Option<AgentId>,
+    /// The workspace's agent selector when the job was queued (kept in step
+    /// while it waits): the agent's labels must include every pair. Empty
+    /// for server runner jobs.
+    pub selector: crate::labels::Labels,
 }
 
 impl Job {
+    /// Back in the queue (re-allocated, or retried with its pool kept): an
+    /// agent job follows its workspace's selector of now.
+    pub fn follow_selector(&mut self, ws: &crate::workspace::Workspace) {
+        self.selector = match self.pool {
+            Some(_) => ws.agent_selector.clone(),
+            None => Default::default(),
+        };
+    }
+
     /// Apply `event` at `now`.
     pub fn apply(&mut self, event: JobEvent, now: Timestamp) -> Result<(), TransitionRefused> {
         let to = job_transition(&self.id, self.status, &event)?;
@@ -366,6 +379,7 @@ mod tests {
 
     pub(crate) fn job(status: JobStatus, phase: JobPhase, attempt: u32) -> Job {
         Job {
+            selector: Default::default(),
             id: id(),
             run: "run-0123456789abcdef".parse().unwrap(),
             phase,

@@ -22,6 +22,7 @@ pub mod events;
 pub mod gauges;
 pub mod ids;
 pub mod job;
+pub mod labels;
 pub mod liveness;
 pub mod log_limit;
 pub mod memory;

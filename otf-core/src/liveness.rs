@@ -57,6 +57,7 @@ mod tests {
 
     fn agent(n: u32, status: AgentStatus, last_ping: i64, last_status: i64) -> Agent {
         Agent {
+            labels: Default::default(),
             id: format!("agent-{n:016}").parse().unwrap(),
             name: format!("a{n}"),
             version: "0".into(),

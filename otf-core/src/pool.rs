@@ -152,6 +152,7 @@ mod tests {
 
     fn ws(id: &str, org: &str, name: &str) -> Workspace {
         Workspace {
+            agent_selector: Default::default(),
             id: id.parse().unwrap(),
             organization: org.parse().unwrap(),
             name: name.into(),

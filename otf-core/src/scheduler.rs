@@ -2,9 +2,21 @@
 //! per pool. Each event costs O(log n): nothing rescans all jobs or agents.
 //!
 //! Eligibility: a job goes only to an agent of the same pool (`None` = the
-//! server runner), that is idle or busy, not drained, and below its `max_jobs`. Among those
-//! the least loaded wins, then the most recently seen, then the smallest id.
-//! Jobs of a pool are served first come, first served (by `queued_at`, id).
+//! server runner), that is idle or busy, not drained, below its `max_jobs`,
+//! and whose labels include every pair of the job's selector. Among those the
+//! least loaded wins, then the most recently seen, then the smallest id.
+//! Jobs of a pool are served first come, first served (by `queued_at`, id)
+//! among the jobs some agent can take: a job no agent matches does not hold
+//! up the others.
+//!
+//! Labels are indexed by *class*: one class per distinct selector of a pool
+//! (the empty selector's class holds every agent). An agent belongs to each
+//! class whose selector its labels include, and each class keeps its own
+//! queue and ready set; the pool keeps the head job of every class that can
+//! allocate, oldest first. An agent's change therefore costs O(log n) per
+//! class it belongs to, and a job's O(log n): neither grows with the number
+//! of agents or of label combinations. A new class is filled once, from the
+//! agents carrying its rarest pair.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -13,6 +25,7 @@ use crate::agent::{Agent, AgentStatus};
 use crate::clock::Timestamp;
 use crate::ids::{AgentId, JobId, PoolId};
 use crate::job::{Job, JobStatus};
+use crate::labels::Labels;
 
 /// Which runners may take a job: an agent pool, or the server runner (None).
 pub type PoolKey = Option<PoolId>;
@@ -27,6 +40,7 @@ pub struct AgentSlot {
     pub last_seen: Timestamp,
     /// Drained agents get no new job.
     pub drained: bool,
+    pub labels: Labels,
 }
 
 impl From<&Agent> for AgentSlot {
@@ -38,6 +52,7 @@ impl From<&Agent> for AgentSlot {
             max_jobs: a.max_jobs,
             last_seen: a.last_ping_at,
             drained: a.drained,
+            labels: a.labels.clone(),
         }
     }
 }
@@ -53,6 +68,8 @@ pub struct JobSlot {
     /// The only agent that may take it while that agent is live (even
     /// drained): a single-execution agent keeps its run's apply.
     pub affinity: Option<AgentId>,
+    /// Pairs the agent's labels must include.
+    pub selector: Labels,
 }
 
 impl From<&Job> for JobSlot {
@@ -64,6 +81,7 @@ impl From<&Job> for JobSlot {
             agent: j.agent.clone(),
             queued_at: j.queued_at,
             affinity: j.affinity.clone(),
+            selector: j.selector.clone(),
         }
     }
 }
@@ -75,35 +93,129 @@ pub struct Allocation {
     pub agent: AgentId,
 }
 
-/// Why a queued job waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitReason {
-    /// No idle or busy agent in the pool.
-    NoAgent,
-    /// Every live agent of the pool is at its maximum.
-    NoCapacity,
-    /// Every live agent of the pool is drained.
-    Drained,
+crate::enums::wire_enum!(
+    /// Why a queued job waits.
+    WaitReason, "wait reason" {
+        /// No idle or busy agent in the pool.
+        NoAgent => "no-agent",
+        /// Every live agent that may take it is at its maximum.
+        NoCapacity => "no-capacity",
+        /// Every live agent that may take it is drained.
+        Drained => "drained",
+        /// The pool has live agents, but none whose labels include the
+        /// job's selector.
+        NoMatchingAgent => "no-matching-agent",
+    }
+);
+
+impl WaitReason {
+    /// The sentence users read, for a job of pool `pool` (its name; None:
+    /// the server runner) with `selector`.
+    pub fn describe(self, pool: Option<&str>, selector: &Labels) -> String {
+        let Some(pool) = pool else {
+            return match self {
+                WaitReason::NoCapacity => "the server runner is busy".into(),
+                WaitReason::Drained => "the server runner is drained".into(),
+                _ => "the server runner is not running".into(),
+            };
+        };
+        let with = if selector.is_empty() {
+            String::new()
+        } else {
+            format!(" with labels {selector}")
+        };
+        match self {
+            WaitReason::NoAgent => format!("no agent of pool {pool} is online"),
+            WaitReason::NoCapacity => format!("every agent of pool {pool}{with} is busy"),
+            WaitReason::Drained => format!("every agent of pool {pool}{with} is drained"),
+            WaitReason::NoMatchingAgent => format!("no agent of pool {pool} has labels {selector}"),
+        }
+    }
 }
 
 type ReadyKey = (u32, Reverse<Timestamp>, AgentId);
 type QueueKey = (Timestamp, JobId);
+/// A class's index within its pool; classes are never removed, so it is
+/// stable for the scheduler's life.
+type ClassId = usize;
+/// The class of the empty selector: every agent of the pool.
+const ALL: ClassId = 0;
 
+/// The jobs of one selector and the agents that may take them.
 #[derive(Debug, Default)]
-struct PoolIndex {
+struct Class {
+    selector: Labels,
     queue: BTreeSet<QueueKey>,
-    /// Schedulable agents with spare capacity, best first.
+    /// Schedulable members with spare capacity, best first.
     ready: BTreeSet<ReadyKey>,
-    /// Schedulable agents, with or without capacity.
+    /// Schedulable members, with or without capacity.
     live: usize,
-    /// Schedulable agents that are drained.
+    /// Schedulable members that are drained.
     drained: usize,
+    /// This class's entry in its pool's `heads`.
+    head: Option<QueueKey>,
+}
+
+#[derive(Debug)]
+struct PoolIndex {
+    classes: Vec<Class>,
+    by_selector: HashMap<Labels, ClassId>,
+    /// The first queued job of every class that can allocate now (its queue
+    /// and its ready set both non-empty), oldest first.
+    heads: BTreeSet<(QueueKey, ClassId)>,
+    /// The pool's agents by label pair, to fill a new class.
+    by_label: HashMap<(String, String), BTreeSet<AgentId>>,
+    queued: usize,
+}
+
+impl Default for PoolIndex {
+    fn default() -> Self {
+        PoolIndex {
+            classes: vec![Class::default()],
+            by_selector: HashMap::new(),
+            heads: BTreeSet::new(),
+            by_label: HashMap::new(),
+            queued: 0,
+        }
+    }
+}
+
+impl PoolIndex {
+    /// Re-file class `c` in `heads` after its queue or ready set changed.
+    fn refresh_head(&mut self, c: ClassId) {
+        let class = &mut self.classes[c];
+        if let Some(old) = class.head.take() {
+            self.heads.remove(&(old, c));
+        }
+        if !class.ready.is_empty() {
+            if let Some(first) = class.queue.first() {
+                class.head = Some(first.clone());
+                self.heads.insert((first.clone(), c));
+            }
+        }
+    }
+
+    fn enqueue(&mut self, c: ClassId, key: QueueKey) {
+        if self.classes[c].queue.insert(key) {
+            self.queued += 1;
+        }
+        self.refresh_head(c);
+    }
+
+    fn dequeue(&mut self, c: ClassId, key: &QueueKey) {
+        if self.classes[c].queue.remove(key) {
+            self.queued -= 1;
+        }
+        self.refresh_head(c);
+    }
 }
 
 #[derive(Debug)]
 struct AgentEntry {
     slot: AgentSlot,
     load: u32,
+    /// The classes of its pool it belongs to (always [`ALL`]).
+    classes: Vec<ClassId>,
 }
 
 impl AgentEntry {
@@ -122,11 +234,12 @@ impl AgentEntry {
 #[derive(Debug)]
 struct JobEntry {
     pool: PoolKey,
+    class: ClassId,
     queued_at: Timestamp,
     /// None while queued.
     agent: Option<AgentId>,
     affinity: Option<AgentId>,
-    /// Queued for its affinity agent (in `pinned`), not its pool's queue.
+    /// Queued for its affinity agent (in `pinned`), not its class's queue.
     pinned: bool,
 }
 
@@ -152,44 +265,87 @@ impl Scheduler {
         self.pools.entry(key.clone()).or_default()
     }
 
-    /// Remove an agent from its pool's indexes (before changing it).
+    /// The class of `selector` in `pool`, created (and filled with the
+    /// pool's matching agents) when new.
+    fn class_of(&mut self, pool_key: &PoolKey, selector: &Labels) -> ClassId {
+        // The server runner has no labels: selectors do not apply to it.
+        if selector.is_empty() || pool_key.is_none() {
+            return ALL;
+        }
+        let pool = self.pools.entry(pool_key.clone()).or_default();
+        if let Some(c) = pool.by_selector.get(selector) {
+            return *c;
+        }
+        let c = pool.classes.len();
+        pool.classes.push(Class {
+            selector: selector.clone(),
+            ..Class::default()
+        });
+        pool.by_selector.insert(selector.clone(), c);
+        // Only agents carrying the selector's rarest pair can match.
+        let members: Vec<AgentId> = selector
+            .iter()
+            .map(|(k, v)| pool.by_label.get(&(k.to_string(), v.to_string())))
+            .min_by_key(|set| set.map_or(0, |s| s.len()))
+            .flatten()
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default();
+        for id in members {
+            let Some(entry) = self.agents.get_mut(&id) else {
+                continue;
+            };
+            if !entry.slot.labels.includes(selector) {
+                continue;
+            }
+            entry.classes.push(c);
+            let key = entry.ready_key();
+            let live = entry.slot.status.is_schedulable();
+            let drained = live && entry.slot.drained;
+            let class = &mut pool.classes[c];
+            if let Some(k) = key {
+                class.ready.insert(k);
+            }
+            class.live += usize::from(live);
+            class.drained += usize::from(drained);
+        }
+        c
+    }
+
+    /// Remove an agent from its classes' indexes (before changing it).
     fn unindex_agent(&mut self, id: &AgentId) {
-        let Some(entry) = self.agents.get(id) else {
-            return;
-        };
-        let key = entry.ready_key();
-        let live = entry.slot.status.is_schedulable();
-        let drained = live && entry.slot.drained;
-        let pool_key = entry.slot.pool.clone();
-        let pool = self.pool(&pool_key);
-        if let Some(k) = key {
-            pool.ready.remove(&k);
-        }
-        if live {
-            pool.live -= 1;
-        }
-        if drained {
-            pool.drained -= 1;
-        }
+        self.reindex_agent(id, false);
     }
 
     fn index_agent(&mut self, id: &AgentId) {
+        self.reindex_agent(id, true);
+    }
+
+    fn reindex_agent(&mut self, id: &AgentId, add: bool) {
         let Some(entry) = self.agents.get(id) else {
             return;
         };
         let key = entry.ready_key();
         let live = entry.slot.status.is_schedulable();
         let drained = live && entry.slot.drained;
-        let pool_key = entry.slot.pool.clone();
-        let pool = self.pool(&pool_key);
-        if let Some(k) = key {
-            pool.ready.insert(k);
-        }
-        if live {
-            pool.live += 1;
-        }
-        if drained {
-            pool.drained += 1;
+        let pool = self.pools.entry(entry.slot.pool.clone()).or_default();
+        for &c in &entry.classes {
+            let class = &mut pool.classes[c];
+            if let Some(k) = &key {
+                if add {
+                    class.ready.insert(k.clone());
+                } else {
+                    class.ready.remove(k);
+                }
+            }
+            let (l, d) = (usize::from(live), usize::from(drained));
+            if add {
+                class.live += l;
+                class.drained += d;
+            } else {
+                class.live -= l;
+                class.drained -= d;
+            }
+            pool.refresh_head(c);
         }
     }
 
@@ -209,24 +365,79 @@ impl Scheduler {
         }
     }
 
+    /// File or unfile an agent under its label pairs in its pool.
+    fn label_postings(&mut self, slot: &AgentSlot, add: bool) {
+        let pool = self.pool(&slot.pool);
+        for (k, v) in slot.labels.iter() {
+            let pair = (k.to_string(), v.to_string());
+            if add {
+                pool.by_label
+                    .entry(pair)
+                    .or_default()
+                    .insert(slot.id.clone());
+            } else if let Some(set) = pool.by_label.get_mut(&pair) {
+                set.remove(&slot.id);
+                if set.is_empty() {
+                    pool.by_label.remove(&pair);
+                }
+            }
+        }
+    }
+
     /// An agent registered or changed.
     pub fn upsert_agent(&mut self, slot: AgentSlot) {
         self.unindex_agent(&slot.id);
         let id = slot.id.clone();
-        let load = match self.agents.remove(&id) {
-            Some(e) => e.load,
-            None => self.orphan_load.remove(&id).unwrap_or(0),
+        let (load, classes) = match self.agents.remove(&id) {
+            // Labels and pool are fixed at registration: the classes stay.
+            Some(e) if e.slot.pool == slot.pool && e.slot.labels == slot.labels => {
+                (e.load, e.classes)
+            }
+            Some(e) => {
+                self.label_postings(&e.slot, false);
+                self.label_postings(&slot, true);
+                (e.load, self.classes_matching(&slot))
+            }
+            None => {
+                self.label_postings(&slot, true);
+                let load = self.orphan_load.remove(&id).unwrap_or(0);
+                (load, self.classes_matching(&slot))
+            }
         };
         let live = slot.status.is_schedulable();
-        self.agents.insert(id.clone(), AgentEntry { slot, load });
+        self.agents.insert(
+            id.clone(),
+            AgentEntry {
+                slot,
+                load,
+                classes,
+            },
+        );
         self.index_agent(&id);
         if !live {
             self.unpin(&id);
         }
     }
 
+    /// The classes of its pool an agent belongs to.
+    fn classes_matching(&mut self, slot: &AgentSlot) -> Vec<ClassId> {
+        let pool = self.pool(&slot.pool);
+        let mut out = vec![ALL];
+        if !slot.labels.is_empty() {
+            out.extend(
+                pool.classes
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .filter(|(_, c)| slot.labels.includes(&c.selector))
+                    .map(|(i, _)| i),
+            );
+        }
+        out
+    }
+
     /// An agent that can no longer take its pinned jobs: they join their
-    /// pools' queues.
+    /// classes' queues.
     fn unpin(&mut self, agent: &AgentId) {
         let Some(keys) = self.pinned.remove(agent) else {
             return;
@@ -234,8 +445,8 @@ impl Scheduler {
         for key in keys {
             if let Some(j) = self.jobs.get_mut(&key.1) {
                 j.pinned = false;
-                let pool = j.pool.clone();
-                self.pool(&pool).queue.insert(key);
+                let (pool, class) = (j.pool.clone(), j.class);
+                self.pool(&pool).enqueue(class, key);
             }
         }
     }
@@ -245,6 +456,7 @@ impl Scheduler {
         self.unpin(id);
         self.unindex_agent(id);
         if let Some(e) = self.agents.remove(id) {
+            self.label_postings(&e.slot, false);
             if e.load > 0 {
                 self.orphan_load.insert(id.clone(), e.load);
             }
@@ -264,9 +476,7 @@ impl Scheduler {
                         }
                     }
                 }
-                (None, _) => {
-                    self.pool(&old.pool).queue.remove(&key);
-                }
+                (None, _) => self.pool(&old.pool).dequeue(old.class, &key),
             }
         }
     }
@@ -282,9 +492,11 @@ impl Scheduler {
                 return;
             }
         };
+        let class = self.class_of(&slot.pool, &slot.selector);
         if let Some(old) = self.jobs.get(&slot.id) {
             if old.agent == holder
                 && old.pool == slot.pool
+                && old.class == class
                 && old.queued_at == slot.queued_at
                 && old.affinity == slot.affinity
             {
@@ -305,14 +517,13 @@ impl Scheduler {
                 self.pinned.entry(a.clone()).or_default().insert(key);
                 pinned = true;
             }
-            (None, _) => {
-                self.pool(&slot.pool).queue.insert(key);
-            }
+            (None, _) => self.pool(&slot.pool).enqueue(class, key),
         }
         self.jobs.insert(
             slot.id,
             JobEntry {
                 pool: slot.pool,
+                class,
                 queued_at: slot.queued_at,
                 agent: holder,
                 affinity: slot.affinity,
@@ -346,12 +557,15 @@ impl Scheduler {
     pub fn allocate(&mut self, pool: &PoolKey) -> Vec<Allocation> {
         let mut out = self.allocate_pinned(Some(pool));
         while let Some(index) = self.pools.get_mut(pool) {
-            let (Some(job_key), Some(agent_key)) =
-                (index.queue.first().cloned(), index.ready.first().cloned())
-            else {
+            let Some((job_key, c)) = index.heads.first().cloned() else {
                 break;
             };
-            index.queue.remove(&job_key);
+            let Some(agent_key) = index.classes[c].ready.first().cloned() else {
+                // `heads` holds only classes with a ready agent.
+                index.refresh_head(c);
+                continue;
+            };
+            index.dequeue(c, &job_key);
             let (_, job_id) = job_key;
             let agent_id = agent_key.2;
             if let Some(j) = self.jobs.get_mut(&job_id) {
@@ -419,7 +633,7 @@ impl Scheduler {
         let mut keys: Vec<PoolKey> = self
             .pools
             .iter()
-            .filter(|(_, p)| !p.queue.is_empty() && !p.ready.is_empty())
+            .filter(|(_, p)| !p.heads.is_empty())
             .map(|(k, _)| k.clone())
             .collect();
         keys.sort();
@@ -431,22 +645,27 @@ impl Scheduler {
         out
     }
 
-    /// The jobs of a pool still waiting, in order, and why.
-    pub fn waiting(&self, pool: &PoolKey) -> (Vec<JobId>, Option<WaitReason>) {
+    /// The jobs of a pool still waiting, first queued first, each with why.
+    pub fn waiting(&self, pool: &PoolKey) -> Vec<(JobId, WaitReason)> {
         let Some(index) = self.pools.get(pool) else {
-            return (Vec::new(), None);
+            return Vec::new();
         };
-        let jobs: Vec<JobId> = index.queue.iter().map(|(_, id)| id.clone()).collect();
-        let reason = if jobs.is_empty() {
-            None
-        } else if index.live == 0 {
-            Some(WaitReason::NoAgent)
-        } else if index.drained == index.live {
-            Some(WaitReason::Drained)
-        } else {
-            Some(WaitReason::NoCapacity)
-        };
-        (jobs, reason)
+        let all = &index.classes[ALL];
+        let mut out: Vec<(QueueKey, WaitReason)> = Vec::with_capacity(index.queued);
+        for class in &index.classes {
+            let reason = if all.live == 0 {
+                WaitReason::NoAgent
+            } else if class.live == 0 {
+                WaitReason::NoMatchingAgent
+            } else if class.drained == class.live {
+                WaitReason::Drained
+            } else {
+                WaitReason::NoCapacity
+            };
+            out.extend(class.queue.iter().map(|k| (k.clone(), reason)));
+        }
+        out.sort();
+        out.into_iter().map(|((_, id), r)| (id, r)).collect()
     }
 
     /// How many jobs the scheduler counts against an agent.
@@ -463,7 +682,7 @@ impl Scheduler {
         let mut v: Vec<PoolKey> = self
             .pools
             .iter()
-            .filter(|(_, p)| !p.queue.is_empty())
+            .filter(|(_, p)| p.queued > 0)
             .map(|(k, _)| k.clone())
             .collect();
         v.sort();
@@ -471,7 +690,7 @@ impl Scheduler {
     }
 
     pub fn queued_len(&self) -> usize {
-        self.pools.values().map(|p| p.queue.len()).sum()
+        self.pools.values().map(|p| p.queued).sum()
     }
 
     /// Jobs per pool and agent, for views; sorted.

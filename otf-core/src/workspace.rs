@@ -68,6 +68,9 @@ pub struct Workspace {
     pub lock: Option<WorkspaceLock>,
     /// The latest run that became active (TFE's `current-run`).
     pub current_run: Option<RunId>,
+    /// Labels an agent must carry to run this workspace's jobs (TFE has no
+    /// such attribute; ours is `agent-selector`). Applies in agent mode.
+    pub agent_selector: crate::labels::Labels,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -152,6 +155,7 @@ mod tests {
 
     fn ws() -> Workspace {
         Workspace {
+            agent_selector: Default::default(),
             id: "ws-0123456789abcdef".parse().unwrap(),
             organization: "acme".parse().unwrap(),
             name: "dev".into(),

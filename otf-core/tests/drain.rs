@@ -105,6 +105,7 @@ async fn single_agent(w: &mut World, subject: &otf_core::auth::Subject) -> otf_c
         .register_agent(
             subject,
             otf_core::services::RegisterAgent {
+                labels: Default::default(),
                 name: "single".into(),
                 version: "test".into(),
                 max_jobs: 1,

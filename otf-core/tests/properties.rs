@@ -20,6 +20,8 @@ use otf_core::Error;
 use proptest::prelude::*;
 
 const ORGS: [&str; 2] = ["acme", "beta"];
+const LABELS: [&str; 4] = ["", "region=eu", "region=us", "gpu=true,region=eu"];
+const SELECTORS: [&str; 4] = ["", "region=eu", "gpu=true", "region=us"];
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -30,8 +32,10 @@ enum Op {
     SetScoped(usize, bool),
     /// None: back to remote execution.
     Assign(usize, Option<usize>),
-    /// None: a server runner.
-    Register(Option<usize>, u32),
+    /// None: a server runner. The last field picks labels from `LABELS`.
+    Register(Option<usize>, u32, usize),
+    /// A workspace's agent selector, from `SELECTORS`.
+    Select(usize, usize),
     Ping(usize, bool),
     Exit(usize),
     /// The agent process dies: it never pings or acts again.
@@ -55,7 +59,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4usize, 0..6usize).prop_map(|(p, w)| Op::Revoke(p, w)),
         1 => (0..4usize, any::<bool>()).prop_map(|(p, s)| Op::SetScoped(p, s)),
         2 => (0..6usize, proptest::option::of(0..4usize)).prop_map(|(w, p)| Op::Assign(w, p)),
-        2 => (proptest::option::of(0..4usize), 1..4u32).prop_map(|(p, m)| Op::Register(p, m)),
+        2 => (proptest::option::of(0..4usize), 1..4u32, 0..4usize).prop_map(|(p, m, l)| Op::Register(p, m, l)),
+        1 => (0..6usize, 0..4usize).prop_map(|(w, s)| Op::Select(w, s)),
         3 => (0..8usize, any::<bool>()).prop_map(|(a, b)| Op::Ping(a, b)),
         1 => (0..8usize).prop_map(Op::Exit),
         1 => (0..8usize).prop_map(Op::Crash),
@@ -117,8 +122,8 @@ impl Model {
         m.apply(Op::CreateWorkspace(0)).await;
         m.apply(Op::CreatePool(0)).await;
         m.apply(Op::Assign(1, Some(0))).await;
-        m.apply(Op::Register(None, 2)).await;
-        m.apply(Op::Register(Some(0), 1)).await;
+        m.apply(Op::Register(None, 2, 0)).await;
+        m.apply(Op::Register(Some(0), 1, 0)).await;
         m
     }
 
@@ -210,7 +215,21 @@ impl Model {
                     .await,
                 );
             }
-            Op::Register(p, max_jobs) => {
+            Op::Select(w, sel) if self.ws(w).is_some() => {
+                let ws = self.ws(w).unwrap().id.to_string();
+                tolerated(
+                    core.update_workspace(
+                        &site,
+                        &ws,
+                        WorkspaceUpdate {
+                            agent_selector: Some(SELECTORS[sel].parse().unwrap()),
+                            ..Default::default()
+                        },
+                    )
+                    .await,
+                );
+            }
+            Op::Register(p, max_jobs, labels) => {
                 let subject = match p {
                     None => Some(Subject::ServerRunner),
                     Some(p) => self
@@ -219,7 +238,11 @@ impl Model {
                 };
                 if let Some(subject) = subject {
                     let name = format!("agent{}", self.agents.len());
-                    let a = self.w.register(&subject, &name, max_jobs).await;
+                    let labels = if p.is_some() { LABELS[labels] } else { "" };
+                    let a = self
+                        .w
+                        .register_labelled(&subject, &name, max_jobs, labels)
+                        .await;
                     self.agents.push((a.id, subject));
                 }
             }
@@ -401,6 +424,16 @@ impl Model {
                     j.id,
                     agent.status
                 );
+                if j.affinity.is_none() {
+                    assert!(
+                        agent.labels.includes(&j.selector),
+                        "job {} selecting {} on agent {} labelled {}",
+                        j.id,
+                        j.selector,
+                        a,
+                        agent.labels
+                    );
+                }
                 *load.entry(a).or_default() += 1;
             }
         }
@@ -411,10 +444,17 @@ impl Model {
         for j in jobs.iter().filter(|j| j.status == JobStatus::Unallocated) {
             let eligible = agents.values().any(|a| {
                 a.pool == j.pool
+                    && a.labels.includes(&j.selector)
+                    && !a.drained
                     && a.status.is_schedulable()
                     && load.get(&a.id).copied().unwrap_or(0) < a.max_jobs
             });
             assert!(!eligible, "job {} waits although an agent has room", j.id);
+            // A waiting agent job follows its workspace's selector.
+            if j.pool.is_some() {
+                let ws = tx.get_workspace(&j.workspace).await.unwrap().unwrap();
+                assert_eq!(j.selector, ws.agent_selector, "selector of job {}", j.id);
+            }
         }
 
         for ws in &self.workspaces {

@@ -57,3 +57,41 @@ async fn queue_shows_the_agent_of_each_job_and_why_others_wait() {
         Err(Error::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_selector_no_agent_matches_says_so_and_fixing_it_lets_the_run_go() {
+    let mut w = World::new(8).await;
+    w.org("acme").await;
+    let pool = w.pool("acme", "gpu").await;
+    let ws = w
+        .workspace("acme", "train", ExecutionMode::Agent(pool.id.clone()))
+        .await;
+    let set_selector = |sel: &str| otf_core::services::WorkspaceUpdate {
+        agent_selector: Some(sel.parse().unwrap()),
+        ..Default::default()
+    };
+    w.core
+        .update_workspace(&w.site, ws.id.as_str(), set_selector("region=eu"))
+        .await
+        .unwrap();
+    let (subject, _) = w.agent_subject(&pool).await;
+    w.register_labelled(&subject, "us-1", 1, "region=us").await;
+    let ws = w.core.get_workspace(&w.site, ws.id.as_str()).await.unwrap();
+    w.run(&ws).await;
+    let queue = w.core.list_queue(&w.site, "acme").await.unwrap();
+    assert_eq!(queue[0].job.status, JobStatus::Unallocated);
+    assert_eq!(queue[0].wait, Some(WaitReason::NoMatchingAgent));
+    assert_eq!(
+        queue[0].wait_message.as_deref(),
+        Some("no agent of pool gpu has labels region=eu")
+    );
+    // The selector is fixed: the waiting job follows it and is allocated.
+    w.core
+        .update_workspace(&w.site, ws.id.as_str(), set_selector("region=us"))
+        .await
+        .unwrap();
+    w.settle().await;
+    let queue = w.core.list_queue(&w.site, "acme").await.unwrap();
+    assert_eq!(queue[0].job.status, JobStatus::Allocated);
+    assert_eq!(queue[0].agent_name.as_deref(), Some("us-1"));
+}

@@ -39,6 +39,8 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
     match (route, &req.method) {
         (Route::AgentRegister, &Method::POST) => {
             let body: RegisterRequest = decode(req)?;
+            let labels = otf_core::labels::Labels::from_pairs(body.labels)
+                .map_err(|e| ApiError::unprocessable(format!("labels: {e}")))?;
             let ip = req.peer.to_string();
             let agent = core
                 .register_agent(
@@ -50,6 +52,7 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
                         ip_address: ip.clone(),
                         protocol: body.protocol,
                         single: body.single,
+                        labels,
                     },
                 )
                 .await?;

@@ -133,6 +133,28 @@ impl Data<'_> {
         }
     }
 
+    /// An object of string values, as labels (e.g. `agent-selector`).
+    pub fn labels(&self, key: &str) -> Result<Option<otf_core::labels::Labels>, ApiError> {
+        let expected = "an object of string values, like {\"region\": \"eu\"}";
+        match self.attr(key) {
+            None => Ok(None),
+            Some(Value::Object(map)) => {
+                let pairs = map
+                    .iter()
+                    .map(|(k, v)| {
+                        v.as_str()
+                            .map(|v| (k.clone(), v.to_string()))
+                            .ok_or_else(|| wrong_type(key, expected))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                otf_core::labels::Labels::from_pairs(pairs)
+                    .map(Some)
+                    .map_err(|e| ApiError::unprocessable(format!("attribute `{key}`: {e}")))
+            }
+            Some(_) => Err(wrong_type(key, expected)),
+        }
+    }
+
     fn rel_data(&self, name: &str) -> Option<&Value> {
         self.rels
             .and_then(|r| r.get(name))

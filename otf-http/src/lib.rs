@@ -9,6 +9,8 @@
 //! must not depend on `otf-tui`.
 
 #![forbid(unsafe_code)]
+// The workspace resource has more attributes than json! expands by default.
+#![recursion_limit = "256"]
 
 mod agent_api;
 mod api;
@@ -403,6 +405,7 @@ impl Otfd {
                 engine.cache_dir = self.config.data_dir.join("engines");
             }
             let cfg = otf_agent::RunnerConfig {
+                labels: Default::default(),
                 name: "server".into(),
                 concurrency: self.config.concurrency,
                 engine,

@@ -72,6 +72,15 @@ pub fn entitlements(o: &Organization) -> Value {
     )
 }
 
+/// Labels as a JSON object.
+fn labels(l: &otf_core::labels::Labels) -> Value {
+    Value::Object(
+        l.iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect(),
+    )
+}
+
 pub fn workspace(w: &Workspace) -> Value {
     resource(
         "workspaces",
@@ -84,6 +93,7 @@ pub fn workspace(w: &Workspace) -> Value {
             "auto-apply": w.auto_apply,
             "terraform-version": w.terraform_version,
             "working-directory": w.working_directory,
+            "agent-selector": labels(&w.agent_selector),
             "locked": w.locked(),
             "vcs-repo": null,
             "source": "tfe-api",
@@ -156,6 +166,7 @@ pub fn agent(v: &AgentView) -> Value {
             "max-jobs": a.max_jobs,
             "current-jobs": v.current_jobs,
             "drained": a.drained,
+            "labels": labels(&a.labels),
         }),
         json!({ "agent-pool": rel_one("agent-pools", a.pool.as_ref().map(|p| p.as_str())) }),
     )
@@ -173,11 +184,8 @@ pub fn queued_job(q: &QueuedJob) -> Value {
             "attempt": j.attempt,
             "queued-at": ts(j.queued_at),
             "agent-name": q.agent_name,
-            "wait-reason": q.wait.map(|w| match w {
-                WaitReason::NoAgent => "no-agent",
-                WaitReason::NoCapacity => "no-capacity",
-                WaitReason::Drained => "drained",
-            }),
+            "wait-reason": q.wait.map(WaitReason::as_str),
+            "wait-message": q.wait_message,
         }),
         json!({
             "run": rel_one("runs", Some(j.run.as_str())),

@@ -145,6 +145,7 @@ pub(crate) fn workspace_row(w: &Workspace) -> entity::workspace::ActiveModel {
         locked_by_run: Set(by_run),
         locked_by_holder: Set(by_holder),
         current_run_id: Set(w.current_run.as_ref().map(|r| r.to_string())),
+        agent_selector: Set(w.agent_selector.to_string()),
         created_at: Set(w.created_at.0),
         updated_at: Set(w.updated_at.0),
     }
@@ -177,6 +178,7 @@ pub(crate) fn workspace(m: entity::workspace::Model) -> StoreResult<Workspace> {
         working_directory: m.working_directory,
         lock,
         current_run: parse_opt("run id", m.current_run_id)?,
+        agent_selector: parse("workspace agent selector", &m.agent_selector)?,
         created_at: Timestamp(m.created_at),
         updated_at: Timestamp(m.updated_at),
     })
@@ -277,6 +279,7 @@ pub(crate) fn agent_row(a: &Agent) -> entity::agent::ActiveModel {
         registered_at: Set(a.registered_at.0),
         drained: Set(a.drained),
         single: Set(a.single),
+        labels: Set(a.labels.to_string()),
     }
 }
 
@@ -296,6 +299,7 @@ pub(crate) fn agent(m: entity::agent::Model) -> StoreResult<Agent> {
         registered_at: Timestamp(m.registered_at),
         drained: m.drained,
         single: m.single,
+        labels: parse("agent labels", &m.labels)?,
     })
 }
 
@@ -317,6 +321,7 @@ pub(crate) fn job_row(j: &Job) -> entity::job::ActiveModel {
         updated_at: Set(j.updated_at.0),
         log_dropped: Set(i64::try_from(j.log_dropped).unwrap_or(i64::MAX)),
         affinity_agent_id: Set(j.affinity.as_ref().map(|a| a.to_string())),
+        selector: Set(j.selector.to_string()),
     }
 }
 
@@ -341,6 +346,7 @@ pub(crate) fn job(m: entity::job::Model) -> StoreResult<Job> {
         updated_at: Timestamp(m.updated_at),
         log_dropped: unsigned("dropped log bytes", m.log_dropped)?,
         affinity: parse_opt("agent id", m.affinity_agent_id)?,
+        selector: parse("job selector", &m.selector)?,
     })
 }
 

@@ -67,6 +67,8 @@ impl<S: Store> Transport for InProcess<S> {
         if let Some(r) = &self.recovery {
             r.retire_previous(&self.core).await;
         }
+        let labels = otf_core::labels::Labels::from_pairs(req.labels.clone())
+            .map_err(|e| TransportError::Refused(format!("labels: {e}")))?;
         let agent = self
             .core
             .register_agent(
@@ -78,6 +80,7 @@ impl<S: Store> Transport for InProcess<S> {
                     ip_address: "127.0.0.1".into(),
                     protocol: req.protocol,
                     single: req.single,
+                    labels,
                 },
             )
             .await

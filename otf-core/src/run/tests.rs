@@ -9,6 +9,7 @@ const COOL_OFF: Duration = Duration::from_secs(10);
 
 fn workspace() -> Workspace {
     Workspace {
+        agent_selector: Default::default(),
         id: "ws-0123456789abcdef".parse().unwrap(),
         organization: "acme".parse().unwrap(),
         name: "dev".into(),

@@ -23,6 +23,8 @@ pub struct RegisterAgent {
     pub protocol: u32,
     /// A single-execution agent: one run, then it exits.
     pub single: bool,
+    /// Its labels, matched by workspaces' agent selectors.
+    pub labels: crate::labels::Labels,
 }
 
 /// What otfd answers to a status ping.
@@ -134,6 +136,7 @@ impl<S: Store> Core<S> {
             token,
             registered_at: now,
             drained,
+            labels: req.labels,
             single: req.single,
         };
         tx.insert_agent(&agent).await?;

@@ -35,7 +35,7 @@ impl<S: Store> Dispatcher<S> {
     }
 
     /// Which jobs of a pool wait, and why.
-    pub fn waiting(&self, pool: &PoolKey) -> (Vec<crate::ids::JobId>, Option<WaitReason>) {
+    pub fn waiting(&self, pool: &PoolKey) -> Vec<(crate::ids::JobId, WaitReason)> {
         self.scheduler.waiting(pool)
     }
 
@@ -185,6 +185,7 @@ impl<S: Store> Dispatcher<S> {
                         agent: None,
                         queued_at: crate::clock::Timestamp(0),
                         affinity: None,
+                        selector: Default::default(),
                     });
                 }
                 Err(e) => return Err(e),
@@ -252,6 +253,7 @@ impl<S: Store> Core<S> {
         match deadline {
             Deadline::Reallocate => {
                 job.apply(JobEvent::Reallocate, now)?;
+                job.follow_selector(&ws);
                 tx.update_job(&job).await?;
                 events.push(Event::Job(job));
             }

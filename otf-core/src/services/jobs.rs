@@ -270,6 +270,7 @@ impl<S: Store> Core<S> {
             LostJobAction::Nothing => return Ok(()),
             LostJobAction::Reallocate => {
                 job.apply(JobEvent::Reallocate, now)?;
+                job.follow_selector(&ws);
                 tx.update_job(&job).await?;
                 events.push(Event::Job(job));
             }
@@ -282,6 +283,7 @@ impl<S: Store> Core<S> {
                 let mut retry =
                     self.new_job(&ws, &run, JobPhase::Plan, next_attempt, job.queued_at);
                 retry.pool = job.pool.clone();
+                retry.follow_selector(&ws);
                 run.apply_event(RunEvent::PlanRequeued, now, cool_off)?;
                 tx.update_job(&job).await?;
                 tx.insert_job(&retry).await?;

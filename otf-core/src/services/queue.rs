@@ -6,7 +6,7 @@ use super::{found, Core, Error};
 use crate::auth::{Access, Subject};
 use crate::job::{Job, JobStatus};
 use crate::scheduler::{AgentSlot, JobSlot, PoolKey, Scheduler, WaitReason};
-use crate::store::{AgentRepo, JobRepo, OrganizationRepo, Store};
+use crate::store::{AgentRepo, JobRepo, OrganizationRepo, PoolRepo, Store};
 
 /// An active job of the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,9 @@ pub struct QueuedJob {
     /// Why an unallocated job waits; None when it holds an agent, or when an
     /// agent with spare capacity is about to take it.
     pub wait: Option<WaitReason>,
+    /// The same as a sentence, e.g. "no agent of pool gpu has labels
+    /// region=eu".
+    pub wait_message: Option<String>,
 }
 
 impl<S: Store> Core<S> {
@@ -38,7 +41,13 @@ impl<S: Store> Core<S> {
         pools.dedup();
         let mut scheduler = Scheduler::new();
         let mut agents = Vec::new();
+        let mut pool_names = std::collections::HashMap::new();
         for pool in &pools {
+            if let Some(p) = pool {
+                if let Some(row) = tx.get_pool(p).await? {
+                    pool_names.insert(p.clone(), row.name);
+                }
+            }
             for agent in tx.list_agents_in_pool(pool.as_ref()).await? {
                 scheduler.upsert_agent(AgentSlot::from(&agent));
                 agents.push(agent);
@@ -49,11 +58,10 @@ impl<S: Store> Core<S> {
         }
         // What would be allocated right now is not waiting for a reason.
         scheduler.allocate_all();
-        let mut waiting = Vec::new();
-        for pool in &pools {
-            let (ids, reason) = scheduler.waiting(pool);
-            waiting.extend(ids.into_iter().map(|id| (id, reason)));
-        }
+        let waiting: std::collections::HashMap<_, _> = pools
+            .iter()
+            .flat_map(|pool| scheduler.waiting(pool))
+            .collect();
         // The store lists active jobs by (queued_at, id) already.
         Ok(jobs
             .into_iter()
@@ -65,18 +73,58 @@ impl<S: Store> Core<S> {
                     .and_then(|id| agents.iter().find(|a| &a.id == id))
                     .map(|a| a.name.clone());
                 let wait = match job.status {
-                    JobStatus::Unallocated => waiting
-                        .iter()
-                        .find(|(id, _)| id == &job.id)
-                        .and_then(|(_, r)| *r),
+                    JobStatus::Unallocated => waiting.get(&job.id).copied(),
                     _ => None,
                 };
+                let wait_message = wait.map(|w| {
+                    let pool = job.pool.as_ref().map(|p| {
+                        pool_names
+                            .get(p)
+                            .map_or(p.as_str(), String::as_str)
+                            .to_string()
+                    });
+                    w.describe(pool.as_deref(), &job.selector)
+                });
                 QueuedJob {
                     job,
                     agent_name,
                     wait,
+                    wait_message,
                 }
             })
+            .collect())
+    }
+}
+
+impl<S: Store> Core<S> {
+    /// Why each queued run of `runs` (all of one organization) waits, as
+    /// the queue view says it ("no agent of pool gpu has labels
+    /// region=eu"), for run views. Runs not queued, or whose job an agent
+    /// is about to take, are absent; so is everything for a subject that
+    /// may not read the organization's queue.
+    pub async fn run_waits(
+        &self,
+        subject: &Subject,
+        runs: &[crate::run::Run],
+    ) -> Result<std::collections::HashMap<crate::ids::RunId, String>, Error> {
+        use crate::run::RunStatus;
+        let queued: std::collections::HashSet<&crate::ids::RunId> = runs
+            .iter()
+            .filter(|r| matches!(r.status, RunStatus::PlanQueued | RunStatus::ApplyQueued))
+            .map(|r| &r.id)
+            .collect();
+        let Some(first) = runs.iter().find(|r| queued.contains(&r.id)) else {
+            return Ok(Default::default());
+        };
+        let queue = match self.list_queue(subject, first.organization.as_str()).await {
+            Ok(q) => q,
+            Err(Error::Store(e)) => return Err(Error::Store(e)),
+            Err(_) => return Ok(Default::default()),
+        };
+        Ok(queue
+            .into_iter()
+            .filter(|q| queued.contains(&q.job.run))
+            .filter_map(|q| Some((q.job.run, q.wait_message?)))
             .collect())
     }
 }

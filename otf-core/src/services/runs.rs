@@ -509,6 +509,10 @@ impl<S: Store> Core<S> {
             phase,
             status: JobStatus::Unallocated,
             pool: ws.execution_mode.pool().cloned(),
+            selector: match ws.execution_mode.pool() {
+                Some(_) => ws.agent_selector.clone(),
+                None => Default::default(),
+            },
             organization: ws.organization.clone(),
             workspace: ws.id.clone(),
             agent: None,

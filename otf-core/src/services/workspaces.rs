@@ -5,7 +5,9 @@ use super::{allow, found, Core, Error};
 use crate::auth::{authorize_organization, Access, Subject};
 use crate::events::Event;
 use crate::ids::{validate_name, PoolId, WorkspaceId};
-use crate::store::{OrganizationRepo, PoolRepo, Store, StoreError, Tx, WorkspaceRepo};
+use crate::job::JobStatus;
+use crate::labels::Labels;
+use crate::store::{JobRepo, OrganizationRepo, PoolRepo, Store, StoreError, Tx, WorkspaceRepo};
 use crate::workspace::{ExecutionMode, Workspace, WorkspaceLock};
 
 /// A new workspace. Unset fields take the defaults (remote execution, no
@@ -17,6 +19,7 @@ pub struct WorkspaceSpec {
     pub auto_apply: Option<bool>,
     pub terraform_version: Option<String>,
     pub working_directory: Option<String>,
+    pub agent_selector: Option<Labels>,
 }
 
 /// Changed settings; None leaves a setting as it is.
@@ -27,6 +30,8 @@ pub struct WorkspaceUpdate {
     pub auto_apply: Option<bool>,
     pub terraform_version: Option<String>,
     pub working_directory: Option<String>,
+    /// The labels an agent must carry; waiting jobs follow the change.
+    pub agent_selector: Option<Labels>,
 }
 
 /// `latest` or a release version such as `1.0.3` or `1.6.0-rc1`.
@@ -90,6 +95,7 @@ impl<S: Store> Core<S> {
             working_directory: spec.working_directory.unwrap_or_default(),
             lock: None,
             current_run: None,
+            agent_selector: spec.agent_selector.unwrap_or_default(),
             created_at: now,
             updated_at: now,
         };
@@ -246,6 +252,14 @@ impl<S: Store> Core<S> {
         if let Some(d) = update.working_directory {
             ws.working_directory = d;
         }
+        let mut events = vec![Event::Workspace(ws.id.clone())];
+        if let Some(selector) = update.agent_selector {
+            if selector != ws.agent_selector {
+                self.reselect_waiting_jobs(&mut tx, &ws, &selector, &mut events)
+                    .await?;
+            }
+            ws.agent_selector = selector;
+        }
         if let Some(pool) = pool {
             pool.check_assignable(&ws)?;
         }
@@ -254,9 +268,29 @@ impl<S: Store> Core<S> {
         tx.update_workspace(&ws)
             .await
             .map_err(|e| conflict_as_exists(e, &name))?;
-        self.commit(tx, vec![Event::Workspace(ws.id.clone())])
-            .await?;
+        self.commit(tx, events).await?;
         Ok(ws)
+    }
+
+    /// The workspace's waiting jobs (of its active run and of speculative
+    /// plans) take the new selector, so fixing a selector no agent matches
+    /// lets the runs go on.
+    async fn reselect_waiting_jobs(
+        &self,
+        tx: &mut S::Tx,
+        ws: &Workspace,
+        selector: &Labels,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
+        for mut job in tx.list_active_jobs().await? {
+            if job.workspace == ws.id && job.status == JobStatus::Unallocated && job.pool.is_some()
+            {
+                job.selector = selector.clone();
+                tx.update_job(&job).await?;
+                events.push(Event::Job(job));
+            }
+        }
+        Ok(())
     }
 
     /// Delete a workspace with its runs, state and variables. Refused while a

@@ -148,11 +148,23 @@ impl World {
     }
 
     pub async fn register(&mut self, subject: &Subject, name: &str, max_jobs: u32) -> Agent {
+        self.register_labelled(subject, name, max_jobs, "").await
+    }
+
+    /// Registers an agent with labels (`k=v,k2=v2`).
+    pub async fn register_labelled(
+        &mut self,
+        subject: &Subject,
+        name: &str,
+        max_jobs: u32,
+        labels: &str,
+    ) -> Agent {
         let a = self
             .core
             .register_agent(
                 subject,
                 RegisterAgent {
+                    labels: labels.parse().expect("labels"),
                     name: name.into(),
                     version: "test".into(),
                     max_jobs,

@@ -30,6 +30,24 @@ fn run_doc<S: Store>(app: &App<S>, run: &Run) -> serde_json::Value {
     wire::run(run, app.core.now(), app.core.config().force_cancel_cool_off)
 }
 
+/// Run documents with `wait-message` (otf's addition: why a queued run's
+/// job waits, e.g. "no agent of pool gpu has labels region=eu").
+async fn run_docs<S: Store>(
+    app: &App<S>,
+    subject: &Subject,
+    runs: &[Run],
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let waits = app.core.run_waits(subject, runs).await?;
+    Ok(runs
+        .iter()
+        .map(|r| {
+            let mut doc = run_doc(app, r);
+            doc["attributes"]["wait-message"] = json!(waits.get(&r.id));
+            doc
+        })
+        .collect())
+}
+
 /// The run a `plan-...`/`apply-...` id belongs to, or the run itself for
 /// the `runs/{id}/plan|apply` routes.
 async fn phase_run<S: Store>(
@@ -119,7 +137,8 @@ pub async fn handle<S: Store>(
         }
         (Route::Run, &Method::GET) => {
             let run = core.get_run(subject, id).await?;
-            let mut doc = one(run_doc(app, &run));
+            let docs = run_docs(app, subject, std::slice::from_ref(&run)).await?;
+            let mut doc = one(docs.into_iter().next().unwrap_or_default());
             let mut included = Vec::new();
             if req.includes("plan") {
                 included.push(wire::plan(&run, &log_url(app, &run.id, JobPhase::Plan)));
@@ -139,7 +158,7 @@ pub async fn handle<S: Store>(
                 .await?;
             Ok(response::jsonapi(
                 StatusCode::OK,
-                many(runs.iter().map(|r| run_doc(app, r)).collect(), page, total),
+                many(run_docs(app, subject, &runs).await?, page, total),
             ))
         }
         (Route::RunAction, &Method::POST) => {

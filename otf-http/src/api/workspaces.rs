@@ -59,6 +59,7 @@ fn execution_mode(
 
 fn update_of(data: &Data<'_>, current: &Workspace) -> Result<WorkspaceUpdate, ApiError> {
     Ok(WorkspaceUpdate {
+        agent_selector: data.labels("agent-selector")?,
         name: data.str("name")?,
         execution_mode: execution_mode(data, Some(current))?,
         auto_apply: data.bool("auto-apply")?,
@@ -115,6 +116,7 @@ pub async fn handle<S: Store>(
             let body = req.json()?;
             let data = body.data(&["workspaces"])?;
             let spec = WorkspaceSpec {
+                agent_selector: data.labels("agent-selector")?,
                 name: data
                     .str("name")?
                     .ok_or_else(|| ApiError::unprocessable("attribute `name` is required"))?,

@@ -20,6 +20,7 @@ pub struct Model {
     pub registered_at: i64,
     pub drained: bool,
     pub single: bool,
+    pub labels: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

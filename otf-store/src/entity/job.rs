@@ -22,6 +22,7 @@ pub struct Model {
     pub updated_at: i64,
     pub log_dropped: i64,
     pub affinity_agent_id: Option<String>,
+    pub selector: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,6 +17,7 @@ pub struct Model {
     pub locked_by_run: Option<String>,
     pub locked_by_holder: Option<String>,
     pub current_run_id: Option<String>,
+    pub agent_selector: String,
     pub created_at: i64,
     pub updated_at: i64,
 }

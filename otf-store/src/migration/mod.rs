@@ -10,6 +10,7 @@ mod m20261202_000001_leader_reign;
 mod m20261202_000002_drain;
 mod m20261202_000003_single;
 mod m20261202_000004_pool_exclusions;
+mod m20261203_000001_labels;
 
 pub(crate) struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_drain::Migration),
             Box::new(m20261202_000003_single::Migration),
             Box::new(m20261202_000004_pool_exclusions::Migration),
+            Box::new(m20261203_000001_labels::Migration),
         ]
     }
 }

@@ -38,6 +38,7 @@ pub fn org_token(org: &Organization, created: i64) -> OrganizationToken {
 
 pub fn workspace(org: &Organization, name: &str) -> Workspace {
     Workspace {
+        agent_selector: "region=eu-west".parse().unwrap(),
         id: WorkspaceId::generate(&OsRandom),
         organization: org.name.clone(),
         name: name.into(),
@@ -82,6 +83,7 @@ pub fn agent_token(pool: &AgentPool, created: i64) -> AgentToken {
 
 pub fn agent(pool: Option<&AgentPool>, token: Option<&AgentToken>) -> Agent {
     Agent {
+        labels: "gpu=,region=eu-west,team/infra=a.b_c".parse().unwrap(),
         id: AgentId::generate(&OsRandom),
         name: "runner".into(),
         version: "0.1.0".into(),
@@ -128,6 +130,7 @@ pub fn run(ws: &Workspace, cv: &ConfigurationVersion, created: i64) -> Run {
 
 pub fn job(run: &Run, phase: JobPhase, attempt: u32, queued: i64) -> Job {
     Job {
+        selector: "region=eu-west".parse().unwrap(),
         id: JobId::generate(&OsRandom),
         run: run.id.clone(),
         phase,
