@@ -101,6 +101,19 @@ pub struct QueueResponse {
     pub agents: std::collections::BTreeMap<String, u64>,
 }
 
+impl QueueResponse {
+    pub fn of(pool: &str, q: &otf_core::gauges::PoolQueue) -> Self {
+        QueueResponse {
+            pool: pool.to_string(),
+            queued: q.queued,
+            running: q.running,
+            oldest_queued_seconds: q.oldest_queued_seconds,
+            capacity: q.capacity,
+            agents: q.agents.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JobSummary {
     pub id: String,

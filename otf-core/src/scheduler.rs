@@ -184,14 +184,19 @@ impl PoolIndex {
     /// Re-file class `c` in `heads` after its queue or ready set changed.
     fn refresh_head(&mut self, c: ClassId) {
         let class = &mut self.classes[c];
-        if let Some(old) = class.head.take() {
+        let now = match class.ready.is_empty() {
+            true => None,
+            false => class.queue.first(),
+        };
+        if now == class.head.as_ref() {
+            return;
+        }
+        let now = now.cloned();
+        if let Some(old) = std::mem::replace(&mut class.head, now.clone()) {
             self.heads.remove(&(old, c));
         }
-        if !class.ready.is_empty() {
-            if let Some(first) = class.queue.first() {
-                class.head = Some(first.clone());
-                self.heads.insert((first.clone(), c));
-            }
+        if let Some(first) = now {
+            self.heads.insert((first, c));
         }
     }
 
@@ -262,7 +267,14 @@ impl Scheduler {
     }
 
     fn pool(&mut self, key: &PoolKey) -> &mut PoolIndex {
-        self.pools.entry(key.clone()).or_default()
+        // Look up before cloning the key: this is on every event's path.
+        if !self.pools.contains_key(key) {
+            self.pools.insert(key.clone(), PoolIndex::default());
+        }
+        match self.pools.get_mut(key) {
+            Some(p) => p,
+            None => unreachable!("inserted above"),
+        }
     }
 
     /// The class of `selector` in `pool`, created (and filled with the
@@ -327,7 +339,10 @@ impl Scheduler {
         let key = entry.ready_key();
         let live = entry.slot.status.is_schedulable();
         let drained = live && entry.slot.drained;
-        let pool = self.pools.entry(entry.slot.pool.clone()).or_default();
+        let Some(pool) = self.pools.get_mut(&entry.slot.pool) else {
+            // Agents are filed under their pool when they first appear.
+            return;
+        };
         for &c in &entry.classes {
             let class = &mut pool.classes[c];
             if let Some(k) = &key {

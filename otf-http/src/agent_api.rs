@@ -112,14 +112,7 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
                         "the queue is not read yet; retry in a moment",
                     )
                 })?;
-            ok(&QueueResponse {
-                pool: pool.to_string(),
-                queued: q.queued,
-                running: q.running,
-                oldest_queued_seconds: q.oldest_queued_seconds,
-                capacity: q.capacity,
-                agents: q.agents.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
-            })
+            ok(&QueueResponse::of(pool.as_str(), &q))
         }
         (Route::AgentJobs, &Method::GET) => {
             let wait = core.await_allocated_jobs(&subject, agent_id(req)?);

@@ -35,6 +35,9 @@ pub enum Route {
     PoolTokens,
     /// `drain` / `undrain` of every agent of a pool.
     PoolAction,
+    /// otf's own: the pool's queue numbers, as `/api/agent/queue` gives
+    /// them to agent tokens.
+    PoolQueue,
     Token,
     Agent,
     /// `drain` / `undrain` of one agent.
@@ -128,6 +131,7 @@ const TABLE: &[(&str, Route)] = &[
     ),
     ("/api/v2/agent-pools/{id}", Route::Pool),
     ("/api/v2/agent-pools/{id}/agents", Route::PoolAgents),
+    ("/api/v2/agent-pools/{id}/queue", Route::PoolQueue),
     (
         "/api/v2/agent-pools/{id}/actions/{action}",
         Route::PoolAction,

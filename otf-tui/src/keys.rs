@@ -44,12 +44,14 @@ pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
         (Screen::Pool { .. }, 'u') => Some(Action::DrainAgent(false)),
         (Screen::Pool { .. }, 'X') => Some(Action::Drain(true)),
         (Screen::Pool { .. }, 'U') => Some(Action::Drain(false)),
+        (Screen::Grants { .. }, 'x') => Some(Action::Exclude),
         (Screen::Grants { .. } | Screen::Settings { .. }, ' ') => Some(Action::Toggle),
         (Screen::Grants { .. } | Screen::Settings { .. }, 's') => Some(Action::Save),
         (Screen::Tokens { .. }, 'n') => Some(Action::New),
         (Screen::Tokens { .. }, 'd') => Some(Action::Delete),
         (Screen::Workspaces { .. }, 'n') => Some(Action::New),
         (Screen::Workspaces { .. }, 'e' | 's') => Some(Action::Edit),
+        (Screen::Workspaces { .. }, 'l') => Some(Action::Selector),
         (Screen::Runs { .. }, 'n') => Some(Action::New),
         (Screen::Run { .. }, 'a') => Some(Action::Run(RunAction::Apply)),
         (Screen::Run { .. }, 'D') => Some(Action::Run(RunAction::Discard)),
@@ -112,11 +114,22 @@ pub fn hints(app: &App) -> Vec<(&'static str, &'static str)> {
             ("X/U", "pool"),
             ("d", "delete"),
         ],
-        Screen::Grants { .. } | Screen::Settings { .. } => {
+        Screen::Grants { .. } => vec![
+            ("Space", "choose"),
+            ("x", "exclude"),
+            ("s", "save"),
+            ("Esc", "cancel"),
+        ],
+        Screen::Settings { .. } => {
             vec![("Space", "choose"), ("s", "save"), ("Esc", "cancel")]
         }
         Screen::Tokens { .. } => vec![("n", "new token"), ("d", "revoke")],
-        Screen::Workspaces { .. } => vec![("Enter", "runs"), ("e", "settings"), ("n", "new")],
+        Screen::Workspaces { .. } => vec![
+            ("Enter", "runs"),
+            ("e", "settings"),
+            ("l", "agent labels"),
+            ("n", "new"),
+        ],
         Screen::Runs { .. } => vec![("Enter", "open"), ("n", "new run")],
         Screen::Run { .. } => vec![
             ("a", "apply"),

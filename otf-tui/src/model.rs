@@ -18,6 +18,8 @@ pub struct Workspace {
     pub name: String,
     pub execution_mode: ExecutionModeKind,
     pub pool: Option<String>,
+    /// Labels its jobs' agents must carry, `k=v,k2=v2` (empty: any agent).
+    pub agent_selector: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,18 @@ pub struct Agent {
     pub current_jobs: u64,
     /// It gets no new job.
     pub drained: bool,
+    /// Its labels, `k=v,k2=v2`.
+    pub labels: String,
+}
+
+/// A pool's queue numbers (what autoscalers read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolQueue {
+    pub queued: u64,
+    pub running: u64,
+    pub oldest_queued_seconds: u64,
+    /// Free job slots of live, undrained agents.
+    pub capacity: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +92,8 @@ pub struct Run {
     pub is_cancelable: bool,
     pub is_force_cancelable: bool,
     pub error: Option<String>,
+    /// Why it is queued, when its job waits for an agent.
+    pub wait_message: Option<String>,
 }
 
 impl Run {
@@ -130,6 +146,9 @@ pub struct Job {
     pub agent_name: Option<String>,
     pub phase: JobPhase,
     pub status: JobStatus,
-    /// `no-agent`, `no-capacity`, `drained`, or None.
+    /// `no-agent`, `no-capacity`, `drained`, `no-matching-agent`, or None.
     pub wait_reason: Option<String>,
+    /// The reason as otfd says it, e.g. "no agent of pool gpu has labels
+    /// region=eu".
+    pub wait_message: Option<String>,
 }

@@ -171,11 +171,18 @@ pub async fn perform(api: &dyn Api, request: Request) -> Loaded {
             Loaded::PoolCreated { org, result }
         }
         Request::PoolDetail { org, id } => {
-            let result = tokio::try_join!(api.pool(&id), api.agents(&id), api.workspaces(&org))
+            // The queue numbers are extra: the screen shows the pool
+            // without them (say, before otfd's first reading).
+            let (detail, queue) = tokio::join!(
+                async { tokio::try_join!(api.pool(&id), api.agents(&id), api.workspaces(&org)) },
+                api.pool_queue(&id)
+            );
+            let result = detail
                 .map(|(pool, agents, workspaces)| PoolDetail {
                     pool,
                     agents,
                     workspaces,
+                    queue: queue.ok(),
                 })
                 .map_err(msg);
             Loaded::PoolDetail { id, result }
@@ -184,9 +191,10 @@ pub async fn perform(api: &dyn Api, request: Request) -> Loaded {
             pool,
             organization_scoped,
             allowed,
+            excluded,
         } => {
             let result = api
-                .set_grants(&pool, organization_scoped, &allowed)
+                .set_grants(&pool, organization_scoped, &allowed, &excluded)
                 .await
                 .map_err(msg);
             Loaded::GrantsSaved { pool, result }
@@ -233,6 +241,16 @@ pub async fn perform(api: &dyn Api, request: Request) -> Loaded {
                 .await
                 .map_err(msg);
             Loaded::ModeSet { workspace, result }
+        }
+        Request::SetSelector {
+            workspace,
+            selector,
+        } => {
+            let result = api
+                .set_agent_selector(&workspace, &selector)
+                .await
+                .map_err(msg);
+            Loaded::SelectorSet { workspace, result }
         }
         Request::Runs { workspace } => {
             let result = api.runs(&workspace).await.map_err(msg);

@@ -33,9 +33,8 @@ pub async fn handle<S: Store>(
             workspaces::handle(app, route, req, subject).await
         }
         OrgJobs => jobs::handle(app, route, req, subject).await,
-        OrgPools | Pool | PoolAgents | PoolTokens | PoolAction | Token | Agent | AgentAction => {
-            pools::handle(app, route, req, subject).await
-        }
+        OrgPools | Pool | PoolAgents | PoolQueue | PoolTokens | PoolAction | Token | Agent
+        | AgentAction => pools::handle(app, route, req, subject).await,
         WorkspaceConfigs | WorkspaceRuns | Config | ConfigUpload | Runs | Run | RunAction
         | Plan | PlanJson | Apply | RunPlan | RunPlanJson | RunApply => {
             runs::handle(app, route, req, subject).await

@@ -139,6 +139,22 @@ pub async fn handle<S: Store>(
                 many(agents.iter().map(wire::agent).collect(), page, total),
             ))
         }
+        (Route::PoolQueue, &Method::GET) => {
+            let pool = core.get_pool(subject, id).await?;
+            let q = app
+                .metrics
+                .pool_queue(pool.id.as_str(), core.now())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the queue is not read yet; retry in a moment",
+                    )
+                })?;
+            Ok(response::json(
+                StatusCode::OK,
+                &otf_agent::protocol::QueueResponse::of(pool.id.as_str(), &q),
+            ))
+        }
         (Route::Agent, &Method::GET) => {
             let agent = core.get_agent(subject, id).await?;
             Ok(response::jsonapi(StatusCode::OK, one(wire::agent(&agent))))

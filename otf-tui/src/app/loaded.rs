@@ -61,16 +61,19 @@ pub(super) fn loaded_into(app: &mut App, loaded: Loaded) -> Vec<Effect> {
                         id: p.id,
                         detail: None,
                         cursor: Cursor::default(),
+                        history: Vec::new(),
                     },
                 );
             }
             Err(e) => refusal(app, "Could not create the agent pool", e),
         },
         Loaded::PoolDetail { id, result } => {
+            let now = app.now;
             if let Screen::Pool {
                 id: i,
                 detail,
                 cursor,
+                history,
                 ..
             } = app.screen_mut()
             {
@@ -78,6 +81,9 @@ pub(super) fn loaded_into(app: &mut App, loaded: Loaded) -> Vec<Effect> {
                     match result {
                         Ok(d) => {
                             cursor.clamp(d.agents.len());
+                            if let Some(q) = d.queue {
+                                record(history, now, q);
+                            }
                             *detail = Some(d);
                             clear_error(app);
                         }
@@ -217,6 +223,20 @@ pub(super) fn loaded_into(app: &mut App, loaded: Loaded) -> Vec<Effect> {
             }
             Err(e) => refusal(app, "The execution mode was not changed", e),
         },
+        Loaded::SelectorSet {
+            workspace: _,
+            result,
+        } => match result {
+            Ok(w) => {
+                let what = match w.agent_selector.as_str() {
+                    "" => "any agent of its pool".to_string(),
+                    s => format!("agents with labels {s}"),
+                };
+                info(app, format!("{}: runs go to {what}", w.name));
+                return refresh(app);
+            }
+            Err(e) => refusal(app, "The agent selector was not changed", e),
+        },
         Loaded::Runs { workspace, result } => {
             if let Screen::Runs {
                 workspace: w,
@@ -314,6 +334,18 @@ pub(super) fn loaded_into(app: &mut App, loaded: Loaded) -> Vec<Effect> {
         }
     }
     vec![]
+}
+
+/// Add a reading of the pool's queue, keeping the last
+/// [`super::QUEUE_HISTORY_MS`].
+fn record(history: &mut Vec<super::QueueSample>, now: i64, q: crate::model::PoolQueue) {
+    history.push(super::QueueSample {
+        at: now,
+        queued: q.queued,
+        running: q.running,
+    });
+    let from = now - super::QUEUE_HISTORY_MS;
+    history.retain(|s| s.at > from);
 }
 
 /// A refresh worked: an earlier refresh failure no longer holds.

@@ -12,7 +12,8 @@ pub use update::{action_verb, log_text, pool_workspace_marks, refresh_of, update
 
 use crate::client::RunAction;
 use crate::model::{
-    Agent, ExecutionModeKind, Job, NewToken, Organization, Phase, Pool, Run, Token, Workspace,
+    Agent, ExecutionModeKind, Job, NewToken, Organization, Phase, Pool, PoolQueue, Run, Token,
+    Workspace,
 };
 
 /// An answer from otfd: the value, or the message to show.
@@ -91,6 +92,19 @@ pub struct PoolDetail {
     pub agents: Vec<Agent>,
     /// Every workspace of the organization.
     pub workspaces: Vec<Workspace>,
+    /// Its queue numbers; None until otfd has read them.
+    pub queue: Option<PoolQueue>,
+}
+
+/// How far back the pool screen's sparklines reach.
+pub const QUEUE_HISTORY_MS: i64 = 5 * 60 * 1000;
+
+/// One reading of a pool's queue: when (ms), queued and running jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSample {
+    pub at: i64,
+    pub queued: u64,
+    pub running: u64,
 }
 
 /// A run with its phases and the new bytes of their logs.
@@ -147,14 +161,19 @@ pub enum Screen {
         detail: Option<PoolDetail>,
         /// Over the pool's agents.
         cursor: Cursor,
+        /// The queue's readings of the last [`QUEUE_HISTORY_MS`], oldest
+        /// first, for the sparklines.
+        history: Vec<QueueSample>,
     },
     /// "Grant access to specific workspaces": rows 0 and 1 choose the scope,
-    /// the rest toggle workspaces.
+    /// the rest toggle workspaces (granted, or with `x` excluded).
     Grants {
         pool: Pool,
         workspaces: Vec<Workspace>,
         organization_scoped: bool,
         granted: BTreeSet<String>,
+        /// Workspaces that may never use the pool.
+        excluded: BTreeSet<String>,
         cursor: Cursor,
     },
     Tokens {
@@ -254,10 +273,23 @@ pub enum Modal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputPurpose {
     NewOrganization,
-    NewWorkspace { org: String },
-    NewPool { org: String },
-    NewToken { pool: String },
-    RunDirectory { workspace: String },
+    NewWorkspace {
+        org: String,
+    },
+    NewPool {
+        org: String,
+    },
+    NewToken {
+        pool: String,
+    },
+    RunDirectory {
+        workspace: String,
+    },
+    /// A workspace's agent selector; empty clears it.
+    AgentSelector {
+        workspace: String,
+        name: String,
+    },
 }
 
 impl InputPurpose {
@@ -268,6 +300,7 @@ impl InputPurpose {
             InputPurpose::NewPool { .. } => "New agent pool",
             InputPurpose::NewToken { .. } => "New agent token",
             InputPurpose::RunDirectory { .. } => "Start a run",
+            InputPurpose::AgentSelector { .. } => "Agent selector",
         }
     }
 
@@ -277,6 +310,9 @@ impl InputPurpose {
             InputPurpose::NewPool { .. } => "Pool name",
             InputPurpose::NewToken { .. } => "Description (required)",
             InputPurpose::RunDirectory { .. } => "Configuration directory",
+            InputPurpose::AgentSelector { .. } => {
+                "Labels its agents must have: k=v,k2=v2 (empty: any)"
+            }
         }
     }
 }
@@ -311,6 +347,11 @@ pub enum Action {
     DrainAgent(bool),
     /// Drain (true) or undrain the pool on screen.
     Drain(bool),
+    /// Exclude (or include again) the selected workspace of the grants
+    /// screen.
+    Exclude,
+    /// Edit the selected workspace's agent selector.
+    Selector,
     /// Choose or toggle the selected row.
     Toggle,
     Save,
@@ -359,6 +400,7 @@ pub enum Request {
         pool: String,
         organization_scoped: bool,
         allowed: Vec<String>,
+        excluded: Vec<String>,
     },
     DeletePool {
         id: String,
@@ -393,6 +435,11 @@ pub enum Request {
         workspace: String,
         mode: ExecutionModeKind,
         pool: Option<String>,
+    },
+    /// `selector` is already checked: `k=v,k2=v2`, or empty.
+    SetSelector {
+        workspace: String,
+        selector: String,
     },
     Runs {
         workspace: String,
@@ -489,6 +536,10 @@ pub enum Loaded {
         result: Res<Workspace>,
     },
     ModeSet {
+        workspace: String,
+        result: Res<Workspace>,
+    },
+    SelectorSet {
         workspace: String,
         result: Res<Workspace>,
     },

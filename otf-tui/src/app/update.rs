@@ -152,6 +152,23 @@ fn modal(app: &mut App, action: Action) -> Vec<Effect> {
 
 fn submit(app: &mut App, purpose: InputPurpose, value: String) -> Vec<Effect> {
     let value = value.trim().to_string();
+    if let InputPurpose::AgentSelector { workspace, .. } = &purpose {
+        // Checked here by the same rule otfd applies; empty clears it.
+        return match value.parse::<otf_core::labels::Labels>() {
+            Ok(labels) => {
+                info(app, "saving…");
+                fetch(Request::SetSelector {
+                    workspace: workspace.clone(),
+                    selector: labels.to_string(),
+                })
+            }
+            Err(e) => {
+                error(app, e.to_string());
+                app.modal = Some(Modal::Input { purpose, value });
+                vec![]
+            }
+        };
+    }
     if value.is_empty() {
         // Keep asking: every input here is required.
         error(app, format!("{} is required", purpose.prompt()));
@@ -171,6 +188,7 @@ fn submit(app: &mut App, purpose: InputPurpose, value: String) -> Vec<Effect> {
             workspace,
             dir: value,
         },
+        InputPurpose::AgentSelector { .. } => return vec![],
     })
 }
 
@@ -251,6 +269,7 @@ fn screen_action(app: &mut App, action: Action) -> Vec<Effect> {
                     id: p.id.clone(),
                     detail: None,
                     cursor: Cursor::default(),
+                    history: Vec::new(),
                 };
                 return push(app, s);
             }
@@ -278,6 +297,7 @@ fn screen_action(app: &mut App, action: Action) -> Vec<Effect> {
                 workspaces: d.workspaces.clone(),
                 organization_scoped: d.pool.organization_scoped,
                 granted: d.pool.allowed.iter().cloned().collect(),
+                excluded: d.pool.excluded.iter().cloned().collect(),
                 cursor: Cursor::default(),
             };
             return push(app, s);
@@ -367,24 +387,50 @@ fn screen_action(app: &mut App, action: Action) -> Vec<Effect> {
         },
         (
             Screen::Grants {
+                workspaces,
+                excluded,
+                granted,
+                cursor,
+                ..
+            },
+            Action::Exclude,
+        ) => {
+            if let Some(w) = cursor
+                .selected
+                .checked_sub(2)
+                .and_then(|n| workspaces.get(n))
+            {
+                // An excluded workspace is not also granted.
+                if !excluded.remove(&w.id) {
+                    excluded.insert(w.id.clone());
+                    granted.remove(&w.id);
+                }
+            }
+        }
+        (
+            Screen::Grants {
                 pool,
                 workspaces,
                 organization_scoped,
                 granted,
+                excluded,
                 ..
             },
             Action::Save,
         ) => {
             // Only workspaces that still exist are sent.
-            let allowed = workspaces
-                .iter()
-                .filter(|w| granted.contains(&w.id))
-                .map(|w| w.id.clone())
-                .collect();
+            let of = |set: &BTreeSet<String>| {
+                workspaces
+                    .iter()
+                    .filter(|w| set.contains(&w.id))
+                    .map(|w| w.id.clone())
+                    .collect()
+            };
             let r = Request::SetGrants {
                 pool: pool.id.clone(),
                 organization_scoped: *organization_scoped,
-                allowed,
+                allowed: of(granted),
+                excluded: of(excluded),
             };
             info(app, "saving…");
             return fetch(r);
@@ -451,6 +497,17 @@ fn screen_action(app: &mut App, action: Action) -> Vec<Effect> {
             if let Some(w) = items.as_ref().and_then(|i| i.get(cursor.selected)) {
                 let s = settings(w.clone(), pools.clone());
                 return push(app, s);
+            }
+        }
+        (Screen::Workspaces { items, cursor, .. }, Action::Selector) => {
+            if let Some(w) = items.as_ref().and_then(|i| i.get(cursor.selected)) {
+                let purpose = InputPurpose::AgentSelector {
+                    workspace: w.id.clone(),
+                    name: w.name.clone(),
+                };
+                let value = w.agent_selector.clone();
+                app.modal = Some(Modal::Input { purpose, value });
+                return vec![];
             }
         }
 

@@ -11,7 +11,8 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::model::{
-    Agent, ExecutionModeKind, Job, NewToken, Organization, Phase, Pool, Run, Token, Workspace,
+    Agent, ExecutionModeKind, Job, NewToken, Organization, Phase, Pool, PoolQueue, Run, Token,
+    Workspace,
 };
 
 /// Why a request to otfd failed.
@@ -74,13 +75,18 @@ pub trait Api: Send + Sync {
     async fn pools(&self, org: &str) -> Result<Vec<Pool>>;
     async fn create_pool(&self, org: &str, name: &str) -> Result<Pool>;
     async fn pool(&self, id: &str) -> Result<Pool>;
-    /// Replace the pool's scope and its whole allow list.
+    /// Replace the pool's scope, its whole allow list and its exclusions.
     async fn set_grants(
         &self,
         pool: &str,
         organization_scoped: bool,
         allowed: &[String],
+        excluded: &[String],
     ) -> Result<Pool>;
+    /// The pool's queue numbers (`/api/v2/agent-pools/{id}/queue`).
+    async fn pool_queue(&self, id: &str) -> Result<PoolQueue>;
+    /// Set a workspace's agent selector, `k=v,k2=v2` (empty: none).
+    async fn set_agent_selector(&self, workspace: &str, selector: &str) -> Result<Workspace>;
     async fn delete_pool(&self, id: &str) -> Result<()>;
     /// Drain (or undrain) every agent of a pool.
     async fn drain_pool(&self, id: &str, drained: bool) -> Result<Pool>;
@@ -319,18 +325,44 @@ impl Api for HttpApi {
         pool: &str,
         organization_scoped: bool,
         allowed: &[String],
+        excluded: &[String],
     ) -> Result<Pool> {
-        let ids: Vec<Value> = allowed
-            .iter()
-            .map(|id| json!({"type": "workspaces", "id": id}))
-            .collect();
+        let ids = |list: &[String]| -> Vec<Value> {
+            list.iter()
+                .map(|id| json!({"type": "workspaces", "id": id}))
+                .collect()
+        };
         let body = json!({"data": {
             "type": "agent-pools",
             "attributes": {"organization-scoped": organization_scoped},
-            "relationships": {"allowed-workspaces": {"data": ids}},
+            "relationships": {
+                "allowed-workspaces": {"data": ids(allowed)},
+                "excluded-workspaces": {"data": ids(excluded)},
+            },
         }});
         let path = format!("/agent-pools/{pool}");
         wire::pool(&self.write(Method::PATCH, &path, body).await?)
+    }
+
+    async fn pool_queue(&self, id: &str) -> Result<PoolQueue> {
+        let path = format!("/agent-pools/{id}/queue");
+        Ok(wire::pool_queue(
+            &self.doc(self.req(Method::GET, &path)).await?,
+        ))
+    }
+
+    async fn set_agent_selector(&self, workspace: &str, selector: &str) -> Result<Workspace> {
+        let labels: otf_core::labels::Labels = selector
+            .parse()
+            .map_err(|e: otf_core::labels::LabelError| ClientError::Decode(e.to_string()))?;
+        let object: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        let body =
+            json!({"data": {"type": "workspaces", "attributes": {"agent-selector": object}}});
+        let path = format!("/workspaces/{workspace}");
+        wire::workspace(&self.write(Method::PATCH, &path, body).await?)
     }
 
     async fn delete_pool(&self, id: &str) -> Result<()> {

@@ -5,7 +5,8 @@ use serde_json::Value;
 
 use super::{ClientError, Result};
 use crate::model::{
-    Agent, ExecutionModeKind, Job, NewToken, Organization, Phase, Pool, Run, Token, Workspace,
+    Agent, ExecutionModeKind, Job, NewToken, Organization, Phase, Pool, PoolQueue, Run, Token,
+    Workspace,
 };
 use crate::time::parse_rfc3339;
 
@@ -101,6 +102,7 @@ pub fn workspace(r: &Value) -> Result<Workspace> {
         name: req_str(r, "name")?,
         execution_mode: parsed::<ExecutionModeKind>(r, "execution-mode")?,
         pool: str_attr(r, "agent-pool-id").or_else(|| rel_id(r, "agent-pool")),
+        agent_selector: labels_attr(r, "agent-selector"),
     })
 }
 
@@ -128,7 +130,34 @@ pub fn agent(r: &Value) -> Result<Agent> {
         max_jobs: u64_attr(r, "max-jobs"),
         current_jobs: u64_attr(r, "current-jobs"),
         drained: bool_attr(r, "drained"),
+        labels: labels_attr(r, "labels"),
     })
+}
+
+/// A labels object (`{"region": "eu"}`) as `region=eu`, keys sorted.
+fn labels_attr(r: &Value, key: &str) -> String {
+    let pairs = attr(r, key)
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    otf_core::labels::Labels::from_pairs(pairs)
+        .map(|l| l.to_string())
+        .unwrap_or_default()
+}
+
+/// The plain JSON of `/api/v2/agent-pools/{id}/queue`.
+pub fn pool_queue(v: &Value) -> PoolQueue {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    PoolQueue {
+        queued: n("queued"),
+        running: n("running"),
+        oldest_queued_seconds: n("oldest_queued_seconds"),
+        capacity: n("capacity"),
+    }
 }
 
 pub fn token(r: &Value) -> Result<Token> {
@@ -163,6 +192,7 @@ pub fn run(r: &Value) -> Result<Run> {
         is_cancelable: action("is-cancelable"),
         is_force_cancelable: action("is-force-cancelable"),
         error: str_attr(r, "error-message"),
+        wait_message: str_attr(r, "wait-message"),
     })
 }
 
@@ -186,6 +216,7 @@ pub fn job(r: &Value) -> Result<Job> {
         phase: parsed(r, "phase")?,
         status: parsed(r, "status")?,
         wait_reason: str_attr(r, "wait-reason"),
+        wait_message: str_attr(r, "wait-message"),
     })
 }
 

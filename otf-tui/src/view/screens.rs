@@ -2,11 +2,12 @@
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table, TableState};
 use ratatui::Frame;
 
 use crate::app::{
-    log_text, pool_workspace_marks, App, Cursor, LogTail, PoolDetail, RunView, Screen, Section,
+    log_text, pool_workspace_marks, App, Cursor, LogTail, PoolDetail, QueueSample, RunView, Screen,
+    Section,
 };
 use crate::model::{ExecutionModeKind, Phase, Pool, Workspace};
 use crate::theme::Theme;
@@ -88,9 +89,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             );
         }
         Screen::Pool {
-            id, detail, cursor, ..
+            id,
+            detail,
+            cursor,
+            history,
+            ..
         } => match detail {
-            Some(d) => pool(frame, area, d, cursor, app.now, theme),
+            Some(d) => pool(frame, area, d, cursor, history, app.now, theme),
             None => loading(frame, area, &format!("Agent pool {id}"), theme),
         },
         Screen::Grants {
@@ -98,6 +103,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             workspaces,
             organization_scoped,
             granted,
+            excluded,
             cursor,
         } => {
             let radio = |on: bool| if on { "(•)" } else { "( )" };
@@ -113,15 +119,23 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             ];
             for w in workspaces {
                 let on = granted.contains(&w.id);
-                let style = if *organization_scoped {
+                let out = excluded.contains(&w.id);
+                let style = if *organization_scoped && !out {
                     theme.dim()
                 } else {
                     Default::default()
                 };
-                let mark = if on { "[x]" } else { "[ ]" };
-                rows.push(Row::new(vec![format!("    {mark} {}", w.name)]).style(style));
+                let line = match (out, on) {
+                    (true, _) => format!("    [-] {} (excluded: may never use the pool)", w.name),
+                    (false, true) => format!("    [x] {}", w.name),
+                    (false, false) => format!("    [ ] {}", w.name),
+                };
+                rows.push(Row::new(vec![line]).style(style));
             }
-            let title = format!("Workspaces that may use {} (s saves)", pool.name);
+            let title = format!(
+                "Workspaces that may use {} (space grants, x excludes, s saves)",
+                pool.name
+            );
             table(
                 frame,
                 area,
@@ -183,6 +197,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                             w.name.clone(),
                             w.execution_mode.as_str().to_string(),
                             pool_name(w.pool.as_deref(), pools),
+                            w.agent_selector.clone(),
                         ])
                     })
                     .collect()
@@ -192,6 +207,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Constraint::Fill(1),
                 Constraint::Length(10),
                 Constraint::Fill(1),
+                Constraint::Fill(1),
             ];
             let empty = "No workspaces yet: press n to create one.";
             table(
@@ -199,7 +215,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 area,
                 theme,
                 &title,
-                &["NAME", "MODE", "AGENT POOL"],
+                &["NAME", "MODE", "AGENT POOL", "AGENT LABELS"],
                 &widths,
                 rows,
                 cursor,
@@ -234,7 +250,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                             Cell::from(r.id.clone()),
                             Cell::from(Span::styled(r.status.as_str(), theme.run(r.status))),
                             Cell::from(ago(r.created_at, app.now)),
-                            Cell::from(r.message.clone()),
+                            match &r.wait_message {
+                                Some(w) => {
+                                    Cell::from(Span::styled(format!("waits: {w}"), theme.dim()))
+                                }
+                                None => Cell::from(r.message.clone()),
+                            },
                         ])
                     })
                     .collect()
@@ -293,6 +314,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                         };
                         let wait = match (j.agent_name.as_deref(), j.wait_reason.as_deref()) {
                             (Some(a), _) => format!("on {a}"),
+                            (None, Some(_)) if j.wait_message.is_some() => {
+                                format!("waits: {}", j.wait_message.as_deref().unwrap_or_default())
+                            }
                             (None, Some("no-agent")) => "waits: no agent".into(),
                             (None, Some("no-capacity")) => "waits: no capacity".into(),
                             (None, Some("drained")) => "waits: pool drained".into(),
@@ -315,7 +339,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Constraint::Length(5),
                 Constraint::Length(11),
                 Constraint::Fill(1),
-                Constraint::Fill(1),
+                Constraint::Fill(2),
             ];
             let empty = "No active jobs: nothing runs or waits.";
             table(
@@ -407,15 +431,25 @@ fn mode_text(mode: ExecutionModeKind, pool: Option<&str>, pools: &[Pool]) -> Str
     }
 }
 
-fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, cursor: &Cursor, now: i64, theme: Theme) {
+fn pool(
+    frame: &mut Frame,
+    area: Rect,
+    d: &PoolDetail,
+    cursor: &Cursor,
+    history: &[QueueSample],
+    now: i64,
+    theme: Theme,
+) {
     let marks = pool_workspace_marks(d);
     let ws_rows = marks.len().max(1) as u16 + 2;
-    let [head, ws_area, agents_area] = Layout::vertical([
+    let [head, queue_area, ws_area, agents_area] = Layout::vertical([
         Constraint::Length(3),
-        Constraint::Length(ws_rows.min(area.height / 2)),
+        Constraint::Length(3),
+        Constraint::Length(ws_rows.min(area.height / 3)),
         Constraint::Min(3),
     ])
     .areas(area);
+    queue(frame, queue_area, d, history, theme);
     let p = &d.pool;
     let access = if p.organization_scoped {
         "any workspace of the organization (organization-scoped)"
@@ -485,6 +519,7 @@ fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, cursor: &Cursor, now: i64
                 Cell::from(a.version.clone()),
                 Cell::from(format!("{}/{}", a.current_jobs, a.max_jobs)),
                 Cell::from(if a.drained { "drained" } else { "" }),
+                Cell::from(a.labels.clone()),
             ])
         })
         .collect();
@@ -493,7 +528,9 @@ fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, cursor: &Cursor, now: i64
         agents_area,
         theme,
         &title,
-        &["NAME", "STATUS", "SEEN", "IP", "VERSION", "JOBS", "DRAIN"],
+        &[
+            "NAME", "STATUS", "SEEN", "IP", "VERSION", "JOBS", "DRAIN", "LABELS",
+        ],
         &[
             Constraint::Fill(1),
             Constraint::Length(8),
@@ -502,11 +539,60 @@ fn pool(frame: &mut Frame, area: Rect, d: &PoolDetail, cursor: &Cursor, now: i64
             Constraint::Length(9),
             Constraint::Length(5),
             Constraint::Length(7),
+            Constraint::Fill(1),
         ],
         Some(rows),
         cursor,
         "No agents: create a token (t) and start otf-agent with it.",
     );
+}
+
+/// The pool's queue numbers, and sparklines of its queued and running jobs
+/// over the last minutes (one bar per reading, newest on the right).
+fn queue(frame: &mut Frame, area: Rect, d: &PoolDetail, history: &[QueueSample], theme: Theme) {
+    let [numbers, lines] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(2)]).areas(area);
+    let text = match d.queue {
+        Some(q) => format!(
+            " Queue: {} queued, {} running, {} free slots; oldest waits {}",
+            q.queued,
+            q.running,
+            q.capacity,
+            otf_core::duration::human(std::time::Duration::from_secs(q.oldest_queued_seconds))
+        ),
+        None => " Queue: not read yet".to_string(),
+    };
+    frame.render_widget(Paragraph::new(Span::raw(text)), numbers);
+    let [queued_area, running_area] =
+        Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(lines);
+    for (area, label, values) in [
+        (
+            queued_area,
+            "queued",
+            history.iter().map(|s| s.queued).collect::<Vec<_>>(),
+        ),
+        (
+            running_area,
+            "running",
+            history.iter().map(|s| s.running).collect::<Vec<_>>(),
+        ),
+    ] {
+        let [name, spark] =
+            Layout::horizontal([Constraint::Length(9), Constraint::Fill(1)]).areas(area);
+        frame.render_widget(
+            Paragraph::new(Span::styled(format!(" {label}"), theme.dim())),
+            name,
+        );
+        // The newest readings that fit.
+        let shown = &values[values.len().saturating_sub(spark.width as usize)..];
+        frame.render_widget(
+            Sparkline::default()
+                .data(shown)
+                .max(values.iter().copied().max().unwrap_or(0).max(1))
+                .style(theme.ok()),
+            spark,
+        );
+    }
 }
 
 #[expect(clippy::too_many_arguments, reason = "the settings screen's fields")]

@@ -55,6 +55,7 @@ fn answer(app: &mut App, l: Loaded) -> Vec<Effect> {
 
 fn ws(id: &str, name: &str, mode: ExecutionModeKind, pool: Option<&str>) -> Workspace {
     Workspace {
+        agent_selector: Default::default(),
         id: id.into(),
         name: name.into(),
         execution_mode: mode,
@@ -77,6 +78,7 @@ fn pool1(scoped: bool, allowed: &[&str], assigned: &[&str]) -> Pool {
 
 fn agent(name: &str, status: AgentStatus, jobs: u64) -> Agent {
     Agent {
+        labels: Default::default(),
         id: format!("agent-{name}"),
         name: name.into(),
         status,
@@ -151,6 +153,7 @@ fn on_pool(detail: PoolDetail) -> App {
 #[test]
 fn pool_screen_marks_granted_and_assigned_workspaces_and_shows_live_agents() {
     let app = on_pool(PoolDetail {
+        queue: Default::default(),
         pool: pool1(false, &["ws-dev"], &["ws-dev"]),
         agents: vec![
             agent("a1", AgentStatus::Idle, 0),
@@ -181,6 +184,7 @@ fn pool_screen_marks_granted_and_assigned_workspaces_and_shows_live_agents() {
 #[test]
 fn grant_a_workspace_then_save_sends_the_whole_allow_list() {
     let mut app = on_pool(PoolDetail {
+        queue: Default::default(),
         pool: pool1(true, &[], &[]),
         agents: vec![],
         workspaces: workspaces(),
@@ -196,6 +200,7 @@ fn grant_a_workspace_then_save_sends_the_whole_allow_list() {
     assert_eq!(
         effects,
         [Effect::Fetch(Request::SetGrants {
+            excluded: Default::default(),
             pool: "apool-1".into(),
             organization_scoped: false,
             allowed: vec!["ws-dev".into()],
@@ -262,6 +267,7 @@ fn a_refused_assignment_shows_the_servers_detail() {
 #[test]
 fn a_new_token_shows_its_secret_once_and_revoking_asks_first() {
     let mut app = on_pool(PoolDetail {
+        queue: Default::default(),
         pool: pool1(true, &[], &[]),
         agents: vec![],
         workspaces: workspaces(),
@@ -323,6 +329,7 @@ fn a_new_token_shows_its_secret_once_and_revoking_asks_first() {
 #[test]
 fn deleting_a_pool_with_assigned_workspaces_shows_the_refusal() {
     let mut app = on_pool(PoolDetail {
+        queue: Default::default(),
         pool: pool1(true, &[], &["ws-dev"]),
         agents: vec![],
         workspaces: workspaces(),
@@ -352,6 +359,7 @@ fn deleting_a_pool_with_assigned_workspaces_shows_the_refusal() {
 #[test]
 fn the_pool_screen_shows_excluded_workspaces() {
     let app = on_pool(PoolDetail {
+        queue: Default::default(),
         pool: Pool {
             excluded: vec!["ws-prod".into()],
             ..pool1(true, &[], &["ws-dev"])
@@ -369,6 +377,7 @@ fn the_pool_screen_shows_excluded_workspaces() {
 #[test]
 fn a_pool_is_drained_and_undrained_from_its_screen() {
     let mut app = on_pool(PoolDetail {
+        queue: Default::default(),
         pool: pool1(true, &[], &[]),
         agents: vec![Agent {
             drained: true,
@@ -433,6 +442,7 @@ fn a_pool_is_drained_and_undrained_from_its_screen() {
 
 fn run(status: RunStatus, confirmable: bool) -> Run {
     Run {
+        wait_message: Default::default(),
         id: "run-abc".into(),
         status,
         created_at: Some(NOW),
@@ -575,6 +585,7 @@ fn queue_view_says_where_jobs_run_and_why_others_wait() {
     let mut app = in_acme();
     press(&mut app, "b");
     let job = |id: &str, ws: &str, agent: Option<&str>, wait: Option<&str>| Job {
+        wait_message: Default::default(),
         id: id.into(),
         run: "run-1".into(),
         workspace: ws.into(),
@@ -596,6 +607,10 @@ fn queue_view_says_where_jobs_run_and_why_others_wait() {
                 jobs: vec![
                     job("job-1", "ws-dev", Some("a1"), None),
                     job("job-2", "ws-prod", None, Some("no-capacity")),
+                    Job {
+                        wait_message: Some("no agent of pool pool1 has labels gpu=true".into()),
+                        ..job("job-3", "ws-dev", None, Some("no-matching-agent"))
+                    },
                 ],
                 workspaces: workspaces(),
                 pools: vec![pool1(true, &[], &[])],
@@ -610,11 +625,17 @@ fn queue_view_says_where_jobs_run_and_why_others_wait() {
     );
     let prod = s.lines().find(|l| l.contains("prod")).expect(&s);
     assert!(prod.contains("waits: no capacity"), "{prod}");
+    let wide = render_at(&app, Theme { color: true }, 160, 24).0.join("\n");
+    assert!(
+        wide.contains("waits: no agent of pool pool1 has labels gpu=true"),
+        "{wide}"
+    );
 }
 
 #[test]
 fn no_color_draws_without_colours_and_any_size_draws() {
     let app = on_pool(PoolDetail {
+        queue: Default::default(),
         pool: pool1(false, &["ws-dev"], &["ws-dev"]),
         agents: vec![agent("a1", AgentStatus::Errored, 0)],
         workspaces: workspaces(),
@@ -671,6 +692,186 @@ fn organizations_and_creating_one() {
     let s = screen(&app);
     assert!(
         s.contains("> acme") && s.contains("created organization acme"),
+        "{s}"
+    );
+}
+
+#[test]
+fn pool_screen_shows_the_queue_live_with_sparklines_and_agent_labels() {
+    let detail = |queued, running| PoolDetail {
+        queue: Some(PoolQueue {
+            queued,
+            running,
+            oldest_queued_seconds: 75,
+            capacity: 1,
+        }),
+        pool: pool1(false, &["ws-dev"], &["ws-dev"]),
+        agents: vec![Agent {
+            labels: "gpu=true,region=eu".into(),
+            ..agent("a1", AgentStatus::Busy, 2)
+        }],
+        workspaces: workspaces(),
+    };
+    let mut app = on_pool(detail(0, 0));
+    for (q, r) in [(1, 1), (3, 2), (6, 2)] {
+        app.now += 1_000;
+        answer(
+            &mut app,
+            Loaded::PoolDetail {
+                id: "apool-1".into(),
+                result: Ok(detail(q, r)),
+            },
+        );
+    }
+    let s = screen(&app);
+    assert!(
+        s.contains("Queue: 6 queued, 2 running, 1 free slots; oldest waits 1m15s"),
+        "{s}"
+    );
+    // The newest reading is the tallest bar of the queued sparkline.
+    let lines: Vec<&str> = s.lines().collect();
+    let row = lines
+        .iter()
+        .position(|l| l.starts_with(" queued"))
+        .expect(&s);
+    // Columns 9..40 hold the queued sparkline: 0, 1, 3, 6 from the left.
+    let queued = |l: &str| l.chars().skip(9).take(31).collect::<String>();
+    assert_eq!(queued(lines[row]).trim_end(), "   █", "{}", lines[row]);
+    assert_eq!(
+        queued(lines[row + 1]).trim_end(),
+        " ▂██",
+        "{}",
+        lines[row + 1]
+    );
+    let wide = render_at(&app, Theme { color: true }, 120, 24).0.join("\n");
+    let a1 = wide.lines().find(|l| l.starts_with("> a1")).expect(&wide);
+    assert!(a1.contains("gpu=true,region=eu"), "{a1}");
+    // Readings older than the window are dropped.
+    app.now += crate::app::QUEUE_HISTORY_MS;
+    answer(
+        &mut app,
+        Loaded::PoolDetail {
+            id: "apool-1".into(),
+            result: Ok(detail(0, 0)),
+        },
+    );
+    let Screen::Pool { history, .. } = app.screen() else {
+        panic!("on the pool screen");
+    };
+    assert_eq!(history.len(), 1);
+    // Without numbers (otfd has not read the queue yet) the pool still shows.
+    answer(
+        &mut app,
+        Loaded::PoolDetail {
+            id: "apool-1".into(),
+            result: Ok(PoolDetail {
+                queue: None,
+                ..detail(0, 0)
+            }),
+        },
+    );
+    assert!(screen(&app).contains("Queue: not read yet"));
+}
+
+#[test]
+fn excluding_a_workspace_of_an_organization_scoped_pool_then_save() {
+    let mut app = on_pool(PoolDetail {
+        queue: None,
+        pool: pool1(true, &[], &[]),
+        agents: vec![],
+        workspaces: workspaces(),
+    });
+    press(&mut app, "e");
+    // Rows: all / specific / dev / prod: exclude prod.
+    press(&mut app, "↓↓↓x");
+    let s = screen(&app);
+    assert!(s.contains("(•) All workspaces"), "{s}");
+    assert!(s.contains("[-] prod (excluded"), "{s}");
+    let effects = press(&mut app, "s");
+    assert_eq!(
+        effects,
+        [Effect::Fetch(Request::SetGrants {
+            pool: "apool-1".into(),
+            organization_scoped: true,
+            allowed: vec![],
+            excluded: vec!["ws-prod".into()],
+        })]
+    );
+    // x again includes it again.
+    press(&mut app, "x");
+    assert!(screen(&app).contains("[ ] prod"));
+}
+
+#[test]
+fn a_workspaces_agent_selector_is_edited_and_checked_before_sending() {
+    let mut app = in_acme();
+    press(&mut app, "w");
+    let dev = Workspace {
+        agent_selector: "region=eu".into(),
+        ..ws("ws-dev", "dev", ExecutionModeKind::Agent, Some("apool-1"))
+    };
+    answer(
+        &mut app,
+        Loaded::Workspaces {
+            org: "acme".into(),
+            result: Ok((vec![dev.clone()], vec![pool1(true, &[], &[])])),
+        },
+    );
+    let s = screen(&app);
+    let row = s.lines().find(|l| l.contains("dev")).expect(&s);
+    assert!(row.contains("region=eu"), "{row}");
+    press(&mut app, "l");
+    let s = screen(&app);
+    assert!(
+        s.contains("Agent selector") && s.contains("region=eu"),
+        "{s}"
+    );
+    // A bad selector is refused here; the input stays open.
+    assert!(press(&mut app, ",gpu\n").is_empty());
+    assert!(app.modal.is_some());
+    let flash = app.flash.clone().expect("a message");
+    assert!(
+        flash.error && flash.text.contains("write key=value"),
+        "{flash:?}"
+    );
+    let effects = press(&mut app, "=true\n");
+    assert_eq!(
+        effects,
+        [Effect::Fetch(Request::SetSelector {
+            workspace: "ws-dev".into(),
+            selector: "gpu=true,region=eu".into(),
+        })]
+    );
+    let effects = answer(
+        &mut app,
+        Loaded::SelectorSet {
+            workspace: "ws-dev".into(),
+            result: Ok(Workspace {
+                agent_selector: "gpu=true,region=eu".into(),
+                ..dev.clone()
+            }),
+        },
+    );
+    assert_eq!(
+        effects,
+        [Effect::Fetch(Request::Workspaces { org: "acme".into() })]
+    );
+    assert!(screen(&app).contains("dev: runs go to agents with labels gpu=true,region=eu"));
+    // A queued run of the workspace says why it waits.
+    press(&mut app, "\n");
+    answer(
+        &mut app,
+        Loaded::Runs {
+            workspace: "ws-dev".into(),
+            result: Ok(vec![Run {
+                wait_message: Some("no agent of pool pool1 has labels gpu=true".into()),
+                ..run(RunStatus::PlanQueued, false)
+            }]),
+        },
+    );
+    let s = render_at(&app, Theme { color: true }, 160, 24).0.join("\n");
+    assert!(
+        s.contains("waits: no agent of pool pool1 has labels gpu=true"),
         "{s}"
     );
 }
