@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::engine::EngineConfig;
 use crate::runtime::{run, AgentError, RunnerConfig};
@@ -16,7 +16,7 @@ use crate::transport::http::HttpTransport;
 #[derive(Debug, Parser)]
 #[command(
     name = "otf-agent",
-    version,
+    version = otf_version::LONG,
     about = "otf pool agent: runs the jobs of its agent pool"
 )]
 struct Flags {
@@ -130,6 +130,11 @@ fn hostname() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "otf-agent".into())
+}
+
+/// The command line's definition (for man pages and completions).
+pub fn command() -> clap::Command {
+    Flags::command()
 }
 
 /// Run the agent with the process's arguments; returns the exit code.

@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::{Config, Otfd};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "otfd",
-    version,
+    version = otf_version::LONG,
     about = "otf server: TFE-compatible API, agent pools and a built-in runner",
     // A flag given twice takes its last value (a wrapper's defaults, then
     // the operator's own).
@@ -234,6 +234,11 @@ fn init_logging(flags: &Flags) {
     } else {
         builder.init();
     }
+}
+
+/// The command line's definition (for man pages and completions).
+pub fn command() -> clap::Command {
+    Flags::command()
 }
 
 /// Run otfd with the process's arguments; returns the exit code.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::app::{update, Action, App, Loaded};
 use crate::client::{Api, ClientError, HttpApi};
@@ -16,7 +16,7 @@ use crate::theme::Theme;
 #[derive(Debug, Parser)]
 #[command(
     name = "otf-tui",
-    version,
+    version = otf_version::LONG,
     about = "The administrator's terminal UI for otfd",
     after_help = "Exit codes: 0 done, 1 failure, 2 bad usage, 3 otfd unreachable, 4 token refused.\n\
                   Set NO_COLOR to draw without colours."
@@ -115,6 +115,11 @@ async fn run(flags: Flags) -> Result<(), TuiError> {
     .await;
     drop(guard);
     Ok(result?)
+}
+
+/// The command line's definition (for man pages and completions).
+pub fn command() -> clap::Command {
+    Flags::command()
 }
 
 /// Run the TUI with the process's arguments; returns the exit code.

@@ -80,13 +80,29 @@ fn runner_and_tui_never_touch_the_database() {
 }
 
 #[test]
+fn the_version_crate_is_a_leaf() {
+    assert!(
+        dependencies("otf-version").is_empty(),
+        "otf-version must depend on nothing: a commit would rebuild everything"
+    );
+}
+
+#[test]
 fn every_crate_root_says_what_it_owns() {
-    for krate in ["otf-core", "otf-store", "otf-http", "otf-agent", "otf-tui"] {
-        let lib = std::fs::read_to_string(root().join(krate).join("src/lib.rs"))
-            .unwrap_or_else(|e| panic!("reading {krate}/src/lib.rs: {e}"));
+    for (krate, root_file) in [
+        ("otf-core", "src/lib.rs"),
+        ("otf-store", "src/lib.rs"),
+        ("otf-http", "src/lib.rs"),
+        ("otf-agent", "src/lib.rs"),
+        ("otf-tui", "src/lib.rs"),
+        ("otf-version", "src/lib.rs"),
+        ("otf-dist", "src/main.rs"),
+    ] {
+        let lib = std::fs::read_to_string(root().join(krate).join(root_file))
+            .unwrap_or_else(|e| panic!("reading {krate}/{root_file}: {e}"));
         assert!(
             lib.trim_start().starts_with("//!"),
-            "{krate}/src/lib.rs must start with a //! paragraph saying what it owns and must not depend on"
+            "{krate}/{root_file} must start with a //! paragraph saying what it owns and must not depend on"
         );
         assert!(
             lib.contains("#![forbid(unsafe_code)]"),
