@@ -288,7 +288,6 @@ pub enum InputPurpose {
     /// A workspace's agent selector; empty clears it.
     AgentSelector {
         workspace: String,
-        name: String,
     },
 }
 

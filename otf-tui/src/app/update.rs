@@ -369,6 +369,7 @@ fn screen_action(app: &mut App, action: Action) -> Vec<Effect> {
                 workspaces,
                 organization_scoped,
                 granted,
+                excluded,
                 cursor,
                 ..
             },
@@ -379,8 +380,10 @@ fn screen_action(app: &mut App, action: Action) -> Vec<Effect> {
             n => {
                 if let Some(w) = workspaces.get(n - 2) {
                     *organization_scoped = false;
+                    // A granted workspace is not also excluded.
                     if !granted.remove(&w.id) {
                         granted.insert(w.id.clone());
+                        excluded.remove(&w.id);
                     }
                 }
             }
@@ -503,7 +506,6 @@ fn screen_action(app: &mut App, action: Action) -> Vec<Effect> {
             if let Some(w) = items.as_ref().and_then(|i| i.get(cursor.selected)) {
                 let purpose = InputPurpose::AgentSelector {
                     workspace: w.id.clone(),
-                    name: w.name.clone(),
                 };
                 let value = w.agent_selector.clone();
                 app.modal = Some(Modal::Input { purpose, value });

@@ -797,9 +797,15 @@ fn excluding_a_workspace_of_an_organization_scoped_pool_then_save() {
             excluded: vec!["ws-prod".into()],
         })]
     );
-    // x again includes it again.
+    // x again includes it again; granting an excluded one includes it.
     press(&mut app, "x");
     assert!(screen(&app).contains("[ ] prod"));
+    press(&mut app, "x ");
+    let s = screen(&app);
+    assert!(
+        s.contains("[x] prod") && s.contains("(•) Grant access"),
+        "{s}"
+    );
 }
 
 #[test]
