@@ -135,11 +135,15 @@ pub async fn run(step: Step<'_>, stop: &mut watch::Receiver<Stop>) -> (Exit, Vec
         false,
     ));
     let mut stopped = None;
+    // Once whoever could stop the command is gone, only its end is awaited
+    // (a closed channel answers at once, forever: it must not spin).
+    let mut stoppable = true;
     let status = loop {
         tokio::select! {
             s = child.wait() => break s,
-            changed = stop.changed() => {
+            changed = stop.changed(), if stoppable => {
                 if changed.is_err() {
+                    stoppable = false;
                     continue;
                 }
                 match *stop.borrow() {
@@ -168,4 +172,58 @@ pub async fn run(step: Step<'_>, stop: &mut watch::Receiver<Stop>) -> (Exit, Vec
         (Err(e), None) => Exit::Failed(format!("waiting for {} failed: {e}", what(&step))),
     };
     (exit, stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CPU time (user and system) of the calling thread, in clock ticks.
+    fn thread_cpu_ticks() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+        // After the command's name: the state is field 3; utime and stime
+        // are fields 14 and 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        field(11).unwrap_or(0) + field(12).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_command_outliving_its_stop_sender_is_awaited_without_spinning() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let dir = std::env::temp_dir().join(format!("otf-process-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let sandbox = Sandbox::off();
+        let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        let (tx, mut rx) = watch::channel(Stop::Run);
+        drop(tx);
+        let before = thread_cpu_ticks();
+        let (exit, _) = rt.block_on(run(
+            Step {
+                program: Path::new("sleep"),
+                args: vec!["1".into()],
+                cwd: &dir,
+                env: &env,
+                sandbox: &sandbox,
+                job_dir: &dir,
+                log: None,
+                capture: false,
+            },
+            &mut rx,
+        ));
+        let used = thread_cpu_ticks() - before;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(exit, Exit::Success);
+        // A spinning wait burns the whole second (about 100 ticks).
+        assert!(
+            used < 30,
+            "waiting for a 1 s command used {used} ticks of CPU"
+        );
+    }
 }
