@@ -13,6 +13,16 @@ use crate::runtime::{run, AgentError, RunnerConfig};
 use crate::sandbox::{Sandbox, SandboxMode};
 use crate::transport::http::HttpTransport;
 
+/// otf-agent's exit codes.
+mod exit {
+    /// It failed (the log says why).
+    pub const FAILURE: u8 = 1;
+    /// Bad flags or setup: nothing was attempted.
+    pub const USAGE: u8 = 2;
+    /// otfd refused the token (or revoked it).
+    pub const TOKEN_REFUSED: u8 = 3;
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "otf-agent",
@@ -158,7 +168,7 @@ pub fn main_impl() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("otf-agent: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::FAILURE);
         }
     };
     runtime.block_on(agent(flags))
@@ -191,11 +201,11 @@ async fn agent(flags: Flags) -> ExitCode {
         Ok(Some(t)) => t,
         Ok(None) => {
             eprintln!("otf-agent: give the pool's agent token with OTF_AGENT_TOKEN or --token-file (or --token)");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
         Err(e) => {
             eprintln!("otf-agent: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let ca = match &flags.ca_cert {
@@ -206,7 +216,7 @@ async fn agent(flags: Flags) -> ExitCode {
                     "otf-agent: cannot read the CA certificate {}: {e}",
                     p.display()
                 );
-                return ExitCode::from(2);
+                return ExitCode::from(exit::USAGE);
             }
         },
         None => None,
@@ -215,14 +225,14 @@ async fn agent(flags: Flags) -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             eprintln!("otf-agent: --label: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let transport = match HttpTransport::new(&flags.address, &token, ca.as_deref()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("otf-agent: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let Some(work_dir) = flags
@@ -231,7 +241,7 @@ async fn agent(flags: Flags) -> ExitCode {
         .or_else(crate::workdir::default_work_dir)
     else {
         eprintln!("otf-agent: no work directory: give --work-dir (neither STATE_DIRECTORY, XDG_STATE_HOME nor HOME is set)");
-        return ExitCode::from(2);
+        return ExitCode::from(exit::USAGE);
     };
     for dir in [
         work_dir.clone(),
@@ -240,7 +250,7 @@ async fn agent(flags: Flags) -> ExitCode {
     ] {
         if let Err(e) = crate::workdir::prepare(&dir) {
             eprintln!("otf-agent: work directory: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     }
     let env = crate::job_env::inherited(std::env::vars_os(), std::slice::from_ref(&token));
@@ -248,7 +258,7 @@ async fn agent(flags: Flags) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("otf-agent: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let cfg = RunnerConfig {
@@ -321,8 +331,8 @@ async fn agent(flags: Flags) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = match e {
-                AgentError::TokenRefused(_) | AgentError::Revoked => 3,
-                _ => 1,
+                AgentError::TokenRefused(_) | AgentError::Revoked => exit::TOKEN_REFUSED,
+                _ => exit::FAILURE,
             };
             tracing::error!("{e}");
             eprintln!("otf-agent: {e}");

@@ -1,9 +1,10 @@
-//! The environment terraform gets (design.md §4): the runner's own, so that
-//! `TF_CLI_CONFIG_FILE`, `TF_VAR_*`, proxies, `SSL_CERT_FILE`, `PATH` and
-//! `HOME` work, minus everything the runner reads as its own configuration
-//! or secret: no `OTF_*` variable, no logging or service-manager variable,
-//! and no variable whose value holds one of the runner's secrets, whatever
-//! its name. The run's variables and `TF_IN_AUTOMATION=1` come on top.
+//! The environment terraform gets (SECURITY.md, "clean environment"): the
+//! runner's own, so that `TF_CLI_CONFIG_FILE`, `TF_VAR_*`, proxies,
+//! `SSL_CERT_FILE`, `PATH` and `HOME` work, minus everything the runner reads
+//! as its own configuration or secret: no `OTF_*` variable, no logging or
+//! service-manager variable, and no variable whose value holds one of the
+//! runner's secrets, whatever its name. The run's variables and
+//! `TF_IN_AUTOMATION=1` come on top.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;

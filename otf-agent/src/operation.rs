@@ -1,5 +1,5 @@
 //! The operation a runner performs for one job, plan or apply, with the real
-//! Terraform CLI (design.md §4): a fresh work directory, the configuration
+//! Terraform CLI (ARCHITECTURE.md, `otf-agent`): a fresh work directory, the configuration
 //! unpacked safely, variables, the backend neutralised so state is local, the
 //! current state, `init`, then `plan` (+ `show -json`, uploads, counts) or
 //! `apply` of the saved plan (+ the new state, also after a failed apply).

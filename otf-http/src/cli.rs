@@ -10,6 +10,14 @@ use std::time::Duration;
 use crate::{Config, Otfd};
 use clap::{CommandFactory, Parser};
 
+/// otfd's exit codes.
+mod exit {
+    /// It failed (the log says why).
+    pub const FAILURE: u8 = 1;
+    /// Bad flags or configuration: nothing was started.
+    pub const USAGE: u8 = 2;
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "otfd",
@@ -252,7 +260,7 @@ pub fn main_impl() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("otfd: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::FAILURE);
         }
     };
     runtime.block_on(run())
@@ -277,7 +285,7 @@ async fn run() -> ExitCode {
         (Ok(d), Ok(t), Ok(s), Ok(m)) => (d, t, s, m),
         (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
             eprintln!("otfd: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let config = Config {
@@ -343,7 +351,7 @@ async fn run() -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!("otfd: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::FAILURE);
         }
     };
     if let Some(token) = &otfd.generated_site_token {
@@ -356,14 +364,14 @@ async fn run() -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             eprintln!("otfd: cannot listen on {}: {e}", flags.address);
-            return ExitCode::from(1);
+            return ExitCode::from(exit::FAILURE);
         }
     };
     match otfd.serve(listener, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("otfd: {e}");
-            ExitCode::from(1)
+            ExitCode::from(exit::FAILURE)
         }
     }
 }

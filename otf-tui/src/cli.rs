@@ -13,6 +13,18 @@ use crate::app::{update, Action, App, Loaded};
 use crate::client::{Api, ClientError, HttpApi};
 use crate::theme::Theme;
 
+/// otf-tui's exit codes.
+mod exit {
+    /// It failed (the message says why).
+    pub const FAILURE: u8 = 1;
+    /// Bad flags.
+    pub const USAGE: u8 = 2;
+    /// otfd is unreachable.
+    pub const UNREACHABLE: u8 = 3;
+    /// otfd refused the token.
+    pub const TOKEN_REFUSED: u8 = 4;
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "otf-tui",
@@ -58,9 +70,9 @@ impl TuiError {
     /// The one mapping from failures to exit codes.
     pub fn exit_code(&self) -> u8 {
         match self {
-            TuiError::Unreachable(_) => 3,
-            TuiError::Unauthorized(_) => 4,
-            _ => 1,
+            TuiError::Unreachable(_) => exit::UNREACHABLE,
+            TuiError::Unauthorized(_) => exit::TOKEN_REFUSED,
+            _ => exit::FAILURE,
         }
     }
 }
@@ -128,7 +140,7 @@ pub fn main_impl() -> ExitCode {
         Ok(f) => f,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -139,7 +151,7 @@ pub fn main_impl() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("otf-tui: cannot start: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::FAILURE);
         }
     };
     match runtime.block_on(run(flags)) {

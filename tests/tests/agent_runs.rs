@@ -1,5 +1,5 @@
 //! Runs with real terraform on real agents and on the server runner: the
-//! walkthrough of design.md §1 end to end, remote workspaces, a pool with two
+//! README's walkthrough end to end, remote workspaces, a pool with two
 //! agents, restricted pools, on SQLite and PostgreSQL.
 
 mod e2e;

@@ -1,6 +1,6 @@
 //! otf-tui end to end: the real otfd, a real otf-agent and real terraform,
 //! with the TUI running inside tmux (80×24) and driven by `send-keys` through
-//! the walkthrough of design.md §1, asserting on `capture-pane`.
+//! the README's walkthrough, asserting on `capture-pane`.
 
 mod e2e;
 mod support;
