@@ -142,6 +142,19 @@ impl Model {
         (!self.runs.is_empty()).then(|| self.runs[i % self.runs.len()].clone())
     }
 
+    /// Change workspace `w`'s settings (a refusal is tolerated).
+    async fn update_workspace(&self, w: usize, update: WorkspaceUpdate) {
+        let Some(ws) = self.ws(w) else {
+            return;
+        };
+        let r = self
+            .w
+            .core
+            .update_workspace(&self.w.site, ws.id.as_str(), update)
+            .await;
+        tolerated(r);
+    }
+
     async fn apply(&mut self, op: Op) {
         let site = self.w.site.clone();
         let core = self.w.core.clone();
@@ -202,32 +215,18 @@ impl Model {
                     Some((_, pool)) => ExecutionMode::Agent(pool.id.clone()),
                     None => ExecutionMode::Remote,
                 };
-                let ws = self.ws(w).unwrap().id.to_string();
-                tolerated(
-                    core.update_workspace(
-                        &site,
-                        &ws,
-                        WorkspaceUpdate {
-                            execution_mode: Some(mode),
-                            ..Default::default()
-                        },
-                    )
-                    .await,
-                );
+                let update = WorkspaceUpdate {
+                    execution_mode: Some(mode),
+                    ..Default::default()
+                };
+                self.update_workspace(w, update).await;
             }
             Op::Select(w, sel) if self.ws(w).is_some() => {
-                let ws = self.ws(w).unwrap().id.to_string();
-                tolerated(
-                    core.update_workspace(
-                        &site,
-                        &ws,
-                        WorkspaceUpdate {
-                            agent_selector: Some(SELECTORS[sel].parse().unwrap()),
-                            ..Default::default()
-                        },
-                    )
-                    .await,
-                );
+                let update = WorkspaceUpdate {
+                    agent_selector: Some(SELECTORS[sel].parse().unwrap()),
+                    ..Default::default()
+                };
+                self.update_workspace(w, update).await;
             }
             Op::Register(p, max_jobs, labels) => {
                 let subject = match p {

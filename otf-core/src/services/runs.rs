@@ -503,16 +503,13 @@ impl<S: Store> Core<S> {
         attempt: u32,
         queued_at: crate::clock::Timestamp,
     ) -> Job {
-        Job {
+        let mut job = Job {
             id: JobId::generate(self.rng.as_ref()),
             run: run.id.clone(),
             phase,
             status: JobStatus::Unallocated,
             pool: ws.execution_mode.pool().cloned(),
-            selector: match ws.execution_mode.pool() {
-                Some(_) => ws.agent_selector.clone(),
-                None => Default::default(),
-            },
+            selector: Default::default(),
             organization: ws.organization.clone(),
             workspace: ws.id.clone(),
             agent: None,
@@ -524,7 +521,9 @@ impl<S: Store> Core<S> {
             updated_at: queued_at,
             log_dropped: 0,
             affinity: None,
-        }
+        };
+        job.follow_selector(ws);
+        job
     }
 
     /// Move a pending run to plan_queued and create its plan job.
