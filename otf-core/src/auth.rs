@@ -12,10 +12,11 @@ use crate::job::JobPhase;
 pub enum Subject {
     /// The site administrator: everything.
     SiteAdmin,
-    /// An organization token: everything of one organization, through the API.
+    /// Everything of one organization, through the API: an organization
+    /// token, or an SSH key limited to it.
     Organization {
         organization: OrganizationName,
-        token: OrgTokenId,
+        credential: OrgCredential,
     },
     /// An agent token: the agent protocol for its own pool only.
     AgentToken {
@@ -39,12 +40,40 @@ pub enum Subject {
     },
 }
 
+/// What an organization-limited caller presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgCredential {
+    Token(OrgTokenId),
+    /// An SSH key of otfd's authorized keys, by its `SHA256:` fingerprint.
+    SshKey(String),
+}
+
+/// Who an SSH key of otfd's authorized keys is: the site administrator,
+/// unless its line limits it to one organization (`otf-organization=`), in
+/// which case it may do exactly what that organization's token may.
+pub fn ssh_key_subject(organization: Option<OrganizationName>, fingerprint: &str) -> Subject {
+    match organization {
+        None => Subject::SiteAdmin,
+        Some(organization) => Subject::Organization {
+            organization,
+            credential: OrgCredential::SshKey(fingerprint.to_string()),
+        },
+    }
+}
+
 impl Subject {
     /// A short name for logs and lock holders.
     pub fn describe(&self) -> String {
         match self {
             Subject::SiteAdmin => "site-admin".into(),
-            Subject::Organization { token, .. } => token.to_string(),
+            Subject::Organization {
+                credential: OrgCredential::Token(token),
+                ..
+            } => token.to_string(),
+            Subject::Organization {
+                credential: OrgCredential::SshKey(fingerprint),
+                ..
+            } => format!("ssh-key {fingerprint}"),
             Subject::AgentToken { token, .. } => token.to_string(),
             Subject::ServerRunner => "server-runner".into(),
             Subject::Job { job, .. } => job.to_string(),
@@ -248,8 +277,17 @@ mod tests {
         let acme = org("acme");
         let token = Subject::Organization {
             organization: acme.clone(),
-            token: "ot-000000000000000a".parse().unwrap(),
+            credential: OrgCredential::Token("ot-000000000000000a".parse().unwrap()),
         };
+        // A key limited to acme is held to the same rule as acme's token.
+        let key = ssh_key_subject(Some(acme.clone()), "SHA256:abc");
+        assert_eq!(authorize_organization(&key, &acme, Access::Write), Ok(()));
+        assert_eq!(
+            authorize_organization(&key, &org("other"), Access::Read),
+            Err(Denied::NotFound)
+        );
+        assert!(authorize_site(&key, Access::Write).is_err());
+        assert_eq!(ssh_key_subject(None, "SHA256:abc"), Subject::SiteAdmin);
         assert_eq!(
             authorize_organization(&Subject::SiteAdmin, &acme, Access::Write),
             Ok(())

@@ -191,6 +191,24 @@ struct Flags {
     /// runner).
     #[arg(long, env = "OTF_ENGINE_DOWNLOAD_TIMEOUT", default_value = "10m", value_parser = otf_core::duration::parse)]
     engine_download_timeout: Duration,
+    /// Serve the administrator's TUI over SSH on this address
+    /// (`ssh -p PORT HOST`); off unless given. Needs
+    /// --ssh-authorized-keys.
+    #[arg(long, env = "OTF_SSH_ADDRESS", requires = "ssh_authorized_keys")]
+    ssh_address: Option<SocketAddr>,
+    /// The SSH host key (OpenSSH private key, mode 0600) (default:
+    /// `ssh_host_ed25519_key` in the data directory, generated on first
+    /// start).
+    #[arg(long, env = "OTF_SSH_HOST_KEY", requires = "ssh_address")]
+    ssh_host_key: Option<PathBuf>,
+    /// Who may log in over SSH, in OpenSSH's authorized_keys format: a key
+    /// is a site administrator unless its line has the option
+    /// otf-organization="NAME". Read again when it changes.
+    #[arg(long, env = "OTF_SSH_AUTHORIZED_KEYS", requires = "ssh_address")]
+    ssh_authorized_keys: Option<PathBuf>,
+    /// Seconds between looks at the authorized keys file.
+    #[arg(long, env = "OTF_SSH_KEYS_POLL", default_value_t = 1.0, hide = true)]
+    ssh_keys_poll: f64,
 }
 
 fn secs(s: f64) -> Duration {
@@ -323,6 +341,15 @@ async fn run() -> ExitCode {
                     .unwrap_or_else(|| flags.data_dir.join("hooks")),
             ),
             timeout: flags.hook_timeout,
+        },
+        ssh: match (flags.ssh_address, &flags.ssh_authorized_keys) {
+            (Some(address), Some(keys)) => Some(crate::SshSettings {
+                address,
+                host_key: flags.ssh_host_key.clone(),
+                authorized_keys: keys.clone(),
+                keys_poll: secs(flags.ssh_keys_poll).max(Duration::from_millis(10)),
+            }),
+            _ => None,
         },
         concurrency: flags.concurrency,
         engine: otf_agent::engine::EngineConfig {

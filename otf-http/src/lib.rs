@@ -5,8 +5,10 @@
 //! listener and any shutdown future.
 //!
 //! Handlers decode, authenticate, call one core service and encode; no rule
-//! lives here (`wire` is the one place where core types meet the wire). It
-//! must not depend on `otf-tui`.
+//! lives here (`wire` is the one place where core types meet the wire).
+//! With `--ssh-address` otfd also serves the administrator's TUI over SSH
+//! (`otf-ssh`), whose sessions call these same handlers in process (`ssh`);
+//! that is the only way the TUI's code enters otfd.
 
 #![forbid(unsafe_code)]
 // The workspace resource has more attributes than json! expands by default.
@@ -28,6 +30,7 @@ mod response;
 mod router;
 mod server;
 mod signing;
+mod ssh;
 mod wire;
 
 use std::future::Future;
@@ -92,6 +95,22 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The server runner's hooks.
     pub hooks: otf_agent::hooks::Hooks,
+    /// The administrator's TUI over SSH; off without.
+    pub ssh: Option<SshSettings>,
+}
+
+/// Where and to whom otfd serves its TUI over SSH.
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    pub address: SocketAddr,
+    /// The host key; default `ssh_host_ed25519_key` in the data dir,
+    /// generated on first start.
+    pub host_key: Option<PathBuf>,
+    /// Who may enter (OpenSSH `authorized_keys` format), read again when
+    /// it changes.
+    pub authorized_keys: PathBuf,
+    /// How often the authorized keys file is looked at.
+    pub keys_poll: Duration,
 }
 
 impl Default for Config {
@@ -118,6 +137,7 @@ impl Default for Config {
             job_timers: otf_core::job::JobTimers::default(),
             shutdown_grace: Duration::from_secs(60),
             hooks: otf_agent::hooks::Hooks::default(),
+            ssh: None,
         }
     }
 }
@@ -143,6 +163,54 @@ pub enum StartError {
     Tls(String),
     #[error("give both --cert-file and --key-file to serve HTTPS, or neither")]
     TlsPair,
+    #[error("{0}")]
+    SshHostKey(#[from] otf_ssh::host_key::HostKeyError),
+    #[error("{0} (--ssh-authorized-keys)")]
+    SshKeys(#[from] otf_ssh::authorized_keys::ReadError),
+    #[error("cannot listen for SSH on {address}: {source}")]
+    SshListen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The SSH server, ready to serve.
+struct SshReady {
+    listener: TcpListener,
+    host_key: otf_ssh::HostKey,
+    keys: tokio::sync::watch::Receiver<Arc<otf_ssh::AuthorizedKeys>>,
+    /// Stops the authorized keys watcher.
+    stop_watch: tokio::sync::watch::Sender<bool>,
+}
+
+impl SshReady {
+    async fn prepare(settings: &SshSettings, data_dir: &Path) -> Result<SshReady, StartError> {
+        let host_key = match &settings.host_key {
+            Some(path) => otf_ssh::host_key::load(path)?,
+            None => otf_ssh::host_key::load_or_create(&data_dir.join("ssh_host_ed25519_key"))?,
+        };
+        let (stop_watch, stopped) = tokio::sync::watch::channel(false);
+        let keys = otf_ssh::authorized_keys::watch(
+            settings.authorized_keys.clone(),
+            settings.keys_poll,
+            stopped,
+        )?;
+        if keys.borrow().is_empty() {
+            tracing::warn!(file = %settings.authorized_keys.display(), "ssh: no key is authorized yet; no one can log in until one is added");
+        }
+        let listener = TcpListener::bind(settings.address)
+            .await
+            .map_err(|source| StartError::SshListen {
+                address: settings.address,
+                source,
+            })?;
+        Ok(SshReady {
+            listener,
+            host_key,
+            keys,
+            stop_watch,
+        })
+    }
 }
 
 /// A prepared server: database open and migrated, tokens settled.
@@ -157,6 +225,7 @@ pub struct Otfd {
     /// The server runner's sandbox and the environment its jobs inherit.
     sandbox: otf_agent::sandbox::Sandbox,
     runner_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    ssh: Option<SshReady>,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -290,8 +359,13 @@ impl Otfd {
         } else {
             otf_agent::sandbox::Sandbox::off()
         };
+        let ssh = match &config.ssh {
+            Some(settings) => Some(SshReady::prepare(settings, &config.data_dir).await?),
+            None => None,
+        };
         Ok(Otfd {
             config,
+            ssh,
             runtime,
             site_token,
             generated_site_token: generated,
@@ -424,9 +498,46 @@ impl Otfd {
             };
             tokio::spawn(otf_agent::run(transport, cfg, runner_signals))
         });
+        let (ssh_stop, ssh_stopped) = tokio::sync::watch::channel(false);
+        let ssh = self.ssh.map(|ready| {
+            let stats = Arc::new(otf_ssh::Stats::default());
+            app.metrics.set_ssh(stats.clone());
+            let address = ready.listener.local_addr().ok();
+            tracing::info!(
+                address = %address.map_or_else(|| "?".into(), |a| a.to_string()),
+                fingerprint = %ready.host_key.fingerprint,
+                "otfd serves SSH"
+            );
+            let config = otf_ssh::SshConfig {
+                host_key: ready.host_key,
+                keys: ready.keys,
+                title: base_url.clone(),
+                login_timeout: Duration::from_secs(30),
+                max_connections: 256,
+            };
+            let apis = Arc::new(ssh::Sessions { app: app.clone() });
+            let mut stopped = ssh_stopped;
+            let server = tokio::spawn(otf_ssh::serve(
+                ready.listener,
+                config,
+                apis,
+                stats,
+                async move {
+                    let _ = stopped.changed().await;
+                },
+            ));
+            (server, ready.stop_watch)
+        });
         tracing::info!(address = %addr, url = %base_url, "otfd listening");
         serve(listener, app, self.tls, shutdown, Duration::from_secs(5)).await;
         tracing::info!("shutting down");
+        // SSH sessions end first: they are administrators' screens, and
+        // they would otherwise hold the app.
+        let _ = ssh_stop.send(true);
+        if let Some((server, stop_watch)) = ssh {
+            let _ = server.await;
+            let _ = stop_watch.send(true);
+        }
         if let Some(mut runner) = runner {
             // Let running jobs finish for the grace, then interrupt them,
             // then kill them; what they produced (an apply's state) is

@@ -77,6 +77,8 @@ pub struct Metrics {
     gauges: Mutex<Option<otf_core::gauges::Gauges>>,
     /// Whether this replica runs the dispatcher (`otf_leader`).
     leader: std::sync::atomic::AtomicBool,
+    /// The SSH server's numbers, when it runs.
+    ssh: std::sync::OnceLock<std::sync::Arc<otf_ssh::Stats>>,
 }
 
 /// Read the gauges from the store (at start, before serving: `/metrics`
@@ -242,6 +244,29 @@ impl Metrics {
     }
 
     /// The text exposition of the counters, followed by `gauges`.
+    /// Show the SSH server's numbers from now on.
+    pub fn set_ssh(&self, stats: std::sync::Arc<otf_ssh::Stats>) {
+        let _ = self.ssh.set(stats);
+    }
+
+    fn render_ssh(&self, out: &mut String) {
+        let Some(ssh) = self.ssh.get() else {
+            return;
+        };
+        let _ = write!(
+            out,
+            "# HELP otf_ssh_sessions TUI sessions open over SSH.\n# TYPE otf_ssh_sessions gauge\n\
+             otf_ssh_sessions {}\n\
+             # HELP otf_ssh_connections SSH connections open (logged in or not).\n# TYPE otf_ssh_connections gauge\n\
+             otf_ssh_connections {}\n\
+             # HELP otf_ssh_refused_keys_total Public keys refused at SSH login.\n# TYPE otf_ssh_refused_keys_total counter\n\
+             otf_ssh_refused_keys_total {}\n",
+            ssh.sessions(),
+            ssh.connections(),
+            ssh.refused()
+        );
+    }
+
     pub fn render(&self, gauges: &str) -> String {
         let m = self.lock();
         let mut out = String::new();
@@ -264,6 +289,7 @@ impl Metrics {
         m.scheduling
             .render(&mut out, "otf_scheduling_latency_seconds", "");
         out.push_str(gauges);
+        self.render_ssh(&mut out);
         out
     }
 }

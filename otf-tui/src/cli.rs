@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::{CommandFactory, Parser};
 
 use crate::app::{update, Action, App, Loaded};
-use crate::client::{Api, ClientError, HttpApi};
+use crate::client::{Api, Client, ClientError};
 use crate::theme::Theme;
 
 /// otf-tui's exit codes.
@@ -102,7 +102,7 @@ async fn run(flags: Flags) -> Result<(), TuiError> {
         })?),
         None => None,
     };
-    let api = HttpApi::new(&flags.address, &flags.token, ca.as_deref())?;
+    let api = Client::http(&flags.address, &flags.token, ca.as_deref())?;
     // First contact before touching the terminal: an unreachable server or
     // a refused token is a plain message and an exit code.
     let orgs = api.organizations().await?;
@@ -118,6 +118,7 @@ async fn run(flags: Flags) -> Result<(), TuiError> {
     let api: Arc<dyn Api> = Arc::new(api);
     let result = crate::runtime::run(
         &mut terminal,
+        crossterm::event::EventStream::new(),
         app,
         api,
         Theme::from_env(),

@@ -130,7 +130,8 @@ pub fn hints(app: &App) -> Vec<(&'static str, &'static str)> {
             ("l", "agent labels"),
             ("n", "new"),
         ],
-        Screen::Runs { .. } => vec![("Enter", "open"), ("n", "new run")],
+        Screen::Runs { .. } if app.local_files => vec![("Enter", "open"), ("n", "new run")],
+        Screen::Runs { .. } => vec![("Enter", "open")],
         Screen::Run { .. } => vec![
             ("a", "apply"),
             ("D", "discard"),

@@ -7,17 +7,23 @@
 //! * [`app`]: the state, and `update(state, action) -> effects`, pure;
 //! * [`keys`]: which key means which action on which screen;
 //! * [`view`]: drawing, a function of the state (tested on `TestBackend`);
-//! * [`client`]: the HTTP client behind the [`client::Api`] trait;
+//! * [`client`]: the client behind the [`client::Api`] trait, over HTTP or
+//!   any other [`client::Exchange`];
 //! * `runtime`: the event loop and the background requests;
-//! * [`cli`]: flags, first contact, exit codes; entry [`cli::main_impl`].
+//! * [`cli`]: flags, first contact, exit codes; entry [`cli::main_impl`];
+//! * [`remote`] and [`input`]: the same TUI on a terminal that is not this
+//!   process's (otfd's SSH sessions): output to any writer, key events
+//!   decoded from the terminal's bytes.
 
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod cli;
 pub mod client;
+pub mod input;
 pub mod keys;
 pub mod model;
+pub mod remote;
 pub mod runtime;
 mod terminal;
 pub mod theme;

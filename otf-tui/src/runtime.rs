@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
-use futures_util::StreamExt;
+use crossterm::event::{Event as TermEvent, KeyEventKind};
+use futures_util::{Stream, StreamExt};
 use ratatui::backend::Backend;
 use ratatui::Terminal;
 use tokio::sync::mpsc;
@@ -97,9 +97,12 @@ impl Executor {
     }
 }
 
-/// Run the TUI until the user quits. `now` reads the wall clock.
+/// Run the TUI until the user quits or `input` ends. `input` is the
+/// terminal's events (crossterm's `EventStream` for this process's own
+/// terminal); `now` reads the wall clock.
 pub async fn run<B: Backend>(
     terminal: &mut Terminal<B>,
+    mut input: impl Stream<Item = std::io::Result<TermEvent>> + Unpin,
     mut app: App,
     api: Arc<dyn Api>,
     theme: Theme,
@@ -107,7 +110,6 @@ pub async fn run<B: Backend>(
     first: Vec<Effect>,
 ) -> std::io::Result<()> {
     let (mut executor, mut answers) = Executor::new(api);
-    let mut input = EventStream::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for Effect::Fetch(r) in first {

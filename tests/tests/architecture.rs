@@ -80,6 +80,25 @@ fn runner_and_tui_never_touch_the_database() {
 }
 
 #[test]
+fn the_ssh_server_reaches_otfd_only_through_the_tui_and_the_core() {
+    // It gets its API from otfd (SessionApi), so it knows nothing of the
+    // store, the HTTP handlers or the runner; and the TUI stays a client
+    // that otfd embeds, never the other way round.
+    assert_none_of(
+        "otf-ssh",
+        &[
+            "otf-store",
+            "otf-http",
+            "otf-agent",
+            "sea-orm",
+            "sqlx",
+            "hyper",
+        ],
+    );
+    assert_none_of("otf-tui", &["otf-ssh", "otf-http", "russh"]);
+}
+
+#[test]
 fn the_version_crate_is_a_leaf() {
     assert!(
         dependencies("otf-version").is_empty(),
@@ -95,6 +114,7 @@ fn every_crate_root_says_what_it_owns() {
         ("otf-http", "src/lib.rs"),
         ("otf-agent", "src/lib.rs"),
         ("otf-tui", "src/lib.rs"),
+        ("otf-ssh", "src/lib.rs"),
         ("otf-version", "src/lib.rs"),
         ("otf-dist", "src/main.rs"),
     ] {

@@ -5,135 +5,14 @@
 mod e2e;
 mod support;
 
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use e2e::{terraform, Agent, HELLO};
+use support::tmux::{line, secret, Tmux, STEP};
 use support::{Db, Server};
 
-const STEP: Duration = Duration::from_secs(20);
 const RUN: Duration = Duration::from_secs(120);
-
-/// A TUI in a detached tmux session on a tmux server of its own.
-struct Tmux {
-    socket: String,
-}
-
-fn tmux_output(args: &[&str]) -> Output {
-    match Command::new("tmux").args(args).output() {
-        Ok(o) => o,
-        Err(e) => panic!(
-            "tmux is needed for the otf-tui end-to-end test ({e}): install it with \
-             `apt-get install tmux` (./scripts/test does)"
-        ),
-    }
-}
-
-impl Tmux {
-    /// Run `cmd` in an 80×24 pane; when it ends the pane says its exit code.
-    fn start(cmd: &[&str]) -> Tmux {
-        let socket = format!("otf-tui-e2e-{}", std::process::id());
-        let script = r#""$0" "$@"; echo "otf-tui exited with $?"; sleep 600"#;
-        let mut args = vec![
-            "-L",
-            &socket,
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "tui",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            "sh",
-            "-c",
-            script,
-        ];
-        args.extend_from_slice(cmd);
-        let out = tmux_output(&args);
-        assert!(
-            out.status.success(),
-            "tmux new-session failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmux { socket }
-    }
-
-    fn tmux(&self, args: &[&str]) -> Output {
-        let mut all = vec!["-L", &self.socket];
-        all.extend_from_slice(args);
-        tmux_output(&all)
-    }
-
-    /// Press keys by tmux name (`Enter`, `Escape`, `Down`, `q`, ...).
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            self.tmux(&["send-keys", "-t", "tui", k]);
-        }
-    }
-
-    /// Type text literally.
-    fn text(&self, text: &str) {
-        self.tmux(&["send-keys", "-t", "tui", "-l", text]);
-    }
-
-    fn capture(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "tui"]).stdout)
-            .into_owned()
-    }
-
-    /// Poll the pane until `check` holds; the pane then.
-    fn wait(&self, what: &str, deadline: Duration, check: impl Fn(&str) -> bool) -> String {
-        let until = Instant::now() + deadline;
-        let mut wait = Duration::from_millis(20);
-        loop {
-            let pane = self.capture();
-            if check(&pane) {
-                return pane;
-            }
-            if Instant::now() > until {
-                panic!("timed out after {deadline:?} waiting for {what}; the pane:\n{pane}");
-            }
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(Duration::from_millis(200));
-        }
-    }
-
-    fn wait_for(&self, text: &str) -> String {
-        self.wait(&format!("{text:?}"), STEP, |p| p.contains(text))
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.tmux(&["kill-server"]);
-    }
-}
-
-/// The line of the pane that starts (after spaces and a cursor) with `start`.
-fn line<'a>(pane: &'a str, start: &str) -> Option<&'a str> {
-    pane.lines()
-        .find(|l| l.trim_start_matches(['>', ' ']).starts_with(start))
-}
-
-/// The agent token's secret from the "copy it now" modal (it may wrap).
-fn secret(pane: &str) -> String {
-    let lines: Vec<&str> = pane.lines().map(str::trim).collect();
-    let i = lines
-        .iter()
-        .position(|l| l.starts_with("at-") && l.contains('.'))
-        .unwrap_or_else(|| panic!("no secret on the pane:\n{pane}"));
-    let mut s = lines[i].to_string();
-    for l in &lines[i + 1..] {
-        if l.is_empty() || l.contains(' ') {
-            break;
-        }
-        s.push_str(l);
-    }
-    s
-}
 
 #[test]
 fn walkthrough_in_the_tui() {
@@ -143,12 +22,18 @@ fn walkthrough_in_the_tui() {
     for (name, body) in HELLO {
         std::fs::write(config.path().join(name), body).expect("write the configuration");
     }
-    let tui = Tmux::start(&[
-        "env",
-        &format!("OTF_ADDRESS={}", server.url),
-        &format!("OTF_TOKEN={}", server.site_token),
-        env!("CARGO_BIN_EXE_otf-tui-e2e"),
-    ]);
+    let tui = Tmux::start(
+        "otf-tui-e2e",
+        80,
+        24,
+        "otf-tui",
+        &[
+            "env",
+            &format!("OTF_ADDRESS={}", server.url),
+            &format!("OTF_TOKEN={}", server.site_token),
+            env!("CARGO_BIN_EXE_otf-tui-e2e"),
+        ],
+    );
 
     // An organization and two workspaces.
     tui.wait_for("No organizations yet");

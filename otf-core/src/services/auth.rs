@@ -1,7 +1,7 @@
 //! Authentication: a bearer token into a [`Subject`].
 
 use super::{Core, Error};
-use crate::auth::Subject;
+use crate::auth::{OrgCredential, Subject};
 use crate::clock::Timestamp;
 use crate::ids::{AgentTokenId, JobId, OrgTokenId};
 use crate::job::{JobPhase, JobStatus};
@@ -46,7 +46,7 @@ impl<S: Store> Core<S> {
             }
             let subject = Subject::Organization {
                 organization: token.organization.clone(),
-                token: token.id.clone(),
+                credential: OrgCredential::Token(token.id.clone()),
             };
             if self.due_for_touch(token.last_used_at, now) {
                 token.last_used_at = Some(now);

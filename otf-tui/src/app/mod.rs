@@ -34,6 +34,10 @@ pub struct App {
     /// relative to it.
     pub now: i64,
     pub quit: bool,
+    /// Whether the TUI may read files where it runs (to start a run from a
+    /// directory). Not in otfd's SSH sessions: there it runs inside otfd,
+    /// whose files are not the user's to upload.
+    pub local_files: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -581,6 +585,7 @@ impl App {
             flash: None,
             now,
             quit: false,
+            local_files: true,
         }
     }
 

@@ -222,6 +222,14 @@ const MODES: [ExecutionModeKind; 3] = [
 ];
 
 fn screen_action(app: &mut App, action: Action) -> Vec<Effect> {
+    if !app.local_files && matches!((app.screen(), &action), (Screen::Runs { .. }, Action::New)) {
+        error(
+            app,
+            "this session runs inside otfd, which does not read its own files: \
+             start runs with otf-tui or terraform where the configuration is",
+        );
+        return vec![];
+    }
     let screen = app.screen_mut();
     match (screen, action) {
         // Organizations.

@@ -1,14 +1,19 @@
 //! The TUI's only way to otfd: the public TFE API v2, behind the [`Api`]
-//! trait so that the runtime can be driven by a fake in tests. [`HttpApi`] is
-//! the real client (reqwest, rustls with the system's roots, `--ca-cert`).
+//! trait so that the runtime can be driven by a fake in tests. [`Client`] is
+//! the real client; it speaks the API's JSON over an [`Exchange`]: HTTP
+//! ([`HttpExchange`]: reqwest, rustls with the system's roots, `--ca-cert`)
+//! for `otf-tui`, or otfd's own handlers, in process, for its SSH sessions.
 
+mod exchange;
 mod wire;
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+pub use exchange::{Exchange, HttpExchange, Incoming, Outgoing, Verb};
 
 use crate::model::{
     Agent, ExecutionModeKind, Job, NewToken, Organization, Phase, Pool, PoolQueue, Run, Token,
@@ -125,102 +130,84 @@ fn drain_action(drained: bool) -> &'static str {
     }
 }
 
-/// The real client.
+/// The real client: the TFE API's JSON over any [`Exchange`] (HTTP with
+/// [`HttpExchange`], or otfd's own handlers for its SSH sessions).
 #[derive(Clone)]
-pub struct HttpApi {
+pub struct Client {
     base: String,
-    token: String,
-    http: reqwest::Client,
+    exchange: Arc<dyn Exchange>,
 }
 
-impl HttpApi {
-    /// A client of `address` with `token`; `ca_cert` is a PEM certificate to
-    /// trust besides the system's.
-    pub fn new(address: &str, token: &str, ca_cert: Option<&[u8]>) -> Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("otf-tui/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60));
-        if let Some(pem) = ca_cert {
-            let cert = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| ClientError::Decode(format!("the CA certificate is not PEM: {e}")))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder.build().map_err(|e| ClientError::Unreachable {
-            address: address.to_string(),
-            reason: format!("cannot set up the HTTP client: {e}"),
-        })?;
-        Ok(Self {
-            base: base_url(address),
-            token: token.to_string(),
-            http,
-        })
+impl Client {
+    /// A client of otfd over HTTP at `address` with `token`; `ca_cert` is a
+    /// PEM certificate to trust besides the system's.
+    pub fn http(address: &str, token: &str, ca_cert: Option<&[u8]>) -> Result<Self> {
+        let exchange = HttpExchange::new(address, token, ca_cert)?;
+        Ok(Self::new(exchange.base().to_string(), Arc::new(exchange)))
+    }
+
+    /// A client over `exchange`; `base` is what the title shows.
+    pub fn new(base: String, exchange: Arc<dyn Exchange>) -> Self {
+        Self { base, exchange }
     }
 
     pub fn base(&self) -> &str {
         &self.base
     }
 
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http://") || path.starts_with("https://") {
+    /// The API path of `path` (`/organizations` is `/api/v2/organizations`);
+    /// absolute URLs (capabilities otfd handed out) stay as they are.
+    fn target(path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") || path.starts_with("/api/")
+        {
             path.to_string()
-        } else if path.starts_with("/api/") {
-            format!("{}{path}", self.base)
         } else {
-            format!("{}/api/v2{path}", self.base)
+            format!("/api/v2{path}")
         }
     }
 
-    fn req(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/vnd.api+json")
+    fn req(&self, verb: Verb, path: &str) -> Outgoing {
+        Outgoing {
+            verb,
+            target: Self::target(path),
+            bearer: true,
+            content_type: Some("application/vnd.api+json"),
+            body: Vec::new(),
+        }
     }
 
-    async fn send(&self, req: RequestBuilder) -> Result<Response> {
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
-            address: self.base.clone(),
-            // reqwest's own message repeats the URL; its causes say why.
-            reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), error_chain),
-        })?;
-        if resp.status().is_success() {
-            return Ok(resp);
+    async fn send(&self, req: Outgoing) -> Result<Vec<u8>> {
+        let Incoming { status, body } = self.exchange.exchange(req).await?;
+        if (200..300).contains(&status) {
+            return Ok(body);
         }
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&body);
         let detail = wire::error_detail(&text).unwrap_or_else(|| {
-            format!(
-                "{} {}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("error")
-            )
+            let reason = StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("error");
+            format!("{status} {reason}")
         });
-        Err(if status == StatusCode::UNAUTHORIZED {
+        Err(if status == 401 {
             ClientError::Unauthorized(detail)
         } else {
-            ClientError::Refused {
-                status: status.as_u16(),
-                detail,
-            }
+            ClientError::Refused { status, detail }
         })
     }
 
-    async fn doc(&self, req: RequestBuilder) -> Result<Value> {
-        let resp = self.send(req).await?;
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
-        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+    async fn doc(&self, req: Outgoing) -> Result<Value> {
+        let body = self.send(req).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     async fn get(&self, path: &str) -> Result<Value> {
-        Ok(wire::data(self.doc(self.req(Method::GET, path)).await?))
+        Ok(wire::data(self.doc(self.req(Verb::Get, path)).await?))
     }
 
-    async fn write(&self, method: Method, path: &str, body: Value) -> Result<Value> {
-        let req = self.req(method, path).body(body.to_string());
+    async fn write(&self, verb: Verb, path: &str, body: Value) -> Result<Value> {
+        let mut req = self.req(verb, path);
+        req.body = body.to_string().into_bytes();
         Ok(wire::data(self.doc(req).await?))
     }
 
@@ -231,7 +218,7 @@ impl HttpApi {
         for page in 1..=100 {
             let doc = self
                 .doc(self.req(
-                    Method::GET,
+                    Verb::Get,
                     &format!("{path}{sep}page%5Bsize%5D=100&page%5Bnumber%5D={page}"),
                 ))
                 .await?;
@@ -247,20 +234,8 @@ impl HttpApi {
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
-        self.send(self.req(Method::DELETE, path)).await.map(drop)
+        self.send(self.req(Verb::Delete, path)).await.map(drop)
     }
-}
-
-/// An error with its causes, which is where reqwest says what went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 fn each<T>(items: Vec<Value>, f: impl Fn(&Value) -> Result<T>) -> Result<Vec<T>> {
@@ -268,7 +243,7 @@ fn each<T>(items: Vec<Value>, f: impl Fn(&Value) -> Result<T>) -> Result<Vec<T>>
 }
 
 #[async_trait]
-impl Api for HttpApi {
+impl Api for Client {
     async fn organizations(&self) -> Result<Vec<Organization>> {
         each(self.list("/organizations").await?, wire::organization)
     }
@@ -276,7 +251,7 @@ impl Api for HttpApi {
     async fn create_organization(&self, name: &str) -> Result<Organization> {
         let body =
             json!({"data": {"type": "organizations", "attributes": {"name": name, "email": ""}}});
-        wire::organization(&self.write(Method::POST, "/organizations", body).await?)
+        wire::organization(&self.write(Verb::Post, "/organizations", body).await?)
     }
 
     async fn workspaces(&self, org: &str) -> Result<Vec<Workspace>> {
@@ -287,7 +262,7 @@ impl Api for HttpApi {
     async fn create_workspace(&self, org: &str, name: &str) -> Result<Workspace> {
         let body = json!({"data": {"type": "workspaces", "attributes": {"name": name}}});
         let path = format!("/organizations/{org}/workspaces");
-        wire::workspace(&self.write(Method::POST, &path, body).await?)
+        wire::workspace(&self.write(Verb::Post, &path, body).await?)
     }
 
     async fn set_execution_mode(
@@ -302,7 +277,7 @@ impl Api for HttpApi {
         }
         let body = json!({"data": {"type": "workspaces", "attributes": attrs}});
         let path = format!("/workspaces/{workspace}");
-        wire::workspace(&self.write(Method::PATCH, &path, body).await?)
+        wire::workspace(&self.write(Verb::Patch, &path, body).await?)
     }
 
     async fn pools(&self, org: &str) -> Result<Vec<Pool>> {
@@ -313,7 +288,7 @@ impl Api for HttpApi {
     async fn create_pool(&self, org: &str, name: &str) -> Result<Pool> {
         let body = json!({"data": {"type": "agent-pools", "attributes": {"name": name}}});
         let path = format!("/organizations/{org}/agent-pools");
-        wire::pool(&self.write(Method::POST, &path, body).await?)
+        wire::pool(&self.write(Verb::Post, &path, body).await?)
     }
 
     async fn pool(&self, id: &str) -> Result<Pool> {
@@ -341,13 +316,13 @@ impl Api for HttpApi {
             },
         }});
         let path = format!("/agent-pools/{pool}");
-        wire::pool(&self.write(Method::PATCH, &path, body).await?)
+        wire::pool(&self.write(Verb::Patch, &path, body).await?)
     }
 
     async fn pool_queue(&self, id: &str) -> Result<PoolQueue> {
         let path = format!("/agent-pools/{id}/queue");
         Ok(wire::pool_queue(
-            &self.doc(self.req(Method::GET, &path)).await?,
+            &self.doc(self.req(Verb::Get, &path)).await?,
         ))
     }
 
@@ -362,7 +337,7 @@ impl Api for HttpApi {
         let body =
             json!({"data": {"type": "workspaces", "attributes": {"agent-selector": object}}});
         let path = format!("/workspaces/{workspace}");
-        wire::workspace(&self.write(Method::PATCH, &path, body).await?)
+        wire::workspace(&self.write(Verb::Patch, &path, body).await?)
     }
 
     async fn delete_pool(&self, id: &str) -> Result<()> {
@@ -371,12 +346,12 @@ impl Api for HttpApi {
 
     async fn drain_pool(&self, id: &str, drained: bool) -> Result<Pool> {
         let path = format!("/agent-pools/{id}/actions/{}", drain_action(drained));
-        wire::pool(&self.write(Method::POST, &path, json!({})).await?)
+        wire::pool(&self.write(Verb::Post, &path, json!({})).await?)
     }
 
     async fn drain_agent(&self, id: &str, drained: bool) -> Result<Agent> {
         let path = format!("/agents/{id}/actions/{}", drain_action(drained));
-        wire::agent(&self.write(Method::POST, &path, json!({})).await?)
+        wire::agent(&self.write(Verb::Post, &path, json!({})).await?)
     }
 
     async fn agents(&self, pool: &str) -> Result<Vec<Agent>> {
@@ -394,7 +369,7 @@ impl Api for HttpApi {
     async fn create_token(&self, pool: &str, description: &str) -> Result<NewToken> {
         let body = json!({"data": {"type": "authentication-tokens", "attributes": {"description": description}}});
         let path = format!("/agent-pools/{pool}/authentication-tokens");
-        wire::new_token(&self.write(Method::POST, &path, body).await?)
+        wire::new_token(&self.write(Verb::Post, &path, body).await?)
     }
 
     async fn delete_token(&self, id: &str) -> Result<()> {
@@ -420,32 +395,37 @@ impl Api for HttpApi {
 
     async fn log(&self, url: &str, offset: usize) -> Result<Vec<u8>> {
         let sep = if url.contains('?') { '&' } else { '?' };
-        let url = format!("{}{sep}offset={offset}&limit=65536", self.url(url));
-        let resp = self.send(self.http.get(url)).await?;
-        resp.bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| ClientError::Decode(e.to_string()))
+        // A log URL is a capability: no token goes with it.
+        let req = Outgoing {
+            verb: Verb::Get,
+            target: format!("{}{sep}offset={offset}&limit=65536", Self::target(url)),
+            bearer: false,
+            content_type: None,
+            body: Vec::new(),
+        };
+        self.send(req).await
     }
 
     async fn run_action(&self, run: &str, action: RunAction) -> Result<()> {
         let path = format!("/runs/{run}/actions/{}", action.path());
-        self.send(self.req(Method::POST, &path)).await.map(drop)
+        self.send(self.req(Verb::Post, &path)).await.map(drop)
     }
 
     async fn start_run(&self, workspace: &str, tarball: Vec<u8>, message: &str) -> Result<Run> {
         let body = json!({"data": {"type": "configuration-versions", "attributes": {"auto-queue-runs": false}}});
         let path = format!("/workspaces/{workspace}/configuration-versions");
-        let cv = self.write(Method::POST, &path, body).await?;
+        let cv = self.write(Verb::Post, &path, body).await?;
         let cv_id = wire::id(&cv)?;
         let upload = wire::str_attr(&cv, "upload-url")
             .ok_or_else(|| ClientError::Decode("no upload-url".into()))?;
         // The upload URL is a capability: no token goes with it.
-        let put = self
-            .http
-            .put(self.url(&upload))
-            .header("content-type", "application/octet-stream")
-            .body(tarball);
+        let put = Outgoing {
+            verb: Verb::Put,
+            target: Self::target(&upload),
+            bearer: false,
+            content_type: Some("application/octet-stream"),
+            body: tarball,
+        };
         self.send(put).await?;
         let body = json!({"data": {
             "type": "runs",
@@ -455,7 +435,7 @@ impl Api for HttpApi {
                 "configuration-version": {"data": {"type": "configuration-versions", "id": cv_id}},
             },
         }});
-        wire::run(&self.write(Method::POST, "/runs", body).await?)
+        wire::run(&self.write(Verb::Post, "/runs", body).await?)
     }
 
     async fn jobs(&self, org: &str) -> Result<Vec<Job>> {

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod proxy;
+pub mod tmux;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -50,7 +51,7 @@ struct PgDatabase {
 
 /// Run a future to completion on a thread of its own (callers may be inside
 /// an async runtime already).
-fn block_on<F>(f: F) -> F::Output
+pub fn block_on<F>(f: F) -> F::Output
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
