@@ -12,7 +12,11 @@ use tokio::sync::watch;
 
 use crate::logs::LogSink;
 use crate::process::{self, Exit, Step, Stop};
-use crate::protocol::{FinishRequest, StartResponse, StateUpload};
+use otf_core::artifacts::ArtifactKind;
+use otf_core::run::ResourceCounts;
+use otf_core::services::JobOutcome;
+
+use crate::protocol::{StartResponse, StateUpload};
 use crate::sandbox::Sandbox;
 use crate::transport::{Transport, TransportError};
 use crate::workdir::write_private;
@@ -59,32 +63,25 @@ impl From<TransportError> for Failure {
     }
 }
 
-fn finished(counts: (u32, u32, u32), has_changes: bool) -> FinishRequest {
-    FinishRequest {
-        outcome: "finished".into(),
-        additions: counts.0,
-        changes: counts.1,
-        destructions: counts.2,
+fn finished(counts: (u32, u32, u32), has_changes: bool) -> JobOutcome {
+    JobOutcome::Finished {
+        counts: ResourceCounts {
+            additions: counts.0,
+            changes: counts.1,
+            destructions: counts.2,
+        },
         has_changes,
-        message: None,
     }
 }
 
-fn outcome_of(f: Failure) -> FinishRequest {
-    let (outcome, message) = match f {
-        Failure::Exit(Exit::Stopped(_)) => ("canceled", None),
-        Failure::Exit(Exit::Failed(m)) | Failure::Setup(m) => ("errored", Some(m)),
-        Failure::Exit(Exit::Success) => ("errored", Some("unexpected success".into())),
-        Failure::Transport(e) => (
-            "errored",
-            Some(format!("talking to the server failed: {e}")),
-        ),
+fn outcome_of(f: Failure) -> JobOutcome {
+    let message = match f {
+        Failure::Exit(Exit::Stopped(_)) => return JobOutcome::Canceled,
+        Failure::Exit(Exit::Failed(m)) | Failure::Setup(m) => m,
+        Failure::Exit(Exit::Success) => "unexpected success".into(),
+        Failure::Transport(e) => format!("talking to the server failed: {e}"),
     };
-    FinishRequest {
-        outcome: outcome.into(),
-        message,
-        ..finished((0, 0, 0), false)
-    }
+    JobOutcome::Errored { message }
 }
 
 /// An HCL string literal: JSON escaping plus HCL's template escapes.
@@ -286,7 +283,7 @@ impl JobRun<'_> {
             .map_err(Failure::Setup)
     }
 
-    async fn plan(&mut self) -> Result<FinishRequest, Failure> {
+    async fn plan(&mut self) -> Result<JobOutcome, Failure> {
         use crate::hooks::HookPoint;
         let (cwd, mut env, _) = self.prepare().await?;
         self.init(&cwd, &env).await?;
@@ -322,9 +319,12 @@ impl JobRun<'_> {
         let plan = std::fs::read(cwd.join("plan.out"))
             .map_err(|e| Failure::Setup(format!("cannot read the plan: {e}")))?;
         let token = self.token().to_string();
-        let mut artifacts = vec![("plan", plan), ("json-plan", json.clone())];
+        let mut artifacts = vec![
+            (ArtifactKind::Plan, plan),
+            (ArtifactKind::JsonPlan, json.clone()),
+        ];
         if let Ok(lock) = std::fs::read(cwd.join(".terraform.lock.hcl")) {
-            artifacts.push(("lock-file", lock));
+            artifacts.push((ArtifactKind::LockFile, lock));
         }
         for (kind, data) in artifacts {
             let what = format!("uploading the {kind}");
@@ -337,17 +337,21 @@ impl JobRun<'_> {
         Ok(finished(counts, has_changes))
     }
 
-    async fn apply(&mut self) -> Result<FinishRequest, Failure> {
+    async fn apply(&mut self) -> Result<JobOutcome, Failure> {
         use crate::hooks::HookPoint;
         let (cwd, mut env, before) = self.prepare().await?;
         let token = self.token().to_string();
-        if let Some(lock) = self.transport.get_artifact(&token, "lock-file").await? {
+        if let Some(lock) = self
+            .transport
+            .get_artifact(&token, ArtifactKind::LockFile)
+            .await?
+        {
             write_private(&cwd.join(".terraform.lock.hcl"), &lock)
                 .map_err(|e| Failure::Setup(e.to_string()))?;
         }
         let plan = self
             .transport
-            .get_artifact(&token, "plan")
+            .get_artifact(&token, ArtifactKind::Plan)
             .await?
             .ok_or_else(|| Failure::Setup("the run has no saved plan to apply".into()))?;
         write_private(&cwd.join("plan.out"), &plan).map_err(|e| Failure::Setup(e.to_string()))?;
@@ -427,7 +431,7 @@ impl JobRun<'_> {
     }
 
     /// Execute the job; the outcome to report.
-    pub async fn execute(mut self) -> FinishRequest {
+    pub async fn execute(mut self) -> JobOutcome {
         let result = match self.start.job.phase.as_str() {
             "apply" => self.apply().await,
             _ => self.plan().await,

@@ -271,6 +271,34 @@ impl From<otf_core::artifacts::Variable> for VariableSpec {
     }
 }
 
+impl From<&otf_core::services::JobOutcome> for FinishRequest {
+    fn from(o: &otf_core::services::JobOutcome) -> Self {
+        use otf_core::services::JobOutcome;
+        let mut req = FinishRequest {
+            outcome: o.name().to_string(),
+            additions: 0,
+            changes: 0,
+            destructions: 0,
+            has_changes: false,
+            message: None,
+        };
+        match o {
+            JobOutcome::Finished {
+                counts,
+                has_changes,
+            } => {
+                req.additions = counts.additions;
+                req.changes = counts.changes;
+                req.destructions = counts.destructions;
+                req.has_changes = *has_changes;
+            }
+            JobOutcome::Errored { message } => req.message = Some(message.clone()),
+            JobOutcome::Canceled => {}
+        }
+        req
+    }
+}
+
 impl FinishRequest {
     /// The job outcome this report asks for; `None` for an unknown outcome.
     pub fn outcome(&self) -> Option<otf_core::services::JobOutcome> {

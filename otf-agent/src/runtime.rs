@@ -16,7 +16,13 @@ use crate::engine::EngineConfig;
 use crate::logs::LogSink;
 use crate::operation::JobRun;
 use crate::process::Stop;
-use crate::protocol::{FinishRequest, JobSummary, RegisterRequest, RegisterResponse};
+use otf_core::agent::ReportedStatus;
+use otf_core::ids::{AgentId, JobId};
+use otf_core::job::Signal;
+use otf_core::run::RunStatus;
+use otf_core::services::{JobOutcome, PingAnswer};
+
+use crate::protocol::{JobSummary, RegisterRequest};
 use crate::sandbox::Sandbox;
 use crate::transport::{TResult, Transport, TransportError};
 
@@ -82,7 +88,7 @@ struct JobEnd {
     phase: String,
     /// The run's status after the job's end; None when the end was not
     /// acknowledged (or the job never started).
-    run_status: Option<String>,
+    run_status: Option<RunStatus>,
 }
 
 /// Why the loop woke up.
@@ -216,7 +222,7 @@ pub async fn run(
                     });
                 }
                 if !running.jobs.is_empty() {
-                    let _ = report(&*transport, &reg.id, &running, "busy").await;
+                    let _ = report(&*transport, &reg.id, &running, ReportedStatus::Busy).await;
                 }
             }
             Event::Polled(Err(e)) => match e {
@@ -247,8 +253,10 @@ pub async fn run(
                     // apply (kept for it) if the run goes on; else it is done.
                     let goes_on = end.phase == "plan"
                         && matches!(
-                            end.run_status.as_deref(),
-                            Some("planned" | "confirmed" | "apply_queued")
+                            end.run_status,
+                            Some(
+                                RunStatus::Planned | RunStatus::Confirmed | RunStatus::ApplyQueued
+                            )
                         );
                     if goes_on && !shutting_down {
                         tracing::info!(wait = %otf_core::duration::human(wait), "single execution: waiting for the run's apply");
@@ -259,7 +267,7 @@ pub async fn run(
                     }
                 }
                 if running.jobs.is_empty() {
-                    let answer = report(&*transport, &reg.id, &running, "idle").await;
+                    let answer = report(&*transport, &reg.id, &running, ReportedStatus::Idle).await;
                     if shutting_down || drained_out(&cfg, &running, &answer) {
                         break Ok(());
                     }
@@ -267,9 +275,9 @@ pub async fn run(
             }
             Event::Ping => {
                 let status = if running.jobs.is_empty() {
-                    "idle"
+                    ReportedStatus::Idle
                 } else {
-                    "busy"
+                    ReportedStatus::Busy
                 };
                 match report(&*transport, &reg.id, &running, status).await {
                     answer @ Ok(_) if drained_out(&cfg, &running, &answer) => break Ok(()),
@@ -330,7 +338,7 @@ pub async fn run(
     }
     while tasks.join_next().await.is_some() {}
     if !matches!(result, Err(AgentError::Revoked)) {
-        let _ = report(&*transport, &reg.id, &running, "exited").await;
+        let _ = report(&*transport, &reg.id, &running, ReportedStatus::Exited).await;
         tracing::info!(agent.id = %reg.id, "agent exited");
     }
     result
@@ -341,14 +349,16 @@ pub async fn run(
 /// interrupted here.
 async fn report(
     transport: &dyn Transport,
-    agent: &str,
+    agent: &AgentId,
     running: &Running,
-    status: &str,
-) -> TResult<crate::protocol::StatusResponse> {
-    let held: Vec<String> = running.jobs.keys().cloned().collect();
+    status: ReportedStatus,
+) -> TResult<PingAnswer> {
+    // The ids came from otfd's own job summaries; one that does not parse
+    // is no job of otfd's to report.
+    let held: Vec<JobId> = running.jobs.keys().filter_map(|j| j.parse().ok()).collect();
     let answer = transport.status(agent, status, &held).await?;
     for job in &answer.cancel {
-        if let Some(stop) = running.jobs.get(job) {
+        if let Some(stop) = running.jobs.get(job.as_str()) {
             tracing::warn!(job.id = %job, "otfd no longer runs this job here; canceling it");
             let _ = stop.send_if_modified(|s| {
                 let change = *s == Stop::Run;
@@ -363,11 +373,7 @@ async fn report(
 }
 
 /// Whether a runner told to exit when drained is drained and idle now.
-fn drained_out(
-    cfg: &RunnerConfig,
-    running: &Running,
-    answer: &TResult<crate::protocol::StatusResponse>,
-) -> bool {
+fn drained_out(cfg: &RunnerConfig, running: &Running, answer: &TResult<PingAnswer>) -> bool {
     let out = cfg.exit_when_drained
         && running.jobs.is_empty()
         && answer.as_ref().is_ok_and(|a| a.drained);
@@ -383,7 +389,7 @@ fn stop_all(running: &Running, stop: Stop) {
     }
 }
 
-async fn register(transport: &dyn Transport, cfg: &RunnerConfig) -> TResult<RegisterResponse> {
+async fn register(transport: &dyn Transport, cfg: &RunnerConfig) -> TResult<Registered> {
     let reg = transport
         .register(&RegisterRequest {
             name: cfg.name.clone(),
@@ -406,18 +412,34 @@ async fn register(transport: &dyn Transport, cfg: &RunnerConfig) -> TResult<Regi
         agent.pool_id = %reg.pool_id.as_deref().unwrap_or(""),
         "registered successfully"
     );
-    Ok(reg)
+    let id = reg.id.parse().map_err(|e: otf_core::ids::InvalidId| {
+        TransportError::Refused(format!("otfd registered this agent as {:?}: {e}", reg.id))
+    })?;
+    Ok(Registered {
+        id,
+        ping_interval_ms: reg.ping_interval_ms,
+    })
+}
+
+/// What the runner keeps of its registration.
+struct Registered {
+    id: AgentId,
+    ping_interval_ms: u64,
 }
 
 /// Start a job, run it with a watcher for server signals, report the end.
 async fn execute_job(
     transport: Arc<dyn Transport>,
     cfg: RunnerConfig,
-    agent: String,
+    agent: AgentId,
     job: JobSummary,
     mut local: watch::Receiver<Stop>,
 ) -> JobEnd {
-    let start = match transport.start_job(&agent, &job.id).await {
+    let started = match job.id.parse::<JobId>() {
+        Ok(id) => transport.start_job(&agent, &id).await.map(|s| (id, s)),
+        Err(e) => Err(TransportError::Refused(e.to_string())),
+    };
+    let (job_id, start) = match started {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(job.id = %job.id, error = %e, "could not start the job");
@@ -435,14 +457,14 @@ async fn execute_job(
         let (t, a, j, tx) = (
             transport.clone(),
             agent.clone(),
-            job.id.clone(),
+            job_id.clone(),
             stop_tx.clone(),
         );
         tokio::spawn(async move {
             loop {
                 let asked = Instant::now();
                 match t.await_signal(&a, &j).await {
-                    Ok(Some(s)) if s == "force-cancel" => {
+                    Ok(Some(Signal::ForceCancel)) => {
                         let _ = tx.send(Stop::Kill);
                         return;
                     }
@@ -529,14 +551,7 @@ async fn execute_job(
         }
     };
     let finish = match resolved {
-        None => FinishRequest {
-            outcome: "canceled".into(),
-            additions: 0,
-            changes: 0,
-            destructions: 0,
-            has_changes: false,
-            message: None,
-        },
+        None => JobOutcome::Canceled,
         Some(Ok(engine)) => {
             let created = crate::workdir::create_private(&dir);
             match created {
@@ -571,8 +586,8 @@ async fn execute_job(
         t.abort();
         let _ = t.await;
     }
-    if let Some(m) = &finish.message {
-        log.line(&format!("Error: {m}")).await;
+    if let JobOutcome::Errored { message } = &finish {
+        log.line(&format!("Error: {message}")).await;
     }
     uploader.close(log).await;
     let reported =
@@ -583,7 +598,7 @@ async fn execute_job(
     if let Err(e) = &reported {
         tracing::warn!(job.id = %job.id, error = %e, "the server did not accept the job's end");
     }
-    tracing::info!(job.id = %job.id, outcome = %finish.outcome, "job finished");
+    tracing::info!(job.id = %job.id, outcome = %finish.name(), "job finished");
     watcher.abort();
     forwarder.abort();
     let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -593,13 +608,6 @@ async fn execute_job(
     }
 }
 
-fn errored(message: String) -> FinishRequest {
-    FinishRequest {
-        outcome: "errored".into(),
-        additions: 0,
-        changes: 0,
-        destructions: 0,
-        has_changes: false,
-        message: Some(message),
-    }
+fn errored(message: String) -> JobOutcome {
+    JobOutcome::Errored { message }
 }

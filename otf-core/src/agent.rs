@@ -30,14 +30,15 @@ impl AgentStatus {
     }
 }
 
-/// What an agent may report about itself in a status ping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportedStatus {
-    Idle,
-    Busy,
-    /// Graceful shutdown.
-    Exited,
-}
+wire_enum!(
+    /// What an agent may report about itself in a status ping.
+    ReportedStatus, "reported agent status" {
+        Idle => "idle",
+        Busy => "busy",
+        /// Graceful shutdown.
+        Exited => "exited",
+    }
+);
 
 /// Everything that moves an agent's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +242,7 @@ mod tests {
     #[test]
     fn wire_names() {
         assert_round_trip(AgentStatus::ALL);
+        assert_round_trip(ReportedStatus::ALL);
     }
 
     #[test]

@@ -66,16 +66,10 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
         }
         (Route::AgentStatus, &Method::POST) => {
             let body: StatusRequest = decode(req)?;
-            let status = match body.status.as_str() {
-                "idle" => ReportedStatus::Idle,
-                "busy" => ReportedStatus::Busy,
-                "exited" => ReportedStatus::Exited,
-                other => {
-                    return Err(ApiError::unprocessable(format!(
-                        "status {other:?} must be idle, busy or exited"
-                    )))
-                }
-            };
+            let status: ReportedStatus = body
+                .status
+                .parse()
+                .map_err(|e: otf_core::UnknownVariant| ApiError::unprocessable(e.to_string()))?;
             let jobs = body
                 .jobs
                 .map(|jobs| {

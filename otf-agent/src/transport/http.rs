@@ -4,6 +4,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use otf_core::agent::ReportedStatus;
+use otf_core::artifacts::ArtifactKind;
+use otf_core::ids::{AgentId, JobId};
+use otf_core::job::Signal;
+use otf_core::run::RunStatus;
+use otf_core::services::{JobOutcome, PingAnswer};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 use super::{TResult, Transport, TransportError};
@@ -141,14 +147,19 @@ impl Transport for HttpTransport {
         .await
     }
 
-    async fn status(&self, agent: &str, status: &str, jobs: &[String]) -> TResult<StatusResponse> {
+    async fn status(
+        &self,
+        agent: &AgentId,
+        status: ReportedStatus,
+        jobs: &[JobId],
+    ) -> TResult<PingAnswer> {
         let body = StatusRequest {
             status: status.to_string(),
-            jobs: Some(jobs.to_vec()),
+            jobs: Some(jobs.iter().map(|j| j.to_string()).collect()),
         };
-        json(
+        let r: StatusResponse = json(
             check(
-                self.agent_req(Method::POST, "/api/agent/status", agent)
+                self.agent_req(Method::POST, "/api/agent/status", agent.as_str())
                     // A ping that hangs (a partition) must not hold up the
                     // runner's loop for the whole request timeout.
                     .timeout(PING_TIMEOUT)
@@ -158,13 +169,18 @@ impl Transport for HttpTransport {
             )
             .await?,
         )
-        .await
+        .await?;
+        Ok(PingAnswer {
+            status: wire(&r.status)?,
+            cancel: r.cancel.iter().map(|j| wire(j)).collect::<TResult<_>>()?,
+            drained: r.drained,
+        })
     }
 
-    async fn await_jobs(&self, agent: &str) -> TResult<Vec<JobSummary>> {
+    async fn await_jobs(&self, agent: &AgentId) -> TResult<Vec<JobSummary>> {
         let r: JobsResponse = json(
             check(
-                self.agent_req(Method::GET, "/api/agent/jobs", agent)
+                self.agent_req(Method::GET, "/api/agent/jobs", agent.as_str())
                     .send()
                     .await,
             )
@@ -174,29 +190,37 @@ impl Transport for HttpTransport {
         Ok(r.jobs)
     }
 
-    async fn start_job(&self, agent: &str, job: &str) -> TResult<StartResponse> {
+    async fn start_job(&self, agent: &AgentId, job: &JobId) -> TResult<StartResponse> {
         json(
             check(
-                self.agent_req(Method::POST, &format!("/api/agent/jobs/{job}/start"), agent)
-                    .send()
-                    .await,
+                self.agent_req(
+                    Method::POST,
+                    &format!("/api/agent/jobs/{job}/start"),
+                    agent.as_str(),
+                )
+                .send()
+                .await,
             )
             .await?,
         )
         .await
     }
 
-    async fn await_signal(&self, agent: &str, job: &str) -> TResult<Option<String>> {
+    async fn await_signal(&self, agent: &AgentId, job: &JobId) -> TResult<Option<Signal>> {
         let r: SignalResponse = json(
             check(
-                self.agent_req(Method::GET, &format!("/api/agent/jobs/{job}/signal"), agent)
-                    .send()
-                    .await,
+                self.agent_req(
+                    Method::GET,
+                    &format!("/api/agent/jobs/{job}/signal"),
+                    agent.as_str(),
+                )
+                .send()
+                .await,
             )
             .await?,
         )
         .await?;
-        Ok(r.signal)
+        r.signal.as_deref().map(wire).transpose()
     }
 
     async fn config(&self, token: &str) -> TResult<Vec<u8>> {
@@ -237,7 +261,7 @@ impl Transport for HttpTransport {
         body(resp).await.map(Some)
     }
 
-    async fn put_artifact(&self, token: &str, kind: &str, data: Vec<u8>) -> TResult<()> {
+    async fn put_artifact(&self, token: &str, kind: ArtifactKind, data: Vec<u8>) -> TResult<()> {
         check(
             self.req(
                 Method::PUT,
@@ -252,7 +276,7 @@ impl Transport for HttpTransport {
         Ok(())
     }
 
-    async fn get_artifact(&self, token: &str, kind: &str) -> TResult<Option<Vec<u8>>> {
+    async fn get_artifact(&self, token: &str, kind: ArtifactKind) -> TResult<Option<Vec<u8>>> {
         let resp = check(
             self.req(
                 Method::GET,
@@ -291,19 +315,28 @@ impl Transport for HttpTransport {
         Ok(())
     }
 
-    async fn finish(&self, token: &str, req: &FinishRequest) -> TResult<String> {
+    async fn finish(&self, token: &str, outcome: &JobOutcome) -> TResult<RunStatus> {
         let answer: FinishResponse = json(
             check(
                 self.req(Method::POST, "/api/agent/job/finish", token)
-                    .json(req)
+                    .json(&FinishRequest::from(outcome))
                     .send()
                     .await,
             )
             .await?,
         )
         .await?;
-        Ok(answer.run_status)
+        wire(&answer.run_status)
     }
+}
+
+/// A wire spelling otfd sent, as its typed value.
+fn wire<T: std::str::FromStr>(s: &str) -> TResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| TransportError::Refused(format!("otfd answered {s:?}: {e}")))
 }
 
 /// Standard base64, as the protocol carries state files.

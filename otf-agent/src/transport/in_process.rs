@@ -4,9 +4,13 @@
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use otf_core::agent::ReportedStatus;
 use otf_core::artifacts::ArtifactKind;
 use otf_core::auth::Subject;
-use otf_core::services::{JobOutcome, RegisterAgent};
+use otf_core::ids::{AgentId, JobId};
+use otf_core::job::Signal;
+use otf_core::run::RunStatus;
+use otf_core::services::{JobOutcome, PingAnswer, RegisterAgent};
 use otf_core::store::Store;
 use otf_core::{Core, Error};
 
@@ -56,11 +60,6 @@ fn map(e: Error) -> TransportError {
     }
 }
 
-fn kind(k: &str) -> TResult<ArtifactKind> {
-    k.parse()
-        .map_err(|e: otf_core::UnknownVariant| TransportError::NotFound(e.to_string()))
-}
-
 #[async_trait]
 impl<S: Store> Transport for InProcess<S> {
     async fn register(&self, req: &RegisterRequest) -> TResult<RegisterResponse> {
@@ -100,34 +99,22 @@ impl<S: Store> Transport for InProcess<S> {
         })
     }
 
-    async fn status(&self, agent: &str, status: &str, jobs: &[String]) -> TResult<StatusResponse> {
-        use otf_core::agent::ReportedStatus;
-        let reported = match status {
-            "busy" => ReportedStatus::Busy,
-            "exited" => ReportedStatus::Exited,
-            _ => ReportedStatus::Idle,
-        };
-        let jobs = jobs
-            .iter()
-            .map(|j| j.parse())
-            .collect::<Result<Vec<otf_core::ids::JobId>, _>>()
-            .map_err(|e| TransportError::Refused(e.to_string()))?;
-        let answer = self
-            .core
-            .ping(&Subject::ServerRunner, agent, reported, Some(&jobs))
+    async fn status(
+        &self,
+        agent: &AgentId,
+        status: ReportedStatus,
+        jobs: &[JobId],
+    ) -> TResult<PingAnswer> {
+        self.core
+            .ping(&Subject::ServerRunner, agent.as_str(), status, Some(jobs))
             .await
-            .map_err(map)?;
-        Ok(StatusResponse {
-            status: answer.status.to_string(),
-            cancel: answer.cancel.iter().map(|j| j.to_string()).collect(),
-            drained: answer.drained,
-        })
+            .map_err(map)
     }
 
-    async fn await_jobs(&self, agent: &str) -> TResult<Vec<JobSummary>> {
+    async fn await_jobs(&self, agent: &AgentId) -> TResult<Vec<JobSummary>> {
         let wait = self
             .core
-            .await_allocated_jobs(&Subject::ServerRunner, agent);
+            .await_allocated_jobs(&Subject::ServerRunner, agent.as_str());
         let jobs = match tokio::time::timeout(self.long_poll, wait).await {
             Ok(j) => j.map_err(map)?,
             Err(_) => Vec::new(),
@@ -135,19 +122,21 @@ impl<S: Store> Transport for InProcess<S> {
         Ok(jobs.iter().map(JobSummary::from).collect())
     }
 
-    async fn start_job(&self, agent: &str, job: &str) -> TResult<StartResponse> {
+    async fn start_job(&self, agent: &AgentId, job: &JobId) -> TResult<StartResponse> {
         let s = self
             .core
-            .start_job(&Subject::ServerRunner, agent, job)
+            .start_job(&Subject::ServerRunner, agent.as_str(), job.as_str())
             .await
             .map_err(map)?;
         Ok(StartResponse::from(&s))
     }
 
-    async fn await_signal(&self, agent: &str, job: &str) -> TResult<Option<String>> {
-        let wait = self.core.await_signal(&Subject::ServerRunner, agent, job);
+    async fn await_signal(&self, agent: &AgentId, job: &JobId) -> TResult<Option<Signal>> {
+        let wait = self
+            .core
+            .await_signal(&Subject::ServerRunner, agent.as_str(), job.as_str());
         match tokio::time::timeout(self.long_poll, wait).await {
-            Ok(s) => Ok(s.map_err(map)?.map(|s| s.to_string())),
+            Ok(s) => s.map_err(map),
             Err(_) => Ok(None),
         }
     }
@@ -179,17 +168,17 @@ impl<S: Store> Transport for InProcess<S> {
             .map(|(_, b)| b))
     }
 
-    async fn put_artifact(&self, token: &str, k: &str, data: Vec<u8>) -> TResult<()> {
+    async fn put_artifact(&self, token: &str, kind: ArtifactKind, data: Vec<u8>) -> TResult<()> {
         let s = self.job(token).await?;
         self.core
-            .upload_artifact(&s, kind(k)?, &data)
+            .upload_artifact(&s, kind, &data)
             .await
             .map_err(map)
     }
 
-    async fn get_artifact(&self, token: &str, k: &str) -> TResult<Option<Vec<u8>>> {
+    async fn get_artifact(&self, token: &str, kind: ArtifactKind) -> TResult<Option<Vec<u8>>> {
         let s = self.job(token).await?;
-        self.core.download_artifact(&s, kind(k)?).await.map_err(map)
+        self.core.download_artifact(&s, kind).await.map_err(map)
     }
 
     async fn append_log(&self, token: &str, data: Vec<u8>) -> TResult<()> {
@@ -213,16 +202,12 @@ impl<S: Store> Transport for InProcess<S> {
             .map(|_| ())
     }
 
-    async fn finish(&self, token: &str, req: &FinishRequest) -> TResult<String> {
+    async fn finish(&self, token: &str, outcome: &JobOutcome) -> TResult<RunStatus> {
         let s = self.job(token).await?;
-        // An unknown outcome reports the job as failed.
-        let outcome = req.outcome().unwrap_or_else(|| JobOutcome::Errored {
-            message: format!("unknown job outcome {:?}", req.outcome),
-        });
         self.core
-            .finish_job(&s, outcome)
+            .finish_job(&s, outcome.clone())
             .await
             .map_err(map)
-            .map(|run| run.status.to_string())
+            .map(|run| run.status)
     }
 }

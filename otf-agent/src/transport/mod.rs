@@ -7,6 +7,12 @@ pub mod http;
 pub mod in_process;
 
 use async_trait::async_trait;
+use otf_core::agent::ReportedStatus;
+use otf_core::artifacts::ArtifactKind;
+use otf_core::ids::{AgentId, JobId};
+use otf_core::job::Signal;
+use otf_core::run::RunStatus;
+use otf_core::services::{JobOutcome, PingAnswer};
 
 use crate::protocol::*;
 
@@ -32,26 +38,32 @@ pub enum TransportError {
 
 pub type TResult<T> = Result<T, TransportError>;
 
-/// The agent protocol, as a runner uses it.
+/// The agent protocol, as a runner uses it: typed values only; the wire
+/// spellings belong to the HTTP transport (and otfd's agent API).
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     async fn register(&self, req: &RegisterRequest) -> TResult<RegisterResponse>;
     /// A status ping listing the jobs the agent holds.
-    async fn status(&self, agent: &str, status: &str, jobs: &[String]) -> TResult<StatusResponse>;
+    async fn status(
+        &self,
+        agent: &AgentId,
+        status: ReportedStatus,
+        jobs: &[JobId],
+    ) -> TResult<PingAnswer>;
     /// Jobs allocated to the agent; empty after the server's bounded wait.
-    async fn await_jobs(&self, agent: &str) -> TResult<Vec<JobSummary>>;
-    async fn start_job(&self, agent: &str, job: &str) -> TResult<StartResponse>;
+    async fn await_jobs(&self, agent: &AgentId) -> TResult<Vec<JobSummary>>;
+    async fn start_job(&self, agent: &AgentId, job: &JobId) -> TResult<StartResponse>;
     /// A signal for the job; `None` after the server's bounded wait with
     /// none, or when the job ended (the caller checks which).
-    async fn await_signal(&self, agent: &str, job: &str) -> TResult<Option<String>>;
+    async fn await_signal(&self, agent: &AgentId, job: &JobId) -> TResult<Option<Signal>>;
 
     async fn config(&self, token: &str) -> TResult<Vec<u8>>;
     async fn variables(&self, token: &str) -> TResult<Vec<VariableSpec>>;
     async fn current_state(&self, token: &str) -> TResult<Option<Vec<u8>>>;
-    async fn put_artifact(&self, token: &str, kind: &str, data: Vec<u8>) -> TResult<()>;
-    async fn get_artifact(&self, token: &str, kind: &str) -> TResult<Option<Vec<u8>>>;
+    async fn put_artifact(&self, token: &str, kind: ArtifactKind, data: Vec<u8>) -> TResult<()>;
+    async fn get_artifact(&self, token: &str, kind: ArtifactKind) -> TResult<Option<Vec<u8>>>;
     async fn append_log(&self, token: &str, data: Vec<u8>) -> TResult<()>;
     async fn upload_state(&self, token: &str, state: &StateUpload) -> TResult<()>;
     /// Report the job's end; the run's status after it.
-    async fn finish(&self, token: &str, req: &FinishRequest) -> TResult<String>;
+    async fn finish(&self, token: &str, outcome: &JobOutcome) -> TResult<RunStatus>;
 }

@@ -41,6 +41,17 @@ pub enum JobOutcome {
     Canceled,
 }
 
+impl JobOutcome {
+    /// `finished`, `errored` or `canceled`: the agent protocol's spelling.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobOutcome::Finished { .. } => "finished",
+            JobOutcome::Errored { .. } => "errored",
+            JobOutcome::Canceled => "canceled",
+        }
+    }
+}
+
 /// The job a subject's token belongs to.
 fn job_of(subject: &Subject) -> Result<(&JobId, u32), Error> {
     match subject {
