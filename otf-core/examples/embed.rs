@@ -64,12 +64,10 @@ async fn fake_runner(core: Core<MemoryStore>, token: Subject) -> Result<()> {
         agent.pool.as_ref().map(|p| p.to_string())
     );
     loop {
-        for job in core.await_allocated_jobs(&token, agent.id.as_str()).await? {
-            core.ping(&token, agent.id.as_str(), ReportedStatus::Busy, None)
+        for job in core.await_allocated_jobs(&token, &agent.id).await? {
+            core.ping(&token, &agent.id, ReportedStatus::Busy, None)
                 .await?;
-            let started = core
-                .start_job(&token, agent.id.as_str(), job.id.as_str())
-                .await?;
+            let started = core.start_job(&token, &agent.id, &job.id).await?;
             let job_token = core.authenticate(started.token.expose()).await?;
             let verb = match started.job.phase {
                 JobPhase::Plan => "Plan: 1 to add, 0 to change, 0 to destroy.",
@@ -90,7 +88,7 @@ async fn fake_runner(core: Core<MemoryStore>, token: Subject) -> Result<()> {
                 },
             )
             .await?;
-            core.ping(&token, agent.id.as_str(), ReportedStatus::Idle, None)
+            core.ping(&token, &agent.id, ReportedStatus::Idle, None)
                 .await?;
         }
     }
@@ -115,12 +113,16 @@ async fn main() -> Result<()> {
     let leader = tokio::spawn(lead(core.clone(), bus.clone()));
 
     let org = core
-        .create_organization(&admin, "acme", "ops@acme.test")
+        .create_organization(
+            &admin,
+            &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
+            "ops@acme.test",
+        )
         .await?;
     let pool = core
         .create_pool(
             &admin,
-            org.name.as_str(),
+            &org.name,
             PoolSpec {
                 name: "private".into(),
                 ..PoolSpec::default()
@@ -130,7 +132,7 @@ async fn main() -> Result<()> {
     let ws = core
         .create_workspace(
             &admin,
-            org.name.as_str(),
+            &org.name,
             WorkspaceSpec {
                 name: "dev".into(),
                 execution_mode: Some(ExecutionMode::Agent(pool.id.clone())),
@@ -143,7 +145,7 @@ async fn main() -> Result<()> {
         org.name, ws.name, ws.id, pool.id
     );
     let (token, secret) = core
-        .create_agent_token(&admin, pool.id.as_str(), "embedded runner")
+        .create_agent_token(&admin, &pool.id, "embedded runner")
         .await?;
     println!(
         "agent token {} created (secret shown once, {} characters)",
@@ -154,15 +156,14 @@ async fn main() -> Result<()> {
     let runner = tokio::spawn(fake_runner(core.clone(), agent_subject));
 
     let cv = core
-        .create_configuration_version(&admin, ws.id.as_str(), ConfigSpec::default())
+        .create_configuration_version(&admin, &ws.id, ConfigSpec::default())
         .await?;
     let tarball = otf_core::tarball::pack([(
         "main.tf",
         &b"resource \"null_resource\" \"a\" {}
 "[..],
     )]);
-    core.upload_configuration(&admin, cv.id.as_str(), &tarball)
-        .await?;
+    core.upload_configuration(&admin, &cv.id, &tarball).await?;
     let run = core
         .create_run(
             &admin,
@@ -187,7 +188,7 @@ async fn main() -> Result<()> {
                     last = r.status;
                     match r.status {
                         RunStatus::Planned => {
-                            core.confirm_run(&admin, r.id.as_str()).await?;
+                            core.confirm_run(&admin, &r.id).await?;
                         }
                         s if s.is_final() => {
                             return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
@@ -202,7 +203,7 @@ async fn main() -> Result<()> {
     })
     .await??;
     let log = core
-        .read_log(&admin, run.id.as_str(), JobPhase::Apply, 0, 4096)
+        .read_log(&admin, &run.id, JobPhase::Apply, 0, 4096)
         .await?;
     print!("apply log: {}", String::from_utf8_lossy(&log));
     leader.abort();

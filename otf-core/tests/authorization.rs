@@ -18,7 +18,11 @@ async fn organization_tokens_stay_in_their_organization() {
     let theirs = w.workspace("other", "secret", ExecutionMode::Remote).await;
     let (_, secret) = w
         .core
-        .create_org_token(&w.site, "acme", "ci")
+        .create_org_token(
+            &w.site,
+            &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
+            "ci",
+        )
         .await
         .unwrap();
     let acme = w.core.authenticate(secret.expose()).await.unwrap();
@@ -28,7 +32,7 @@ async fn organization_tokens_stay_in_their_organization() {
         .core
         .create_workspace(
             &acme,
-            "acme",
+            &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
             WorkspaceSpec {
                 name: "mine".into(),
                 ..Default::default()
@@ -36,25 +40,35 @@ async fn organization_tokens_stay_in_their_organization() {
         )
         .await
         .unwrap();
-    w.core.get_workspace(&acme, mine.id.as_str()).await.unwrap();
+    w.core.get_workspace(&acme, &mine.id).await.unwrap();
     // Another organization: reads are not found, writes forbidden.
     assert!(matches!(
-        w.core.get_workspace(&acme, theirs.id.as_str()).await,
+        w.core.get_workspace(&acme, &theirs.id).await,
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        w.core.list_workspaces(&acme, "other").await,
+        w.core
+            .list_workspaces(
+                &acme,
+                &"other".parse::<otf_core::ids::OrganizationName>().unwrap()
+            )
+            .await,
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        w.core.get_organization(&acme, "other").await,
+        w.core
+            .get_organization(
+                &acme,
+                &"other".parse::<otf_core::ids::OrganizationName>().unwrap()
+            )
+            .await,
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
         w.core
             .create_pool(
                 &acme,
-                "other",
+                &"other".parse::<otf_core::ids::OrganizationName>().unwrap(),
                 PoolSpec {
                     name: "p".into(),
                     ..Default::default()
@@ -64,7 +78,7 @@ async fn organization_tokens_stay_in_their_organization() {
         Err(Error::Forbidden(_))
     ));
     assert!(matches!(
-        w.core.delete_workspace(&acme, theirs.id.as_str()).await,
+        w.core.delete_workspace(&acme, &theirs.id).await,
         Err(Error::Forbidden(_))
     ));
     // Writes that name another organization's workspace are forbidden too,
@@ -76,9 +90,7 @@ async fn organization_tokens_stay_in_their_organization() {
         ..Default::default()
     };
     assert!(matches!(
-        w.core
-            .create_variable(&acme, theirs.id.as_str(), var.clone())
-            .await,
+        w.core.create_variable(&acme, &theirs.id, var.clone()).await,
         Err(Error::Forbidden(_))
     ));
     let state = StateSpec {
@@ -90,50 +102,65 @@ async fn organization_tokens_stay_in_their_organization() {
         run: None,
     };
     assert!(matches!(
+        w.core.create_state_version(&acme, &theirs.id, state).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        w.core.get_workspace_to_change(&acme, &theirs.id).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
         w.core
-            .create_state_version(&acme, theirs.id.as_str(), state)
+            .get_workspace_by_name_to_change(
+                &acme,
+                &"other".parse::<otf_core::ids::OrganizationName>().unwrap(),
+                "secret"
+            )
             .await,
         Err(Error::Forbidden(_))
     ));
     assert!(matches!(
         w.core
-            .get_workspace_to_change(&acme, theirs.id.as_str())
+            .get_workspace_by_name_to_change(
+                &acme,
+                &"other".parse::<otf_core::ids::OrganizationName>().unwrap(),
+                "missing"
+            )
             .await,
         Err(Error::Forbidden(_))
     ));
     assert!(matches!(
         w.core
-            .get_workspace_by_name_to_change(&acme, "other", "secret")
-            .await,
-        Err(Error::Forbidden(_))
-    ));
-    assert!(matches!(
-        w.core
-            .get_workspace_by_name_to_change(&acme, "other", "missing")
-            .await,
-        Err(Error::Forbidden(_))
-    ));
-    assert!(matches!(
-        w.core
-            .get_workspace_to_change(&acme, "ws-AAAAAAAAAAAAAAAA")
+            .get_workspace_to_change(
+                &acme,
+                &"ws-AAAAAAAAAAAAAAAA"
+                    .parse::<otf_core::ids::WorkspaceId>()
+                    .unwrap()
+            )
             .await,
         Err(Error::NotFound { .. })
     ));
     assert!(w
         .core
-        .list_variables(&w.site, theirs.id.as_str())
+        .list_variables(&w.site, &theirs.id)
         .await
         .unwrap()
         .is_empty());
     assert!(w
         .core
-        .current_state_version(&w.site, theirs.id.as_str())
+        .current_state_version(&w.site, &theirs.id)
         .await
         .unwrap()
         .is_none());
     // Only the site administrator creates organizations.
     assert!(matches!(
-        w.core.create_organization(&acme, "mine", "a@b.c").await,
+        w.core
+            .create_organization(
+                &acme,
+                &"mine".parse::<otf_core::ids::OrganizationName>().unwrap(),
+                "a@b.c"
+            )
+            .await,
         Err(Error::Forbidden(_))
     ));
     let orgs = w.core.list_organizations(&acme).await.unwrap();
@@ -160,34 +187,39 @@ async fn agent_tokens_only_speak_the_agent_protocol_of_their_pool() {
     // Pool A's token sees nothing of pool B.
     let err = w
         .core
-        .start_job(&token_a, agent_b.id.as_str(), jobs[0].id.as_str())
+        .start_job(&token_a, &agent_b.id, &jobs[0].id)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     let err = w
         .core
-        .await_allocated_jobs(&token_a, agent_b.id.as_str())
+        .await_allocated_jobs(&token_a, &agent_b.id)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     let err = w
         .core
-        .await_signal(&token_a, agent_b.id.as_str(), jobs[0].id.as_str())
+        .await_signal(&token_a, &agent_b.id, &jobs[0].id)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     // Agent tokens are not API tokens.
     assert!(matches!(
-        w.core.get_workspace(&token_b, ws.id.as_str()).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        w.core.list_pools(&token_b, "acme").await,
+        w.core.get_workspace(&token_b, &ws.id).await,
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
         w.core
-            .create_agent_token(&token_b, pool_b.id.as_str(), "more")
+            .list_pools(
+                &token_b,
+                &"acme".parse::<otf_core::ids::OrganizationName>().unwrap()
+            )
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        w.core
+            .create_agent_token(&token_b, &pool_b.id, "more")
             .await,
         Err(Error::Forbidden(_))
     ));
@@ -197,7 +229,7 @@ async fn agent_tokens_only_speak_the_agent_protocol_of_their_pool() {
         w.core
             .ping(
                 &token_b2,
-                agent_b.id.as_str(),
+                &agent_b.id,
                 otf_core::agent::ReportedStatus::Busy,
                 None
             )
@@ -219,23 +251,19 @@ async fn job_tokens_cannot_reach_another_workspaces_run() {
     let dev_job = jobs.iter().find(|j| j.workspace == dev.id).unwrap();
     let started = w
         .core
-        .start_job(
-            &Subject::ServerRunner,
-            server.id.as_str(),
-            dev_job.id.as_str(),
-        )
+        .start_job(&Subject::ServerRunner, &server.id, &dev_job.id)
         .await
         .unwrap();
     let dev_token = w.core.authenticate(started.token.expose()).await.unwrap();
     assert!(matches!(
-        w.core.get_run(&dev_token, prod_run.id.as_str()).await,
+        w.core.get_run(&dev_token, &prod_run.id).await,
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
         w.core
             .read_log(
                 &dev_token,
-                prod_run.id.as_str(),
+                &prod_run.id,
                 otf_core::job::JobPhase::Plan,
                 0,
                 10

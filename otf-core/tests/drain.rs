@@ -23,16 +23,19 @@ async fn drained_agents_take_no_new_job_and_pools_drain_newcomers_too() {
         .await;
     let (subject, _) = w.agent_subject(&pool).await;
     let a = w.register(&subject, "a", 1).await;
-    let view = w
-        .core
-        .drain_agent(&w.site, a.id.as_str(), true)
-        .await
-        .unwrap();
+    let view = w.core.drain_agent(&w.site, &a.id, true).await.unwrap();
     assert!(view.agent.drained);
     w.settle().await;
     w.run(&dev).await;
     w.advance(Duration::from_secs(1)).await;
-    let queue = w.core.list_queue(&w.site, "acme").await.unwrap();
+    let queue = w
+        .core
+        .list_queue(
+            &w.site,
+            &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(queue[0].job.status, JobStatus::Unallocated);
     assert_eq!(queue[0].wait, Some(WaitReason::Drained));
     // A drained agent keeps pinging and learns it is drained.
@@ -40,7 +43,7 @@ async fn drained_agents_take_no_new_job_and_pools_drain_newcomers_too() {
         .core
         .ping(
             &subject,
-            a.id.as_str(),
+            &a.id,
             otf_core::agent::ReportedStatus::Idle,
             Some(&[]),
         )
@@ -49,32 +52,22 @@ async fn drained_agents_take_no_new_job_and_pools_drain_newcomers_too() {
     assert!(answer.drained);
 
     // Undrain: the job goes.
-    w.core
-        .drain_agent(&w.site, a.id.as_str(), false)
-        .await
-        .unwrap();
+    w.core.drain_agent(&w.site, &a.id, false).await.unwrap();
     w.settle().await;
     assert_eq!(w.allocated(&subject, &a).await.len(), 1);
 
     // A pool's drain covers its agents, and those that join later.
-    let p = w
-        .core
-        .drain_pool(&w.site, pool.id.as_str(), true)
-        .await
-        .unwrap();
+    let p = w.core.drain_pool(&w.site, &pool.id, true).await.unwrap();
     assert!(p.drained);
-    let view = w.core.get_agent(&w.site, a.id.as_str()).await.unwrap();
+    let view = w.core.get_agent(&w.site, &a.id).await.unwrap();
     assert!(view.agent.drained);
     assert_eq!(view.current_jobs, 1, "it finishes what it holds");
     let b = w.register(&subject, "b", 1).await;
     assert!(b.drained, "joining a drained pool");
-    w.core
-        .drain_pool(&w.site, pool.id.as_str(), false)
-        .await
-        .unwrap();
+    w.core.drain_pool(&w.site, &pool.id, false).await.unwrap();
     assert!(
         !w.core
-            .get_agent(&w.site, b.id.as_str())
+            .get_agent(&w.site, &b.id)
             .await
             .unwrap()
             .agent
@@ -84,19 +77,19 @@ async fn drained_agents_take_no_new_job_and_pools_drain_newcomers_too() {
     // Another organization may not; neither may an agent token.
     let other = w
         .core
-        .create_org_token(&w.site, "other", "ops")
+        .create_org_token(
+            &w.site,
+            &"other".parse::<otf_core::ids::OrganizationName>().unwrap(),
+            "ops",
+        )
         .await
         .unwrap();
     let other = w.core.authenticate(other.1.expose()).await.unwrap();
     assert!(matches!(
-        w.core.drain_pool(&other, pool.id.as_str(), true).await,
+        w.core.drain_pool(&other, &pool.id, true).await,
         Err(Error::Forbidden(_) | Error::NotFound { .. })
     ));
-    assert!(w
-        .core
-        .drain_agent(&subject, a.id.as_str(), true)
-        .await
-        .is_err());
+    assert!(w.core.drain_agent(&subject, &a.id, true).await.is_err());
 }
 
 async fn single_agent(w: &mut World, subject: &otf_core::auth::Subject) -> otf_core::agent::Agent {
@@ -131,7 +124,7 @@ async fn a_single_agent_keeps_the_apply_of_an_auto_applied_run_too() {
     w.core
         .update_workspace(
             &w.site,
-            dev.id.as_str(),
+            &dev.id,
             otf_core::services::WorkspaceUpdate {
                 auto_apply: Some(true),
                 ..Default::default()
@@ -163,7 +156,7 @@ async fn a_single_agent_keeps_the_apply_of_the_run_it_planned() {
     let run = w.run(&dev).await;
     let (_, plan) = w.start(&subject, &single).await;
     // Started: it takes nothing else now.
-    let view = w.core.get_agent(&w.site, single.id.as_str()).await.unwrap();
+    let view = w.core.get_agent(&w.site, &single.id).await.unwrap();
     assert!(
         view.agent.drained,
         "a single agent drains itself when it starts"
@@ -171,7 +164,7 @@ async fn a_single_agent_keeps_the_apply_of_the_run_it_planned() {
     // Another agent arrives, more recently seen and idle.
     let other = w.register(&subject, "other", 1).await;
     w.finish(&plan, common::changes(1)).await;
-    w.core.confirm_run(&w.site, run.id.as_str()).await.unwrap();
+    w.core.confirm_run(&w.site, &run.id).await.unwrap();
     w.settle().await;
     w.advance(Duration::from_secs(1)).await;
     let apply = w.allocated(&subject, &single).await;
@@ -183,7 +176,7 @@ async fn a_single_agent_keeps_the_apply_of_the_run_it_planned() {
     assert_eq!(apply[0].affinity.as_ref(), Some(&single.id));
     let nothing = tokio::time::timeout(
         Duration::from_millis(50),
-        w.core.await_allocated_jobs(&subject, other.id.as_str()),
+        w.core.await_allocated_jobs(&subject, &other.id),
     )
     .await;
     assert!(nothing.is_err() || nothing.unwrap().unwrap().is_empty());

@@ -45,11 +45,7 @@ async fn one_active_run_per_workspace_and_the_queue_moves_on_in_order() {
     assert_eq!(jobs.len(), 2, "the active run and the speculative one");
     let mut tokens = Vec::new();
     for j in &jobs {
-        let s = w
-            .core
-            .start_job(&SERVER, server.id.as_str(), j.id.as_str())
-            .await
-            .unwrap();
+        let s = w.core.start_job(&SERVER, &server.id, &j.id).await.unwrap();
         tokens.push((
             s.run.id.clone(),
             w.core.authenticate(s.token.expose()).await.unwrap(),
@@ -73,10 +69,7 @@ async fn one_active_run_per_workspace_and_the_queue_moves_on_in_order() {
         RunStatus::Pending,
         "planned still holds the workspace"
     );
-    w.core
-        .discard_run(&w.site, first.id.as_str())
-        .await
-        .unwrap();
+    w.core.discard_run(&w.site, &first.id).await.unwrap();
     w.settle().await;
     assert_eq!(w.status(&first).await, RunStatus::Discarded);
     assert_eq!(
@@ -86,10 +79,7 @@ async fn one_active_run_per_workspace_and_the_queue_moves_on_in_order() {
     );
     assert_eq!(w.status(&third).await, RunStatus::Pending);
     // Discarding a pending run takes it out of the queue.
-    w.core
-        .discard_run(&w.site, third.id.as_str())
-        .await
-        .unwrap();
+    w.core.discard_run(&w.site, &third.id).await.unwrap();
     let (_, token) = w.start(&SERVER, &server).await;
     let after = w.finish(&token, changes(0)).await;
     assert_eq!(
@@ -98,7 +88,7 @@ async fn one_active_run_per_workspace_and_the_queue_moves_on_in_order() {
         "no changes: nothing to apply"
     );
     assert_eq!(after.apply.status, PhaseStatus::Unreachable);
-    let ws = w.core.get_workspace(&w.site, ws.id.as_str()).await.unwrap();
+    let ws = w.core.get_workspace(&w.site, &ws.id).await.unwrap();
     assert_eq!(ws.lock, None);
     assert_eq!(w.status(&third).await, RunStatus::Discarded);
 }
@@ -111,7 +101,7 @@ async fn auto_apply_goes_straight_to_the_apply() {
     w.core
         .update_workspace(
             &w.site,
-            ws.id.as_str(),
+            &ws.id,
             WorkspaceUpdate {
                 auto_apply: Some(true),
                 ..Default::default()
@@ -168,7 +158,7 @@ async fn cancel_signals_the_runner_and_survives_a_reconnect() {
     let run = w.run(&ws).await;
     let (started, token) = w.start(&SERVER, &server).await;
     // Nobody listens when the cancel is sent...
-    let canceled = w.core.cancel_run(&w.site, run.id.as_str()).await.unwrap();
+    let canceled = w.core.cancel_run(&w.site, &run.id).await.unwrap();
     assert_eq!(
         canceled.status,
         RunStatus::Planning,
@@ -178,7 +168,7 @@ async fn cancel_signals_the_runner_and_survives_a_reconnect() {
     // ...and the agent that (re)connects still receives it.
     let signal = w
         .core
-        .await_signal(&SERVER, server.id.as_str(), started.job.id.as_str())
+        .await_signal(&SERVER, &server.id, &started.job.id)
         .await
         .unwrap();
     assert_eq!(signal, Some(Signal::Cancel));
@@ -187,7 +177,7 @@ async fn cancel_signals_the_runner_and_survives_a_reconnect() {
         (after.status, after.plan.status),
         (RunStatus::Canceled, PhaseStatus::Canceled)
     );
-    let ws = w.core.get_workspace(&w.site, ws.id.as_str()).await.unwrap();
+    let ws = w.core.get_workspace(&w.site, &ws.id).await.unwrap();
     assert_eq!(ws.lock, None);
 }
 
@@ -201,9 +191,16 @@ async fn a_waiting_listener_is_woken_by_the_cancel() {
     let (started, _) = w.start(&SERVER, &server).await;
     let core = w.core.clone();
     let (agent, job) = (server.id.to_string(), started.job.id.to_string());
-    let waiter = tokio::spawn(async move { core.await_signal(&SERVER, &agent, &job).await });
+    let waiter = tokio::spawn(async move {
+        core.await_signal(
+            &SERVER,
+            &agent.parse::<otf_core::ids::AgentId>().unwrap(),
+            &job.parse::<otf_core::ids::JobId>().unwrap(),
+        )
+        .await
+    });
     tokio::task::yield_now().await;
-    w.core.cancel_run(&w.site, run.id.as_str()).await.unwrap();
+    w.core.cancel_run(&w.site, &run.id).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(5), waiter)
         .await
         .unwrap()
@@ -219,15 +216,11 @@ async fn queued_runs_cancel_at_once_and_their_jobs_with_them() {
     let ws = w.workspace("acme", "dev", ExecutionMode::Remote).await;
     // No runner: the plan job stays unallocated.
     let run = w.run(&ws).await;
-    let after = w.core.cancel_run(&w.site, run.id.as_str()).await.unwrap();
+    let after = w.core.cancel_run(&w.site, &run.id).await.unwrap();
     assert_eq!(after.status, RunStatus::Canceled);
-    let jobs = w.core.run_jobs(&w.site, run.id.as_str()).await.unwrap();
+    let jobs = w.core.run_jobs(&w.site, &run.id).await.unwrap();
     assert_eq!(jobs[0].status, JobStatus::Canceled);
-    let err = w
-        .core
-        .cancel_run(&w.site, run.id.as_str())
-        .await
-        .unwrap_err();
+    let err = w.core.cancel_run(&w.site, &run.id).await.unwrap_err();
     assert!(err.to_string().contains("start a new run"), "{err}");
 }
 
@@ -240,32 +233,21 @@ async fn force_cancel_needs_a_cancel_first_then_ends_everything_at_once() {
     let run = w.run(&ws).await;
     let next = w.run(&ws).await;
     let (started, token) = w.start(&SERVER, &server).await;
-    let err = w
-        .core
-        .force_cancel_run(&w.site, run.id.as_str())
-        .await
-        .unwrap_err();
+    let err = w.core.force_cancel_run(&w.site, &run.id).await.unwrap_err();
     assert!(matches!(err, Error::Transition(_)), "{err}");
-    w.core.cancel_run(&w.site, run.id.as_str()).await.unwrap();
+    w.core.cancel_run(&w.site, &run.id).await.unwrap();
     w.clock.advance(Duration::from_secs(5));
     assert!(
-        w.core
-            .force_cancel_run(&w.site, run.id.as_str())
-            .await
-            .is_err(),
+        w.core.force_cancel_run(&w.site, &run.id).await.is_err(),
         "cool-off not over"
     );
     w.clock.advance(Duration::from_secs(5));
-    let after = w
-        .core
-        .force_cancel_run(&w.site, run.id.as_str())
-        .await
-        .unwrap();
+    let after = w.core.force_cancel_run(&w.site, &run.id).await.unwrap();
     w.settle().await;
     assert_eq!(after.status, RunStatus::ForceCanceled);
     let signal = w
         .core
-        .await_signal(&SERVER, server.id.as_str(), started.job.id.as_str())
+        .await_signal(&SERVER, &server.id, &started.job.id)
         .await
         .unwrap();
     assert_eq!(signal, Some(Signal::ForceCancel));
@@ -313,23 +295,12 @@ async fn job_tokens_are_phase_limited_and_scoped_to_their_run() {
     );
     assert!(w.core.job_current_state(&plan).await.unwrap().is_none());
     // A job token is not an API token.
-    let err = w
-        .core
-        .get_workspace(&plan, other.id.as_str())
-        .await
-        .unwrap_err();
+    let err = w.core.get_workspace(&plan, &other.id).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
-    let err = w
-        .core
-        .get_workspace(&plan, ws.id.as_str())
-        .await
-        .unwrap_err();
+    let err = w.core.get_workspace(&plan, &ws.id).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     let after = w.finish(&plan, changes(1)).await;
-    w.core
-        .confirm_run(&w.site, after.id.as_str())
-        .await
-        .unwrap();
+    w.core.confirm_run(&w.site, &after.id).await.unwrap();
     w.settle().await;
     let (_, apply) = w.start(&SERVER, &server).await;
     assert_eq!(
@@ -368,7 +339,17 @@ async fn phase_logs_start_with_stx_and_end_with_etx_when_the_phase_ends() {
         let core = w.core.clone();
         let site = w.site.clone();
         let id = run.id.to_string();
-        async move { core.read_log(&site, &id, phase, 0, 1 << 20).await.unwrap() }
+        async move {
+            core.read_log(
+                &site,
+                &id.parse::<otf_core::ids::RunId>().unwrap(),
+                phase,
+                0,
+                1 << 20,
+            )
+            .await
+            .unwrap()
+        }
     };
     assert!(
         log(&w, JobPhase::Plan).await.is_empty(),
@@ -386,7 +367,7 @@ async fn phase_logs_start_with_stx_and_end_with_etx_when_the_phase_ends() {
         b"\x02Plan: 1 to add\n\x03".to_vec()
     );
     // A run discarded before its apply never opens the apply log.
-    w.core.discard_run(&w.site, run.id.as_str()).await.unwrap();
+    w.core.discard_run(&w.site, &run.id).await.unwrap();
     assert!(log(&w, JobPhase::Apply).await.is_empty());
 }
 
@@ -397,27 +378,23 @@ async fn bad_archives_are_refused_and_change_nothing() {
     let ws = w.workspace("acme", "dev", ExecutionMode::Remote).await;
     let cv = w
         .core
-        .create_configuration_version(
-            &w.site,
-            ws.id.as_str(),
-            otf_core::services::ConfigSpec::default(),
-        )
+        .create_configuration_version(&w.site, &ws.id, otf_core::services::ConfigSpec::default())
         .await
         .unwrap();
     let err = w
         .core
-        .upload_configuration(&w.site, cv.id.as_str(), b"not a tarball")
+        .upload_configuration(&w.site, &cv.id, b"not a tarball")
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Tarball(_)), "{err}");
     let after = w
         .core
-        .get_configuration_version(&w.site, cv.id.as_str())
+        .get_configuration_version(&w.site, &cv.id)
         .await
         .unwrap();
     assert_eq!(after.status, otf_core::artifacts::ConfigStatus::Pending);
     w.core
-        .upload_configuration(&w.site, cv.id.as_str(), &common::config_tarball())
+        .upload_configuration(&w.site, &cv.id, &common::config_tarball())
         .await
         .unwrap();
 }
@@ -440,7 +417,10 @@ async fn routed_wakeups_reach_long_polls_for_jobs_and_signals() {
         tokio::task::yield_now().await;
     }
     let (core, agent) = (w.core.clone(), server.id.to_string());
-    let poll = tokio::spawn(async move { core.await_allocated_jobs(&SERVER, &agent).await });
+    let poll = tokio::spawn(async move {
+        core.await_allocated_jobs(&SERVER, &agent.parse::<otf_core::ids::AgentId>().unwrap())
+            .await
+    });
     tokio::task::yield_now().await;
     let run = w.run(&ws).await;
     let jobs = tokio::time::timeout(Duration::from_secs(5), poll)
@@ -451,7 +431,7 @@ async fn routed_wakeups_reach_long_polls_for_jobs_and_signals() {
     assert_eq!(jobs.len(), 1);
     let started = w
         .core
-        .start_job(&SERVER, server.id.as_str(), jobs[0].id.as_str())
+        .start_job(&SERVER, &server.id, &jobs[0].id)
         .await
         .unwrap();
     let (core, agent, job) = (
@@ -459,9 +439,16 @@ async fn routed_wakeups_reach_long_polls_for_jobs_and_signals() {
         server.id.to_string(),
         started.job.id.to_string(),
     );
-    let signal = tokio::spawn(async move { core.await_signal(&SERVER, &agent, &job).await });
+    let signal = tokio::spawn(async move {
+        core.await_signal(
+            &SERVER,
+            &agent.parse::<otf_core::ids::AgentId>().unwrap(),
+            &job.parse::<otf_core::ids::JobId>().unwrap(),
+        )
+        .await
+    });
     tokio::task::yield_now().await;
-    w.core.cancel_run(&w.site, run.id.as_str()).await.unwrap();
+    w.core.cancel_run(&w.site, &run.id).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(5), signal)
         .await
         .unwrap()

@@ -31,12 +31,7 @@ async fn agent_world(
 }
 
 async fn agent_status(w: &World, id: &otf_core::ids::AgentId) -> AgentStatus {
-    w.core
-        .get_agent(&w.site, id.as_str())
-        .await
-        .unwrap()
-        .agent
-        .status
+    w.core.get_agent(&w.site, id).await.unwrap().agent.status
 }
 
 #[tokio::test]
@@ -46,12 +41,7 @@ async fn silent_agents_go_unknown_then_errored_then_are_purged() {
     w.advance(Duration::from_secs(2)).await;
     w.ping(&subject, &a, ReportedStatus::Idle).await;
     // The ping changed nothing: it is batched, not committed...
-    let stored = w
-        .core
-        .get_agent(&w.site, a.id.as_str())
-        .await
-        .unwrap()
-        .agent;
+    let stored = w.core.get_agent(&w.site, &a.id).await.unwrap().agent;
     assert_eq!(stored.last_ping_at, a.last_ping_at);
     // ...until the next flush (every tick).
     w.advance(Duration::from_secs(2)).await;
@@ -81,13 +71,13 @@ async fn silent_agents_go_unknown_then_errored_then_are_purged() {
     assert_eq!(agent_status(&w, &a.id).await, AgentStatus::Errored);
     let err = w
         .core
-        .ping(&subject, a.id.as_str(), ReportedStatus::Idle, None)
+        .ping(&subject, &a.id, ReportedStatus::Idle, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("register again"), "{err}");
     w.advance(Duration::from_secs(61)).await;
     assert!(matches!(
-        w.core.get_agent(&w.site, a.id.as_str()).await,
+        w.core.get_agent(&w.site, &a.id).await,
         Err(Error::NotFound { .. })
     ));
 }
@@ -100,22 +90,18 @@ async fn graceful_exit_is_final() {
     assert_eq!(agent_status(&w, &a.id).await, AgentStatus::Exited);
     assert!(matches!(
         w.core
-            .ping(&subject, a.id.as_str(), ReportedStatus::Idle, None)
+            .ping(&subject, &a.id, ReportedStatus::Idle, None)
             .await,
         Err(Error::AgentGone { .. })
     ));
-    w.core.delete_agent(&w.site, a.id.as_str()).await.unwrap();
+    w.core.delete_agent(&w.site, &a.id).await.unwrap();
 }
 
 #[tokio::test]
 async fn live_agents_cannot_be_deleted() {
     let (mut w, _, subject) = agent_world(22).await;
     let a = w.register(&subject, "a", 1).await;
-    let err = w
-        .core
-        .delete_agent(&w.site, a.id.as_str())
-        .await
-        .unwrap_err();
+    let err = w.core.delete_agent(&w.site, &a.id).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -148,7 +134,7 @@ async fn an_allocated_job_of_an_unknown_agent_goes_to_another_agent() {
     // The late agent a can no longer start it.
     let err = w
         .core
-        .start_job(&subject, a.id.as_str(), jobs[0].id.as_str())
+        .start_job(&subject, &a.id, &jobs[0].id)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
@@ -208,7 +194,7 @@ async fn a_plan_whose_agent_dies_runs_again_elsewhere_and_the_zombie_is_fenced()
     // The retry is visible in the run's plan log.
     let log = w
         .core
-        .read_log(&w.site, run.id.as_str(), JobPhase::Plan, 0, 1 << 20)
+        .read_log(&w.site, &run.id, JobPhase::Plan, 0, 1 << 20)
         .await
         .unwrap();
     let log = String::from_utf8(log).unwrap();
@@ -218,7 +204,7 @@ async fn a_plan_whose_agent_dies_runs_again_elsewhere_and_the_zombie_is_fenced()
         w.finish(&token, changes(1)).await.status,
         RunStatus::Planned
     );
-    let jobs = w.core.run_jobs(&w.site, run.id.as_str()).await.unwrap();
+    let jobs = w.core.run_jobs(&w.site, &run.id).await.unwrap();
     assert_eq!(
         jobs.iter()
             .map(|j| (j.attempt, j.status))
@@ -235,13 +221,13 @@ async fn an_apply_whose_agent_dies_errors_the_run_naming_the_agent_and_the_queue
     let next = w.run(&ws).await;
     let (_, plan) = w.start(&subject, &a).await;
     w.finish(&plan, changes(1)).await;
-    w.core.confirm_run(&w.site, run.id.as_str()).await.unwrap();
+    w.core.confirm_run(&w.site, &run.id).await.unwrap();
     w.settle().await;
     let (_, apply) = w.start(&subject, &a).await;
     // alpha exits without finishing (e.g. its token was revoked).
     w.ping(&subject, &a, ReportedStatus::Exited).await;
     w.settle().await;
-    let after = w.core.get_run(&w.site, run.id.as_str()).await.unwrap();
+    let after = w.core.get_run(&w.site, &run.id).await.unwrap();
     assert_eq!(after.status, RunStatus::Errored);
     let message = after.error.unwrap();
     assert!(
@@ -270,7 +256,7 @@ async fn plan_retries_are_bounded() {
         w.ping(&subject, &a, ReportedStatus::Exited).await;
         w.settle().await;
     }
-    let after = w.core.get_run(&w.site, run.id.as_str()).await.unwrap();
+    let after = w.core.get_run(&w.site, &run.id).await.unwrap();
     assert_eq!(after.status, RunStatus::Errored);
     assert!(after.error.unwrap().contains("already retried 2 times"));
 }
@@ -283,7 +269,7 @@ async fn dispatcher_rebuild_recovers_what_happened_while_nobody_led() {
     let (_, _zombie) = w.start(&subject, &a).await;
     // The agent exits while no dispatcher listens (events are dropped).
     w.core
-        .ping(&subject, a.id.as_str(), ReportedStatus::Exited, None)
+        .ping(&subject, &a.id, ReportedStatus::Exited, None)
         .await
         .unwrap();
     while w.sub.try_recv().is_some() {}
@@ -306,7 +292,7 @@ async fn reassigning_a_workspace_routes_its_next_jobs_to_the_new_pool() {
     w.core
         .update_workspace(
             &w.site,
-            ws.id.as_str(),
+            &ws.id,
             WorkspaceUpdate {
                 execution_mode: Some(ExecutionMode::Remote),
                 ..Default::default()
@@ -329,7 +315,7 @@ async fn reassigning_a_workspace_routes_its_next_jobs_to_the_new_pool() {
     .await;
     let idle = tokio::time::timeout(
         Duration::from_millis(20),
-        w.core.await_allocated_jobs(&subject, a.id.as_str()),
+        w.core.await_allocated_jobs(&subject, &a.id),
     )
     .await;
     assert!(idle.is_err());

@@ -150,7 +150,7 @@ impl Model {
         let r = self
             .w
             .core
-            .update_workspace(&self.w.site, ws.id.as_str(), update)
+            .update_workspace(&self.w.site, &ws.id, update)
             .await;
         tolerated(r);
     }
@@ -172,10 +172,7 @@ impl Model {
                     .w
                     .pool(ORGS[o], &format!("pool{}", self.pools.len()))
                     .await;
-                let (_, secret) = core
-                    .create_agent_token(&site, pool.id.as_str(), "t")
-                    .await
-                    .unwrap();
+                let (_, secret) = core.create_agent_token(&site, &pool.id, "t").await.unwrap();
                 let subject = core.authenticate(secret.expose()).await.unwrap();
                 let token_id = match &subject {
                     Subject::AgentToken { token, .. } => token.to_string(),
@@ -190,9 +187,19 @@ impl Model {
                 let pool = self.pool(p).unwrap().1.id.to_string();
                 let ws = self.ws(w).unwrap().id.to_string();
                 let r = if matches!(op, Op::Grant(..)) {
-                    core.grant_workspace(&site, &pool, &ws).await
+                    core.grant_workspace(
+                        &site,
+                        &pool.parse::<otf_core::ids::PoolId>().unwrap(),
+                        &ws.parse::<otf_core::ids::WorkspaceId>().unwrap(),
+                    )
+                    .await
                 } else {
-                    core.revoke_workspace(&site, &pool, &ws).await
+                    core.revoke_workspace(
+                        &site,
+                        &pool.parse::<otf_core::ids::PoolId>().unwrap(),
+                        &ws.parse::<otf_core::ids::WorkspaceId>().unwrap(),
+                    )
+                    .await
                 };
                 tolerated(r);
             }
@@ -201,7 +208,7 @@ impl Model {
                 tolerated(
                     core.update_pool(
                         &site,
-                        &pool,
+                        &pool.parse::<otf_core::ids::PoolId>().unwrap(),
                         PoolUpdate {
                             organization_scoped: Some(scoped),
                             ..Default::default()
@@ -255,7 +262,7 @@ impl Model {
                     Op::Ping(_, true) => ReportedStatus::Busy,
                     _ => ReportedStatus::Idle,
                 };
-                tolerated(core.ping(&subject, id.as_str(), status, None).await);
+                tolerated(core.ping(&subject, &id, status, None).await);
             }
             Op::Crash(a) if !self.agents.is_empty() => {
                 let id = self.agents[a % self.agents.len()].0.clone();
@@ -267,9 +274,7 @@ impl Model {
                     self.w.clock.advance(Duration::from_secs(1));
                     for (id, subject) in &self.agents {
                         if !self.crashed.contains(id) {
-                            let _ = core
-                                .ping(subject, id.as_str(), ReportedStatus::Idle, None)
-                                .await;
+                            let _ = core.ping(subject, id, ReportedStatus::Idle, None).await;
                         }
                     }
                     self.w.dispatcher.tick().await.unwrap();
@@ -300,17 +305,16 @@ impl Model {
                     if self.crashed.contains(&id) {
                         continue;
                     }
-                    let fut = core.await_allocated_jobs(&subject, id.as_str());
+                    let fut = core.await_allocated_jobs(&subject, &id);
                     let Ok(Some(jobs)) = tokio::time::timeout(Duration::from_millis(1), fut)
                         .await
                         .map(tolerated)
                     else {
                         continue;
                     };
-                    if let Some(started) = tolerated(
-                        core.start_job(&subject, id.as_str(), jobs[0].id.as_str())
-                            .await,
-                    ) {
+                    if let Some(started) =
+                        tolerated(core.start_job(&subject, &id, &jobs[0].id).await)
+                    {
                         let secret = started.token.expose().to_string();
                         let job_subject = core.authenticate(&secret).await.unwrap();
                         self.tokens.push((started.job.id, secret, job_subject));
@@ -365,24 +369,46 @@ impl Model {
                     // Prefer a run that can be confirmed.
                     for k in 0..self.runs.len() {
                         let id = self.run(r + k).unwrap();
-                        if core.get_run(&site, &id).await.unwrap().is_confirmable() {
+                        if core
+                            .get_run(&site, &id.parse::<otf_core::ids::RunId>().unwrap())
+                            .await
+                            .unwrap()
+                            .is_confirmable()
+                        {
                             run = id;
                             break;
                         }
                     }
                 }
                 let res = match op {
-                    Op::Cancel(_) => core.cancel_run(&site, &run).await,
-                    Op::ForceCancel(_) => core.force_cancel_run(&site, &run).await,
-                    Op::Confirm(_) => core.confirm_run(&site, &run).await,
-                    _ => core.discard_run(&site, &run).await,
+                    Op::Cancel(_) => {
+                        core.cancel_run(&site, &run.parse::<otf_core::ids::RunId>().unwrap())
+                            .await
+                    }
+                    Op::ForceCancel(_) => {
+                        core.force_cancel_run(&site, &run.parse::<otf_core::ids::RunId>().unwrap())
+                            .await
+                    }
+                    Op::Confirm(_) => {
+                        core.confirm_run(&site, &run.parse::<otf_core::ids::RunId>().unwrap())
+                            .await
+                    }
+                    _ => {
+                        core.discard_run(&site, &run.parse::<otf_core::ids::RunId>().unwrap())
+                            .await
+                    }
                 };
                 tolerated(res);
             }
             Op::RevokeToken(p) if self.pool(p).is_some() => {
                 let k = self.pool(p).unwrap().0;
                 if let Some((token, _)) = self.pool_tokens[k].take() {
-                    core.delete_agent_token(&site, &token).await.unwrap();
+                    core.delete_agent_token(
+                        &site,
+                        &token.parse::<otf_core::ids::AgentTokenId>().unwrap(),
+                    )
+                    .await
+                    .unwrap();
                 }
             }
             _ => {}
@@ -562,7 +588,7 @@ proptest! {
             if std::env::var("OTF_PROP_STATS").is_ok() {
                 let mut statuses = std::collections::BTreeMap::new();
                 for r in &m.runs {
-                    let s = m.w.core.get_run(&m.w.site, r).await.unwrap().status;
+                    let s = m.w.core.get_run(&m.w.site, &r.parse::<otf_core::ids::RunId>().unwrap()).await.unwrap().status;
                     *statuses.entry(s.as_str()).or_insert(0) += 1;
                 }
                 eprintln!("STATS agents={} tokens={} runs={statuses:?}", m.agents.len(), m.tokens.len());

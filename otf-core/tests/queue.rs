@@ -25,7 +25,14 @@ async fn queue_shows_the_agent_of_each_job_and_why_others_wait() {
 
     // No agent in the pool yet.
     w.run(&dev).await;
-    let queue = w.core.list_queue(&w.site, "acme").await.unwrap();
+    let queue = w
+        .core
+        .list_queue(
+            &w.site,
+            &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(queue.len(), 1);
     assert_eq!(queue[0].job.phase, JobPhase::Plan);
     assert_eq!(queue[0].job.status, JobStatus::Unallocated);
@@ -36,7 +43,14 @@ async fn queue_shows_the_agent_of_each_job_and_why_others_wait() {
     w.register(&subject, "agent-a", 1).await;
     w.advance(Duration::from_secs(1)).await;
     w.run(&prod).await;
-    let queue = w.core.list_queue(&w.site, "acme").await.unwrap();
+    let queue = w
+        .core
+        .list_queue(
+            &w.site,
+            &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(queue.len(), 2);
     assert_eq!(queue[0].job.workspace, dev.id);
     assert_eq!(queue[0].job.status, JobStatus::Allocated);
@@ -48,12 +62,20 @@ async fn queue_shows_the_agent_of_each_job_and_why_others_wait() {
     // Other organizations see none of it.
     assert!(w
         .core
-        .list_queue(&w.site, "other")
+        .list_queue(
+            &w.site,
+            &"other".parse::<otf_core::ids::OrganizationName>().unwrap()
+        )
         .await
         .unwrap()
         .is_empty());
     assert!(matches!(
-        w.core.list_queue(&w.site, "nope").await,
+        w.core
+            .list_queue(
+                &w.site,
+                &"nope".parse::<otf_core::ids::OrganizationName>().unwrap()
+            )
+            .await,
         Err(Error::NotFound { .. })
     ));
 }
@@ -71,14 +93,21 @@ async fn a_selector_no_agent_matches_says_so_and_fixing_it_lets_the_run_go() {
         ..Default::default()
     };
     w.core
-        .update_workspace(&w.site, ws.id.as_str(), set_selector("region=eu"))
+        .update_workspace(&w.site, &ws.id, set_selector("region=eu"))
         .await
         .unwrap();
     let (subject, _) = w.agent_subject(&pool).await;
     w.register_labelled(&subject, "us-1", 1, "region=us").await;
-    let ws = w.core.get_workspace(&w.site, ws.id.as_str()).await.unwrap();
+    let ws = w.core.get_workspace(&w.site, &ws.id).await.unwrap();
     w.run(&ws).await;
-    let queue = w.core.list_queue(&w.site, "acme").await.unwrap();
+    let queue = w
+        .core
+        .list_queue(
+            &w.site,
+            &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(queue[0].job.status, JobStatus::Unallocated);
     assert_eq!(queue[0].wait, Some(WaitReason::NoMatchingAgent));
     assert_eq!(
@@ -87,11 +116,18 @@ async fn a_selector_no_agent_matches_says_so_and_fixing_it_lets_the_run_go() {
     );
     // The selector is fixed: the waiting job follows it and is allocated.
     w.core
-        .update_workspace(&w.site, ws.id.as_str(), set_selector("region=us"))
+        .update_workspace(&w.site, &ws.id, set_selector("region=us"))
         .await
         .unwrap();
     w.settle().await;
-    let queue = w.core.list_queue(&w.site, "acme").await.unwrap();
+    let queue = w
+        .core
+        .list_queue(
+            &w.site,
+            &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(queue[0].job.status, JobStatus::Allocated);
     assert_eq!(queue[0].agent_name.as_deref(), Some("us-1"));
 }

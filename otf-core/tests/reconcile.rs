@@ -45,7 +45,7 @@ async fn report(
         ReportedStatus::Busy
     };
     w.core
-        .ping(subject, agent.id.as_str(), status, Some(running))
+        .ping(subject, &agent.id, status, Some(running))
         .await
         .expect("ping")
         .cancel
@@ -54,7 +54,7 @@ async fn report(
 /// The job as stored now.
 async fn stored(w: &World, run: &otf_core::ids::RunId, id: &JobId) -> otf_core::job::Job {
     w.core
-        .run_jobs(&w.site, run.as_str())
+        .run_jobs(&w.site, run)
         .await
         .unwrap()
         .into_iter()
@@ -65,7 +65,7 @@ async fn stored(w: &World, run: &otf_core::ids::RunId, id: &JobId) -> otf_core::
 async fn plan_log(w: &World, run: &otf_core::run::Run) -> String {
     let log = w
         .core
-        .read_log(&w.site, run.id.as_str(), JobPhase::Plan, 0, 1 << 20)
+        .read_log(&w.site, &run.id, JobPhase::Plan, 0, 1 << 20)
         .await
         .unwrap();
     String::from_utf8(log).unwrap()
@@ -91,11 +91,7 @@ async fn a_job_its_agent_never_starts_is_allocated_again_after_the_lease() {
     let again = w.allocated(&subject, &b).await;
     assert_eq!(again[0].id, job.id, "the same job, allocated to b");
     // a's late start is refused: the job is no longer its own.
-    assert!(w
-        .core
-        .start_job(&subject, a.id.as_str(), job.id.as_str())
-        .await
-        .is_err());
+    assert!(w.core.start_job(&subject, &a.id, &job.id).await.is_err());
 }
 
 #[tokio::test]
@@ -142,15 +138,12 @@ async fn an_agent_still_running_a_job_otfd_ended_is_told_to_cancel_it() {
             .is_empty()
     );
     w.core
-        .force_cancel_run(&w.site, run.id.as_str())
+        .force_cancel_run(&w.site, &run.id)
         .await
         .expect_err("force-cancel needs a cancel first");
-    w.core.cancel_run(&w.site, run.id.as_str()).await.unwrap();
+    w.core.cancel_run(&w.site, &run.id).await.unwrap();
     w.advance(Duration::from_secs(10)).await;
-    w.core
-        .force_cancel_run(&w.site, run.id.as_str())
-        .await
-        .unwrap();
+    w.core.force_cancel_run(&w.site, &run.id).await.unwrap();
     w.settle().await;
     let stranger: JobId = "job-00000000000000ff".parse().unwrap();
     let cancel = report(
@@ -169,12 +162,12 @@ async fn a_cancel_carries_over_a_lost_plan_instead_of_a_retry() {
     let a = w.register(&subject, "a", 1).await;
     let run = w.run(&ws).await;
     let (started, _) = w.start(&subject, &a).await;
-    w.core.cancel_run(&w.site, run.id.as_str()).await.unwrap();
+    w.core.cancel_run(&w.site, &run.id).await.unwrap();
     w.advance(Duration::from_secs(1)).await;
     report(&w, &subject, &a, &[]).await;
     w.settle().await;
     assert_eq!(w.status(&run).await, RunStatus::Canceled);
-    let jobs = w.core.run_jobs(&w.site, run.id.as_str()).await.unwrap();
+    let jobs = w.core.run_jobs(&w.site, &run.id).await.unwrap();
     assert_eq!(
         jobs.iter()
             .map(|j| (j.id.clone(), j.status))
@@ -232,7 +225,7 @@ async fn applying(
     let run = w.run(ws).await;
     let (_, plan) = w.start(subject, agent).await;
     w.finish(&plan, changes(1)).await;
-    w.core.confirm_run(&w.site, run.id.as_str()).await.unwrap();
+    w.core.confirm_run(&w.site, &run.id).await.unwrap();
     w.settle().await;
     let (started, _) = w.start(subject, agent).await;
     (run, started)
@@ -289,20 +282,20 @@ async fn a_given_up_apply_delivers_its_state_late_once_and_never_over_a_newer_on
     assert!(err.to_string().contains("not newer"), "{err}");
     let current = w
         .core
-        .current_state_version(&w.site, ws.id.as_str())
+        .current_state_version(&w.site, &ws.id)
         .await
         .unwrap()
         .expect("a current state");
     assert_eq!((current.serial, current.id.clone()), (3, sv.id));
     // Each run's error says what became of its state.
-    let second = w.core.get_run(&w.site, second.id.as_str()).await.unwrap();
+    let second = w.core.get_run(&w.site, &second.id).await.unwrap();
     let error = second.error.unwrap_or_default();
     assert!(
         error.contains("no longer runs this apply")
             && error.contains(&format!("recorded as state version {}", current.id)),
         "{error}"
     );
-    let first = w.core.get_run(&w.site, first.id.as_str()).await.unwrap();
+    let first = w.core.get_run(&w.site, &first.id).await.unwrap();
     let error = first.error.unwrap_or_default();
     assert!(
         error.contains("not newer") && error.contains("the runner keeps it"),

@@ -15,11 +15,17 @@ async fn local_mode_state_round_trip_with_lock_and_conflicts() {
     let ws = w.workspace("acme", "laptop", ExecutionMode::Local).await;
     let id = ws.id.as_str();
     assert_eq!(
-        w.core.current_state_version(&w.site, id).await.unwrap(),
+        w.core
+            .current_state_version(&w.site, &id.parse::<otf_core::ids::WorkspaceId>().unwrap())
+            .await
+            .unwrap(),
         None
     );
     let state = br#"{"version":4,"serial":0,"lineage":"abc","outputs":{}}"#.to_vec();
-    w.core.lock_workspace(&w.site, id).await.unwrap();
+    w.core
+        .lock_workspace(&w.site, &id.parse::<otf_core::ids::WorkspaceId>().unwrap())
+        .await
+        .unwrap();
     let spec = StateSpec {
         serial: 0,
         lineage: "abc".into(),
@@ -29,20 +35,21 @@ async fn local_mode_state_round_trip_with_lock_and_conflicts() {
     };
     let sv = w
         .core
-        .create_state_version(&w.site, id, spec.clone())
+        .create_state_version(
+            &w.site,
+            &id.parse::<otf_core::ids::WorkspaceId>().unwrap(),
+            spec.clone(),
+        )
         .await
         .unwrap();
     assert_eq!(
-        w.core.current_state_version(&w.site, id).await.unwrap(),
-        Some(sv.clone())
-    );
-    assert_eq!(
         w.core
-            .download_state(&w.site, sv.id.as_str())
+            .current_state_version(&w.site, &id.parse::<otf_core::ids::WorkspaceId>().unwrap())
             .await
             .unwrap(),
-        state
+        Some(sv.clone())
     );
+    assert_eq!(w.core.download_state(&w.site, &sv.id).await.unwrap(), state);
     // A wrong md5 changes nothing.
     let bad = StateSpec {
         md5: Some("0".repeat(32)),
@@ -50,7 +57,13 @@ async fn local_mode_state_round_trip_with_lock_and_conflicts() {
         ..spec.clone()
     };
     assert!(matches!(
-        w.core.create_state_version(&w.site, id, bad).await,
+        w.core
+            .create_state_version(
+                &w.site,
+                &id.parse::<otf_core::ids::WorkspaceId>().unwrap(),
+                bad
+            )
+            .await,
         Err(Error::Invalid { field: "md5", .. })
     ));
     // Another lineage, or going back in serial, needs force.
@@ -61,14 +74,18 @@ async fn local_mode_state_round_trip_with_lock_and_conflicts() {
     };
     assert!(matches!(
         w.core
-            .create_state_version(&w.site, id, other.clone())
+            .create_state_version(
+                &w.site,
+                &id.parse::<otf_core::ids::WorkspaceId>().unwrap(),
+                other.clone()
+            )
             .await,
         Err(Error::StateConflict { .. })
     ));
     w.core
         .create_state_version(
             &w.site,
-            id,
+            &id.parse::<otf_core::ids::WorkspaceId>().unwrap(),
             StateSpec {
                 force: true,
                 ..other
@@ -77,19 +94,31 @@ async fn local_mode_state_round_trip_with_lock_and_conflicts() {
         .await
         .unwrap();
     assert_eq!(
-        w.core.list_state_versions(&w.site, id).await.unwrap().len(),
+        w.core
+            .list_state_versions(&w.site, &id.parse::<otf_core::ids::WorkspaceId>().unwrap())
+            .await
+            .unwrap()
+            .len(),
         2
     );
     // Someone else holding the lock may not write.
     let (_, secret) = w
         .core
-        .create_org_token(&w.site, "acme", "ci")
+        .create_org_token(
+            &w.site,
+            &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
+            "ci",
+        )
         .await
         .unwrap();
     let ci = w.core.authenticate(secret.expose()).await.unwrap();
     let err = w
         .core
-        .create_state_version(&ci, id, StateSpec { serial: 5, ..spec })
+        .create_state_version(
+            &ci,
+            &id.parse::<otf_core::ids::WorkspaceId>().unwrap(),
+            StateSpec { serial: 5, ..spec },
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("locked by site-admin"), "{err}");
@@ -103,7 +132,7 @@ async fn variables_validate_keys_and_keep_sensitive_values_write_only() {
         .core
         .create_workspace(
             &w.site,
-            "acme",
+            &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
             WorkspaceSpec {
                 name: "dev".into(),
                 ..Default::default()
@@ -123,7 +152,7 @@ async fn variables_validate_keys_and_keep_sensitive_values_write_only() {
         .core
         .create_variable(
             &w.site,
-            id,
+            &id.parse::<otf_core::ids::WorkspaceId>().unwrap(),
             spec("token", VariableCategory::Terraform, true),
         )
         .await
@@ -132,7 +161,7 @@ async fn variables_validate_keys_and_keep_sensitive_values_write_only() {
     w.core
         .create_variable(
             &w.site,
-            id,
+            &id.parse::<otf_core::ids::WorkspaceId>().unwrap(),
             spec("AWS_REGION", VariableCategory::Env, false),
         )
         .await
@@ -141,7 +170,7 @@ async fn variables_validate_keys_and_keep_sensitive_values_write_only() {
         .core
         .create_variable(
             &w.site,
-            id,
+            &id.parse::<otf_core::ids::WorkspaceId>().unwrap(),
             spec("token", VariableCategory::Terraform, false),
         )
         .await
@@ -149,11 +178,19 @@ async fn variables_validate_keys_and_keep_sensitive_values_write_only() {
     assert!(matches!(err, Error::AlreadyExists { .. }));
     let err = w
         .core
-        .create_variable(&w.site, id, spec("1bad", VariableCategory::Env, false))
+        .create_variable(
+            &w.site,
+            &id.parse::<otf_core::ids::WorkspaceId>().unwrap(),
+            spec("1bad", VariableCategory::Env, false),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Invalid { field: "key", .. }), "{err}");
-    let list = w.core.list_variables(&w.site, id).await.unwrap();
+    let list = w
+        .core
+        .list_variables(&w.site, &id.parse::<otf_core::ids::WorkspaceId>().unwrap())
+        .await
+        .unwrap();
     assert_eq!(
         list.iter()
             .map(|v| (v.key.as_str(), v.value.as_str()))
@@ -164,7 +201,7 @@ async fn variables_validate_keys_and_keep_sensitive_values_write_only() {
         .core
         .update_variable(
             &w.site,
-            token.id.as_str(),
+            &token.id,
             VariableSpec {
                 sensitive: Some(false),
                 ..Default::default()
@@ -173,11 +210,15 @@ async fn variables_validate_keys_and_keep_sensitive_values_write_only() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("cannot be made non-sensitive"));
-    w.core
-        .delete_variable(&w.site, token.id.as_str())
-        .await
-        .unwrap();
-    assert_eq!(w.core.list_variables(&w.site, id).await.unwrap().len(), 1);
+    w.core.delete_variable(&w.site, &token.id).await.unwrap();
+    assert_eq!(
+        w.core
+            .list_variables(&w.site, &id.parse::<otf_core::ids::WorkspaceId>().unwrap())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -196,7 +237,7 @@ async fn workspace_versions_and_directories_are_validated() {
             .core
             .create_workspace(
                 &w.site,
-                "acme",
+                &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
                 WorkspaceSpec {
                     name: format!("w{}", v.len()),
                     terraform_version: Some(v.into()),
@@ -206,10 +247,7 @@ async fn workspace_versions_and_directories_are_validated() {
             .await;
         assert_eq!(r.is_ok(), ok, "{v}: {r:?}");
         if let Ok(ws) = r {
-            w.core
-                .delete_workspace(&w.site, ws.id.as_str())
-                .await
-                .unwrap();
+            w.core.delete_workspace(&w.site, &ws.id).await.unwrap();
         }
     }
     for d in ["/etc", "../up", "a/../../b"] {
@@ -217,7 +255,7 @@ async fn workspace_versions_and_directories_are_validated() {
             .core
             .create_workspace(
                 &w.site,
-                "acme",
+                &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
                 WorkspaceSpec {
                     name: "d".into(),
                     working_directory: Some(d.into()),

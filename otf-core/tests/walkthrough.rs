@@ -25,7 +25,7 @@ async fn walkthrough_run_executes_on_an_agent_of_the_assigned_pool() {
         .core
         .update_workspace(
             &w.site,
-            ws.id.as_str(),
+            &ws.id,
             WorkspaceUpdate {
                 execution_mode: Some(ExecutionMode::Agent(pool.id.clone())),
                 ..Default::default()
@@ -33,11 +33,7 @@ async fn walkthrough_run_executes_on_an_agent_of_the_assigned_pool() {
         )
         .await
         .unwrap();
-    let assigned = w
-        .core
-        .pool_workspaces(&w.site, pool.id.as_str())
-        .await
-        .unwrap();
+    let assigned = w.core.pool_workspaces(&w.site, &pool.id).await.unwrap();
     assert_eq!(
         assigned.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
         ["dev"]
@@ -46,7 +42,7 @@ async fn walkthrough_run_executes_on_an_agent_of_the_assigned_pool() {
     let (agent_subject, _) = w.agent_subject(&pool).await;
     let agent = w.register(&agent_subject, "agent-a", 2).await;
     assert_eq!(agent.pool.as_ref(), Some(&pool.id));
-    let listed = w.core.list_agents(&w.site, pool.id.as_str()).await.unwrap();
+    let listed = w.core.list_agents(&w.site, &pool.id).await.unwrap();
     assert_eq!(
         (listed.len(), listed[0].agent.status),
         (1, AgentStatus::Idle)
@@ -64,7 +60,7 @@ async fn walkthrough_run_executes_on_an_agent_of_the_assigned_pool() {
     assert_eq!(after_plan.status, RunStatus::Planned);
     assert!(after_plan.is_confirmable() && after_plan.has_changes);
 
-    w.core.confirm_run(&w.site, run.id.as_str()).await.unwrap();
+    w.core.confirm_run(&w.site, &run.id).await.unwrap();
     w.settle().await;
     let (apply, apply_token) = w.start(&agent_subject, &agent).await;
     assert_eq!(apply.job.phase, JobPhase::Apply);
@@ -73,7 +69,7 @@ async fn walkthrough_run_executes_on_an_agent_of_the_assigned_pool() {
     assert_eq!(done.apply.counts.additions, 1);
 
     // The workspace is free again, the job tokens are dead.
-    let ws = w.core.get_workspace(&w.site, ws.id.as_str()).await.unwrap();
+    let ws = w.core.get_workspace(&w.site, &ws.id).await.unwrap();
     assert_eq!(ws.lock, None);
     assert_eq!(ws.current_run, Some(run.id.clone()));
     assert!(matches!(
@@ -84,7 +80,7 @@ async fn walkthrough_run_executes_on_an_agent_of_the_assigned_pool() {
         w.core.authenticate(plan.token.expose()).await,
         Err(Error::Unauthorized)
     ));
-    let jobs = w.core.run_jobs(&w.site, run.id.as_str()).await.unwrap();
+    let jobs = w.core.run_jobs(&w.site, &run.id).await.unwrap();
     assert!(jobs.iter().all(|j| j.status == JobStatus::Finished));
 }
 
@@ -108,14 +104,13 @@ async fn remote_workspaces_run_on_the_server_runner_only() {
     // The pool agent never sees it; an agent token cannot reach server jobs.
     let err = w
         .core
-        .start_job(&agent_subject, server.id.as_str(), started.job.id.as_str())
+        .start_job(&agent_subject, &server.id, &started.job.id)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     let pending = tokio::time::timeout(
         std::time::Duration::from_millis(50),
-        w.core
-            .await_allocated_jobs(&agent_subject, agent.id.as_str()),
+        w.core.await_allocated_jobs(&agent_subject, &agent.id),
     )
     .await;
     assert!(pending.is_err(), "the pool agent has nothing to do");
@@ -159,7 +154,7 @@ async fn restricted_pools_take_only_granted_workspaces() {
         .core
         .update_pool(
             &w.site,
-            pool.id.as_str(),
+            &pool.id,
             PoolUpdate {
                 organization_scoped: Some(false),
                 allowed_workspaces: Some(vec![dev.id.clone()]),
@@ -177,7 +172,7 @@ async fn restricted_pools_take_only_granted_workspaces() {
         async move {
             core.update_workspace(
                 &site,
-                &id,
+                &id.parse::<otf_core::ids::WorkspaceId>().unwrap(),
                 WorkspaceUpdate {
                     execution_mode: Some(mode),
                     ..Default::default()
@@ -200,7 +195,7 @@ async fn restricted_pools_take_only_granted_workspaces() {
     // Both granted and assigned now; revoking the grant is refused by name.
     let err = w
         .core
-        .revoke_workspace(&w.site, pool.id.as_str(), dev.id.as_str())
+        .revoke_workspace(&w.site, &pool.id, &dev.id)
         .await
         .unwrap_err();
     assert!(
@@ -212,7 +207,7 @@ async fn restricted_pools_take_only_granted_workspaces() {
         .core
         .update_pool(
             &w.site,
-            pool.id.as_str(),
+            &pool.id,
             PoolUpdate {
                 allowed_workspaces: Some(vec![]),
                 ..Default::default()
@@ -227,14 +222,14 @@ async fn restricted_pools_take_only_granted_workspaces() {
     // Granting prod works and is saved.
     let pool = w
         .core
-        .grant_workspace(&w.site, pool.id.as_str(), prod.id.as_str())
+        .grant_workspace(&w.site, &pool.id, &prod.id)
         .await
         .unwrap();
     assert!(pool.allowed_workspaces.contains(&prod.id));
     // A foreign workspace cannot even be granted.
     let err = w
         .core
-        .grant_workspace(&w.site, pool.id.as_str(), foreign.id.as_str())
+        .grant_workspace(&w.site, &pool.id, &foreign.id)
         .await
         .unwrap_err();
     assert!(matches!(
@@ -242,11 +237,7 @@ async fn restricted_pools_take_only_granted_workspaces() {
         Error::Pool(PoolError::CrossOrganization { .. })
     ));
     // Deleting the pool is refused while dev is assigned, naming it.
-    let err = w
-        .core
-        .delete_pool(&w.site, pool.id.as_str())
-        .await
-        .unwrap_err();
+    let err = w.core.delete_pool(&w.site, &pool.id).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         "agent pool private is still used by workspaces: dev; change their execution mode before deleting the pool"
@@ -254,7 +245,7 @@ async fn restricted_pools_take_only_granted_workspaces() {
     w.core
         .update_workspace(
             &w.site,
-            dev.id.as_str(),
+            &dev.id,
             WorkspaceUpdate {
                 execution_mode: Some(ExecutionMode::Remote),
                 ..Default::default()
@@ -262,9 +253,9 @@ async fn restricted_pools_take_only_granted_workspaces() {
         )
         .await
         .unwrap();
-    w.core.delete_pool(&w.site, pool.id.as_str()).await.unwrap();
+    w.core.delete_pool(&w.site, &pool.id).await.unwrap();
     assert!(matches!(
-        w.core.get_pool(&w.site, pool.id.as_str()).await,
+        w.core.get_pool(&w.site, &pool.id).await,
         Err(Error::NotFound { .. })
     ));
 }
@@ -276,16 +267,12 @@ async fn token_secrets_are_shown_once_and_revocation_shuts_agents_out() {
     let pool = w.pool("acme", "p").await;
     let err = w
         .core
-        .create_agent_token(&w.site, pool.id.as_str(), "")
+        .create_agent_token(&w.site, &pool.id, "")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("needs a description"), "{err}");
     let (subject, secret) = w.agent_subject(&pool).await;
-    let tokens = w
-        .core
-        .list_agent_tokens(&w.site, pool.id.as_str())
-        .await
-        .unwrap();
+    let tokens = w.core.list_agent_tokens(&w.site, &pool.id).await.unwrap();
     assert_eq!(tokens.len(), 1);
     assert!(
         !format!("{tokens:?}").contains(&secret[secret.len() - 64..]),
@@ -293,7 +280,7 @@ async fn token_secrets_are_shown_once_and_revocation_shuts_agents_out() {
     );
     let agent = w.register(&subject, "a", 1).await;
     w.core
-        .delete_agent_token(&w.site, tokens[0].id.as_str())
+        .delete_agent_token(&w.site, &tokens[0].id)
         .await
         .unwrap();
     w.settle().await;
@@ -301,12 +288,12 @@ async fn token_secrets_are_shown_once_and_revocation_shuts_agents_out() {
         w.core.authenticate(&secret).await,
         Err(Error::Unauthorized)
     ));
-    let view = w.core.get_agent(&w.site, agent.id.as_str()).await.unwrap();
+    let view = w.core.get_agent(&w.site, &agent.id).await.unwrap();
     assert_eq!(view.agent.status, AgentStatus::Exited);
     // Even a request that slipped past authentication finds the agent gone.
     let err = w
         .core
-        .ping(&subject, agent.id.as_str(), ReportedStatus::Idle, None)
+        .ping(&subject, &agent.id, ReportedStatus::Idle, None)
         .await
         .unwrap_err();
     assert!(
@@ -329,25 +316,18 @@ async fn workspace_lock_holds_runs_until_unlocked() {
     let server = w
         .register(&otf_core::auth::Subject::ServerRunner, "server", 5)
         .await;
-    w.core
-        .lock_workspace(&w.site, ws.id.as_str())
-        .await
-        .unwrap();
+    w.core.lock_workspace(&w.site, &ws.id).await.unwrap();
     let run = w.run(&ws).await;
     assert_eq!(
         run.status,
         RunStatus::Pending,
         "a manually locked workspace holds runs"
     );
-    let err = w
-        .core
-        .lock_workspace(&w.site, ws.id.as_str())
-        .await
-        .unwrap_err();
+    let err = w.core.lock_workspace(&w.site, &ws.id).await.unwrap_err();
     assert!(err.to_string().contains("already locked"), "{err}");
     let ws = w
         .core
-        .unlock_workspace(&w.site, ws.id.as_str(), false)
+        .unlock_workspace(&w.site, &ws.id, false)
         .await
         .unwrap();
     w.settle().await;
@@ -360,7 +340,7 @@ async fn workspace_lock_holds_runs_until_unlocked() {
     // A run's lock cannot be forced open.
     assert!(w
         .core
-        .unlock_workspace(&w.site, ws.id.as_str(), true)
+        .unlock_workspace(&w.site, &ws.id, true)
         .await
         .is_err());
 }

@@ -7,6 +7,7 @@ use otf_agent::protocol::*;
 use otf_core::agent::ReportedStatus;
 use otf_core::artifacts::ArtifactKind;
 use otf_core::auth::Subject;
+use otf_core::ids::AgentId;
 use otf_core::services::RegisterAgent;
 use otf_core::store::Store;
 
@@ -25,12 +26,14 @@ fn ok<T: serde::Serialize>(v: &T) -> Result<Resp, ApiError> {
     Ok(response::json(StatusCode::OK, v))
 }
 
-fn agent_id(req: &Req) -> Result<&str, ApiError> {
-    req.header(AGENT_ID_HEADER).ok_or_else(|| {
+/// The calling agent, from its header (parsed once, here).
+fn agent_id(req: &Req) -> Result<AgentId, ApiError> {
+    let id = req.header(AGENT_ID_HEADER).ok_or_else(|| {
         ApiError::bad_request(format!(
             "the `{AGENT_ID_HEADER}` header is required: register first"
         ))
-    })
+    })?;
+    Ok(id.parse()?)
 }
 
 pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<Resp, ApiError> {
@@ -80,7 +83,7 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
                 .transpose()
                 .map_err(|e| ApiError::unprocessable(format!("jobs: {e}")))?;
             let answer = core
-                .ping(&subject, agent_id(req)?, status, jobs.as_deref())
+                .ping(&subject, &agent_id(req)?, status, jobs.as_deref())
                 .await?;
             ok(&StatusResponse {
                 status: answer.status.to_string(),
@@ -109,7 +112,8 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
             ok(&QueueResponse::of(pool.as_str(), &q))
         }
         (Route::AgentJobs, &Method::GET) => {
-            let wait = core.await_allocated_jobs(&subject, agent_id(req)?);
+            let agent = agent_id(req)?;
+            let wait = core.await_allocated_jobs(&subject, &agent);
             let jobs = match tokio::time::timeout(app.long_poll, wait).await {
                 Ok(jobs) => jobs?,
                 Err(_) => Vec::new(),
@@ -120,12 +124,13 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
         }
         (Route::AgentJobStart, &Method::POST) => {
             let started = core
-                .start_job(&subject, agent_id(req)?, req.param("job"))
+                .start_job(&subject, &agent_id(req)?, &req.param("job").parse()?)
                 .await?;
             ok(&StartResponse::from(&started))
         }
         (Route::AgentJobSignal, &Method::GET) => {
-            let wait = core.await_signal(&subject, agent_id(req)?, req.param("job"));
+            let (agent, job) = (agent_id(req)?, req.param("job").parse()?);
+            let wait = core.await_signal(&subject, &agent, &job);
             let signal = match tokio::time::timeout(app.long_poll, wait).await {
                 Ok(s) => s?,
                 Err(_) => None,

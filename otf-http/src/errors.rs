@@ -91,6 +91,20 @@ impl From<Error> for ApiError {
     }
 }
 
+/// An id or name from a request that does not parse: the same answer as
+/// the core gives for one (adapters parse at their edge).
+impl From<otf_core::ids::InvalidId> for ApiError {
+    fn from(e: otf_core::ids::InvalidId) -> Self {
+        Error::from(e).into()
+    }
+}
+
+impl From<otf_core::ids::InvalidName> for ApiError {
+    fn from(e: otf_core::ids::InvalidName) -> Self {
+        Error::from(e).into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

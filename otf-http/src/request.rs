@@ -77,6 +77,12 @@ impl Req {
             .unwrap_or("")
     }
 
+    /// The `{org}` path parameter: an organization name that does not
+    /// parse names no organization (404), as the core would say.
+    pub fn org(&self) -> Result<otf_core::ids::OrganizationName, ApiError> {
+        Ok(otf_core::services::parse_org(self.param("org"))?)
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

@@ -98,6 +98,62 @@ fn the_ssh_server_reaches_otfd_only_through_the_tui_and_the_core() {
     assert_none_of("otf-tui", &["otf-ssh", "otf-http", "russh"]);
 }
 
+/// The parameters of every `fn` signature in `text`, as `name: type`.
+fn signature_params(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("fn ") {
+        rest = &rest[i + 3..];
+        let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) else {
+            break;
+        };
+        if open < close {
+            out.extend(
+                rest[open + 1..close]
+                    .split(',')
+                    .map(|p| p.trim().to_string()),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn the_core_services_and_the_agent_transport_take_typed_ids() {
+    // Adapters parse ids, statuses and kinds once at their edge; past it
+    // they travel typed (`&RunId`, `ReportedStatus`, `ArtifactKind`, ...).
+    let typed = [
+        "id",
+        "agent",
+        "job",
+        "pool",
+        "workspace",
+        "run",
+        "org",
+        "status",
+        "kind",
+        "signal",
+    ];
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("otf-core/src/services"))
+        .expect("the services")
+        .map(|e| e.expect("an entry").path())
+        .collect();
+    files.push(root().join("otf-agent/src/transport/mod.rs"));
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read");
+        for p in signature_params(&text) {
+            let Some((name, ty)) = p.split_once(':') else {
+                continue;
+            };
+            assert!(
+                !(typed.contains(&name.trim()) && ty.trim() == "&str"),
+                "{}: `{p}` should take a typed value, parsed by the adapter",
+                file.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn the_version_crate_is_a_leaf() {
     assert!(

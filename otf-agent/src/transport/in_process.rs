@@ -106,7 +106,7 @@ impl<S: Store> Transport for InProcess<S> {
         jobs: &[JobId],
     ) -> TResult<PingAnswer> {
         self.core
-            .ping(&Subject::ServerRunner, agent.as_str(), status, Some(jobs))
+            .ping(&Subject::ServerRunner, agent, status, Some(jobs))
             .await
             .map_err(map)
     }
@@ -114,7 +114,7 @@ impl<S: Store> Transport for InProcess<S> {
     async fn await_jobs(&self, agent: &AgentId) -> TResult<Vec<JobSummary>> {
         let wait = self
             .core
-            .await_allocated_jobs(&Subject::ServerRunner, agent.as_str());
+            .await_allocated_jobs(&Subject::ServerRunner, agent);
         let jobs = match tokio::time::timeout(self.long_poll, wait).await {
             Ok(j) => j.map_err(map)?,
             Err(_) => Vec::new(),
@@ -125,16 +125,14 @@ impl<S: Store> Transport for InProcess<S> {
     async fn start_job(&self, agent: &AgentId, job: &JobId) -> TResult<StartResponse> {
         let s = self
             .core
-            .start_job(&Subject::ServerRunner, agent.as_str(), job.as_str())
+            .start_job(&Subject::ServerRunner, agent, job)
             .await
             .map_err(map)?;
         Ok(StartResponse::from(&s))
     }
 
     async fn await_signal(&self, agent: &AgentId, job: &JobId) -> TResult<Option<Signal>> {
-        let wait = self
-            .core
-            .await_signal(&Subject::ServerRunner, agent.as_str(), job.as_str());
+        let wait = self.core.await_signal(&Subject::ServerRunner, agent, job);
         match tokio::time::timeout(self.long_poll, wait).await {
             Ok(s) => s.map_err(map),
             Err(_) => Ok(None),

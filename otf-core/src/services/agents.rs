@@ -180,18 +180,18 @@ impl<S: Store> Core<S> {
     pub async fn ping(
         &self,
         subject: &Subject,
-        agent: &str,
+        agent: &AgentId,
         status: ReportedStatus,
         running: Option<&[JobId]>,
     ) -> Result<PingAnswer, Error> {
-        let id: AgentId = agent.parse()?;
+        let id = agent;
         let now = self.now();
         let mut tx = self.begin().await?;
-        let current = self.agent_for(&mut tx, subject, &id).await?;
-        let target = agent_transition(&id, current.status, AgentEvent::Ping(status))?;
+        let current = self.agent_for(&mut tx, subject, id).await?;
+        let target = agent_transition(id, current.status, AgentEvent::Ping(status))?;
         let (cancel, unreported) = match running {
             Some(reported) => {
-                let held = tx.list_jobs_of_agent(&id).await?;
+                let held = tx.list_jobs_of_agent(id).await?;
                 reconcile(&held, reported, now, self.config.liveness.ping_interval)
             }
             None => (Vec::new(), Vec::new()),
@@ -203,7 +203,7 @@ impl<S: Store> Core<S> {
             *at = (*at).max(now);
             target
         } else {
-            let mut agent = found(tx.lock_agent(&id).await?, "agent", &id)?;
+            let mut agent = found(tx.lock_agent(id).await?, "agent", id)?;
             agent.apply(AgentEvent::Ping(status), now)?;
             tx.update_agent(&agent).await?;
             let status = agent.status;
@@ -213,7 +213,7 @@ impl<S: Store> Core<S> {
         if !unreported.is_empty() {
             let label = current.label();
             for job in unreported {
-                self.handle_lost_job(&job, &id, &label, LossCause::Unreported)
+                self.handle_lost_job(&job, id, &label, LossCause::Unreported)
                     .await?;
             }
         }
@@ -244,17 +244,17 @@ impl<S: Store> Core<S> {
     pub async fn await_allocated_jobs(
         &self,
         subject: &Subject,
-        agent: &str,
+        agent: &AgentId,
     ) -> Result<Vec<Job>, Error> {
-        let id: AgentId = agent.parse()?;
+        let id = agent;
         loop {
             // Wait before looking, so nothing slips between the two.
             let mut wait = self.wait_on(WaitKey::Agent(id.clone()));
             {
                 let mut tx = self.begin().await?;
-                self.agent_for(&mut tx, subject, &id).await?;
+                self.agent_for(&mut tx, subject, id).await?;
                 let jobs: Vec<Job> = tx
-                    .list_jobs_of_agent(&id)
+                    .list_jobs_of_agent(id)
                     .await?
                     .into_iter()
                     .filter(|j| j.status == JobStatus::Allocated)
@@ -274,23 +274,23 @@ impl<S: Store> Core<S> {
     pub async fn await_signal(
         &self,
         subject: &Subject,
-        agent: &str,
-        job: &str,
+        agent: &AgentId,
+        job: &JobId,
     ) -> Result<Option<Signal>, Error> {
-        let agent_id: AgentId = agent.parse()?;
-        let job_id: JobId = job.parse()?;
+        let agent_id = agent;
+        let job_id = job;
         loop {
             let mut wait = self.wait_on(WaitKey::Job(job_id.clone()));
             {
                 let mut tx = self.begin().await?;
-                let agent = found(tx.get_agent(&agent_id).await?, "agent", &agent_id)?;
+                let agent = found(tx.get_agent(agent_id).await?, "agent", agent_id)?;
                 allow(
                     authorize_agent(subject, agent.pool.as_ref(), agent.token.as_ref()),
                     "agent",
-                    &agent_id,
+                    agent_id,
                 )?;
-                let job = found(tx.get_job(&job_id).await?, "job", &job_id)?;
-                if job.agent.as_ref() != Some(&agent_id) {
+                let job = found(tx.get_job(job_id).await?, "job", job_id)?;
+                if job.agent.as_ref() != Some(agent_id) {
                     return Err(Error::NotFound {
                         kind: "job",
                         id: job_id.to_string(),
@@ -313,7 +313,7 @@ impl<S: Store> Core<S> {
     pub async fn list_agents(
         &self,
         subject: &Subject,
-        pool: &str,
+        pool: &PoolId,
     ) -> Result<Vec<AgentView>, Error> {
         let pool = self.get_pool(subject, pool).await?;
         self.agent_views(Some(&pool.id)).await
@@ -342,12 +342,11 @@ impl<S: Store> Core<S> {
         Ok(out)
     }
 
-    pub async fn get_agent(&self, subject: &Subject, id: &str) -> Result<AgentView, Error> {
-        let id: AgentId = id.parse()?;
+    pub async fn get_agent(&self, subject: &Subject, id: &AgentId) -> Result<AgentView, Error> {
         let mut tx = self.begin().await?;
-        let agent = found(tx.get_agent(&id).await?, "agent", &id)?;
+        let agent = found(tx.get_agent(id).await?, "agent", id)?;
         authorize_agent_view(subject, &agent, Access::Read)?;
-        let current_jobs = tx.list_jobs_of_agent(&id).await?.len() as u32;
+        let current_jobs = tx.list_jobs_of_agent(id).await?.len() as u32;
         Ok(AgentView {
             agent,
             current_jobs,
@@ -360,12 +359,11 @@ impl<S: Store> Core<S> {
     pub async fn drain_agent(
         &self,
         subject: &Subject,
-        id: &str,
+        id: &AgentId,
         drained: bool,
     ) -> Result<AgentView, Error> {
-        let id: AgentId = id.parse()?;
         let mut tx = self.begin().await?;
-        let mut agent = found(tx.lock_agent(&id).await?, "agent", &id)?;
+        let mut agent = found(tx.lock_agent(id).await?, "agent", id)?;
         authorize_agent_view(subject, &agent, Access::Write)?;
         let mut events = Vec::new();
         if agent.drained != drained {
@@ -373,7 +371,7 @@ impl<S: Store> Core<S> {
             tx.update_agent(&agent).await?;
             events.push(Event::Agent(agent.clone()));
         }
-        let current_jobs = tx.list_jobs_of_agent(&id).await?.len() as u32;
+        let current_jobs = tx.list_jobs_of_agent(id).await?.len() as u32;
         self.commit(tx, events).await?;
         Ok(AgentView {
             agent,
@@ -386,23 +384,23 @@ impl<S: Store> Core<S> {
     pub async fn drain_pool(
         &self,
         subject: &Subject,
-        pool: &str,
+        pool: &PoolId,
         drained: bool,
     ) -> Result<crate::pool::AgentPool, Error> {
-        let id: PoolId = pool.parse()?;
+        let id = pool;
         let mut tx = self.begin().await?;
-        let mut p = found(tx.lock_pool(&id).await?, "agent pool", &id)?;
+        let mut p = found(tx.lock_pool(id).await?, "agent pool", id)?;
         allow(
             authorize_organization(subject, &p.organization, Access::Write),
             "agent pool",
-            &id,
+            id,
         )?;
         let mut events = Vec::new();
         if p.drained != drained {
             p.drained = drained;
             tx.update_pool(&p).await?;
         }
-        for mut agent in tx.list_agents_in_pool(Some(&id)).await? {
+        for mut agent in tx.list_agents_in_pool(Some(id)).await? {
             if agent.drained != drained && !agent.status.is_final() {
                 agent.drained = drained;
                 tx.update_agent(&agent).await?;
@@ -414,8 +412,8 @@ impl<S: Store> Core<S> {
     }
 
     /// Delete an agent that is unknown, errored or exited.
-    pub async fn delete_agent(&self, subject: &Subject, id: &str) -> Result<(), Error> {
-        let id: AgentId = id.parse()?;
+    pub async fn delete_agent(&self, subject: &Subject, id: &AgentId) -> Result<(), Error> {
+        let id: AgentId = id.clone();
         let mut tx = self.begin().await?;
         let agent = found(tx.lock_agent(&id).await?, "agent", &id)?;
         authorize_agent_view(subject, &agent, Access::Write)?;

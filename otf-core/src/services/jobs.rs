@@ -7,7 +7,7 @@ use super::{allow, found, Core, Error};
 use crate::artifacts::{ArtifactKind, StateVersion, Variable};
 use crate::auth::{authorize_job, JobAction, Subject};
 use crate::events::Event;
-use crate::ids::{AgentId, JobId, StateVersionId};
+use crate::ids::{AgentId, JobId, RunId, StateVersionId};
 use crate::job::{lost_job_action, Job, JobEvent, JobPhase, JobStatus, LossCause, LostJobAction};
 use crate::run::{ResourceCounts, Run, RunEvent, RunStatus};
 use crate::secret::IssuedSecret;
@@ -83,22 +83,22 @@ impl<S: Store> Core<S> {
     pub async fn start_job(
         &self,
         subject: &Subject,
-        agent: &str,
-        job: &str,
+        agent: &AgentId,
+        job: &JobId,
     ) -> Result<StartedJob, Error> {
-        let agent_id: AgentId = agent.parse()?;
-        let job_id: JobId = job.parse()?;
+        let agent_id = agent;
+        let job_id = job;
         let now = self.now();
         let mut tx = self.begin().await?;
-        self.agent_for_start(&mut tx, subject, &agent_id).await?;
-        let peek = found(tx.get_job(&job_id).await?, "job", &job_id)?;
+        self.agent_for_start(&mut tx, subject, agent_id).await?;
+        let peek = found(tx.get_job(job_id).await?, "job", job_id)?;
         let ws = found(
             tx.lock_workspace(&peek.workspace).await?,
             "workspace",
             &peek.workspace,
         )?;
-        let mut job = found(tx.get_job(&job_id).await?, "job", &job_id)?;
-        if job.agent.as_ref() != Some(&agent_id) {
+        let mut job = found(tx.get_job(job_id).await?, "job", job_id)?;
+        if job.agent.as_ref() != Some(agent_id) {
             return Err(Error::NotFound {
                 kind: "job",
                 id: job_id.to_string(),
@@ -111,7 +111,7 @@ impl<S: Store> Core<S> {
         // through its affinity).
         {
             use crate::store::AgentRepo;
-            if let Some(mut agent) = tx.lock_agent(&agent_id).await? {
+            if let Some(mut agent) = tx.lock_agent(agent_id).await? {
                 if agent.single && !agent.drained {
                     agent.drained = true;
                     tx.update_agent(&agent).await?;
@@ -667,7 +667,7 @@ impl<S: Store> Core<S> {
     pub async fn active_job_of_run(
         &self,
         subject: &Subject,
-        run: &str,
+        run: &RunId,
     ) -> Result<Option<Job>, Error> {
         let run = self.get_run(subject, run).await?;
         let mut tx = self.begin().await?;

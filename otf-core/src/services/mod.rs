@@ -9,6 +9,7 @@ mod dispatch;
 mod errors;
 mod jobs;
 mod organizations;
+pub use organizations::parse_org;
 mod pools;
 mod queue;
 mod runs;

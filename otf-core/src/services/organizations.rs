@@ -12,18 +12,17 @@ impl<S: Store> Core<S> {
     pub async fn create_organization(
         &self,
         subject: &Subject,
-        name: &str,
+        name: &OrganizationName,
         email: &str,
     ) -> Result<Organization, Error> {
         allow(authorize_site(subject, Access::Write), "organization", name)?;
-        let name: OrganizationName = name.parse()?;
         let org = Organization {
             name: name.clone(),
             email: email.trim().to_string(),
             created_at: self.now(),
         };
         let mut tx = self.begin().await?;
-        if tx.get_organization(&name).await?.is_some() {
+        if tx.get_organization(name).await?.is_some() {
             return Err(Error::AlreadyExists {
                 kind: "organization",
                 name: name.to_string(),
@@ -43,16 +42,15 @@ impl<S: Store> Core<S> {
     pub async fn get_organization(
         &self,
         subject: &Subject,
-        name: &str,
+        name: &OrganizationName,
     ) -> Result<Organization, Error> {
-        let name = parse_org(name)?;
         allow(
-            authorize_organization(subject, &name, Access::Read),
+            authorize_organization(subject, name, Access::Read),
             "organization",
-            &name,
+            name,
         )?;
         let mut tx = self.begin().await?;
-        found(tx.get_organization(&name).await?, "organization", &name)
+        found(tx.get_organization(name).await?, "organization", name)
     }
 
     /// The organizations the subject can see.
@@ -67,16 +65,19 @@ impl<S: Store> Core<S> {
     }
 
     /// Delete an organization and everything in it.
-    pub async fn delete_organization(&self, subject: &Subject, name: &str) -> Result<(), Error> {
-        let name = parse_org(name)?;
+    pub async fn delete_organization(
+        &self,
+        subject: &Subject,
+        name: &OrganizationName,
+    ) -> Result<(), Error> {
         allow(
-            authorize_organization(subject, &name, Access::Write),
+            authorize_organization(subject, name, Access::Write),
             "organization",
-            &name,
+            name,
         )?;
         let mut tx = self.begin().await?;
-        found(tx.get_organization(&name).await?, "organization", &name)?;
-        tx.delete_organization(&name).await?;
+        found(tx.get_organization(name).await?, "organization", name)?;
+        tx.delete_organization(name).await?;
         self.commit(tx, vec![]).await
     }
 
@@ -84,7 +85,7 @@ impl<S: Store> Core<S> {
     pub async fn create_org_token(
         &self,
         subject: &Subject,
-        org: &str,
+        org: &OrganizationName,
         description: &str,
     ) -> Result<(OrganizationToken, IssuedSecret), Error> {
         let org = org_scope(subject, org, Access::Write)?;
@@ -108,7 +109,7 @@ impl<S: Store> Core<S> {
     pub async fn list_org_tokens(
         &self,
         subject: &Subject,
-        org: &str,
+        org: &OrganizationName,
     ) -> Result<Vec<OrganizationToken>, Error> {
         let org = org_scope(subject, org, Access::Read)?;
         let mut tx = self.begin().await?;
@@ -116,22 +117,22 @@ impl<S: Store> Core<S> {
     }
 
     /// Revoke an organization token at once.
-    pub async fn delete_org_token(&self, subject: &Subject, id: &str) -> Result<(), Error> {
-        let id: OrgTokenId = id.parse()?;
+    pub async fn delete_org_token(&self, subject: &Subject, id: &OrgTokenId) -> Result<(), Error> {
         let mut tx = self.begin().await?;
-        let token = found(tx.get_org_token(&id).await?, "organization token", &id)?;
+        let token = found(tx.get_org_token(id).await?, "organization token", id)?;
         allow(
             authorize_organization(subject, &token.organization, Access::Write),
             "organization token",
-            &id,
+            id,
         )?;
-        tx.delete_org_token(&id).await?;
+        tx.delete_org_token(id).await?;
         self.commit(tx, vec![]).await
     }
 }
 
-/// An organization name from a request; an invalid one cannot exist.
-pub(super) fn parse_org(name: &str) -> Result<OrganizationName, Error> {
+/// An organization name from a request (adapters parse with it at their
+/// edge): an invalid one cannot exist, so it is "not found".
+pub fn parse_org(name: &str) -> Result<OrganizationName, Error> {
     name.parse().map_err(|_| Error::NotFound {
         kind: "organization",
         id: name.to_string(),
@@ -142,10 +143,10 @@ pub(super) fn parse_org(name: &str) -> Result<OrganizationName, Error> {
 /// `access` (an invalid name cannot exist: not found).
 pub(super) fn org_scope(
     subject: &Subject,
-    org: &str,
+    org: &OrganizationName,
     access: Access,
 ) -> Result<OrganizationName, Error> {
-    let org = parse_org(org)?;
+    let org = org.clone();
     allow(
         authorize_organization(subject, &org, access),
         "organization",

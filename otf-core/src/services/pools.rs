@@ -85,7 +85,7 @@ impl<S: Store> Core<S> {
     pub async fn create_pool(
         &self,
         subject: &Subject,
-        org: &str,
+        org: &OrganizationName,
         spec: PoolSpec,
     ) -> Result<AgentPool, Error> {
         let org = org_scope(subject, org, Access::Write)?;
@@ -109,19 +109,22 @@ impl<S: Store> Core<S> {
         Ok(pool)
     }
 
-    pub async fn get_pool(&self, subject: &Subject, id: &str) -> Result<AgentPool, Error> {
-        let id: PoolId = id.parse()?;
+    pub async fn get_pool(&self, subject: &Subject, id: &PoolId) -> Result<AgentPool, Error> {
         let mut tx = self.begin().await?;
-        let pool = found(tx.get_pool(&id).await?, "agent pool", &id)?;
+        let pool = found(tx.get_pool(id).await?, "agent pool", id)?;
         allow(
             authorize_organization(subject, &pool.organization, Access::Read),
             "agent pool",
-            &id,
+            id,
         )?;
         Ok(pool)
     }
 
-    pub async fn list_pools(&self, subject: &Subject, org: &str) -> Result<Vec<AgentPool>, Error> {
+    pub async fn list_pools(
+        &self,
+        subject: &Subject,
+        org: &OrganizationName,
+    ) -> Result<Vec<AgentPool>, Error> {
         let org = org_scope(subject, org, Access::Read)?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
@@ -132,7 +135,7 @@ impl<S: Store> Core<S> {
     pub async fn pool_workspaces(
         &self,
         subject: &Subject,
-        id: &str,
+        id: &PoolId,
     ) -> Result<Vec<Workspace>, Error> {
         let pool = self.get_pool(subject, id).await?;
         let mut tx = self.begin().await?;
@@ -144,17 +147,16 @@ impl<S: Store> Core<S> {
     pub async fn update_pool(
         &self,
         subject: &Subject,
-        id: &str,
+        id: &PoolId,
         update: PoolUpdate,
     ) -> Result<AgentPool, Error> {
-        let id: PoolId = id.parse()?;
         let name = update.name.as_deref().map(validate_pool_name).transpose()?;
         let mut tx = self.begin().await?;
-        let mut pool = found(tx.lock_pool(&id).await?, "agent pool", &id)?;
+        let mut pool = found(tx.lock_pool(id).await?, "agent pool", id)?;
         allow(
             authorize_organization(subject, &pool.organization, Access::Write),
             "agent pool",
-            &id,
+            id,
         )?;
         if let Some(n) = name {
             pool.name = n;
@@ -170,7 +172,7 @@ impl<S: Store> Core<S> {
             pool.excluded_workspaces =
                 check_workspaces(&mut tx, &pool.organization, &pool.name, &list).await?;
         }
-        let assigned = tx.list_workspaces_in_pool(&id).await?;
+        let assigned = tx.list_workspaces_in_pool(id).await?;
         pool.check_keeps_assigned(&assigned)?;
         tx.update_pool(&pool).await?;
         self.commit(tx, vec![]).await?;
@@ -181,11 +183,11 @@ impl<S: Store> Core<S> {
     pub async fn grant_workspace(
         &self,
         subject: &Subject,
-        pool: &str,
-        workspace: &str,
+        pool: &PoolId,
+        workspace: &WorkspaceId,
     ) -> Result<AgentPool, Error> {
         let current = self.get_pool(subject, pool).await?;
-        let ws: WorkspaceId = workspace.parse()?;
+        let ws: WorkspaceId = workspace.clone();
         let mut list: Vec<WorkspaceId> = current.allowed_workspaces.into_iter().collect();
         if !list.contains(&ws) {
             list.push(ws);
@@ -205,11 +207,11 @@ impl<S: Store> Core<S> {
     pub async fn revoke_workspace(
         &self,
         subject: &Subject,
-        pool: &str,
-        workspace: &str,
+        pool: &PoolId,
+        workspace: &WorkspaceId,
     ) -> Result<AgentPool, Error> {
         let current = self.get_pool(subject, pool).await?;
-        let ws: WorkspaceId = workspace.parse()?;
+        let ws: WorkspaceId = workspace.clone();
         let list: Vec<WorkspaceId> = current
             .allowed_workspaces
             .into_iter()
@@ -228,24 +230,23 @@ impl<S: Store> Core<S> {
 
     /// Delete a pool with its tokens (their agents are shut out). Refused
     /// while workspaces are assigned to it, naming them.
-    pub async fn delete_pool(&self, subject: &Subject, id: &str) -> Result<(), Error> {
-        let id: PoolId = id.parse()?;
+    pub async fn delete_pool(&self, subject: &Subject, id: &PoolId) -> Result<(), Error> {
         let mut tx = self.begin().await?;
-        let pool = found(tx.lock_pool(&id).await?, "agent pool", &id)?;
+        let pool = found(tx.lock_pool(id).await?, "agent pool", id)?;
         allow(
             authorize_organization(subject, &pool.organization, Access::Write),
             "agent pool",
-            &id,
+            id,
         )?;
-        let assigned = tx.list_workspaces_in_pool(&id).await?;
+        let assigned = tx.list_workspaces_in_pool(id).await?;
         pool.check_deletable(&assigned)?;
         let mut events = Vec::new();
-        for token in tx.list_agent_tokens(&id).await? {
+        for token in tx.list_agent_tokens(id).await? {
             self.revoke_token_agents(&mut tx, &token.id, &mut events)
                 .await?;
             events.push(Event::TokenRevoked(token.id));
         }
-        tx.delete_pool(&id).await?;
+        tx.delete_pool(id).await?;
         self.commit(tx, events).await
     }
 }

@@ -4,6 +4,7 @@
 use super::organizations::org_scope;
 use super::{found, Core, Error};
 use crate::auth::{Access, Subject};
+use crate::ids::OrganizationName;
 use crate::job::{Job, JobStatus};
 use crate::scheduler::{AgentSlot, JobSlot, PoolKey, Scheduler, WaitReason};
 use crate::store::{AgentRepo, JobRepo, OrganizationRepo, PoolRepo, Store};
@@ -27,7 +28,11 @@ impl<S: Store> Core<S> {
     /// from the scheduler's own rule, asked on a snapshot of every active job
     /// and the agents of the pools involved (server runner jobs of other
     /// organizations count against its capacity too).
-    pub async fn list_queue(&self, subject: &Subject, org: &str) -> Result<Vec<QueuedJob>, Error> {
+    pub async fn list_queue(
+        &self,
+        subject: &Subject,
+        org: &OrganizationName,
+    ) -> Result<Vec<QueuedJob>, Error> {
         let org = org_scope(subject, org, Access::Read)?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
@@ -116,7 +121,7 @@ impl<S: Store> Core<S> {
         let Some(first) = runs.iter().find(|r| queued.contains(&r.id)) else {
             return Ok(Default::default());
         };
-        let queue = match self.list_queue(subject, first.organization.as_str()).await {
+        let queue = match self.list_queue(subject, &first.organization).await {
             Ok(q) => q,
             Err(Error::Store(e)) => return Err(Error::Store(e)),
             Err(_) => return Ok(Default::default()),

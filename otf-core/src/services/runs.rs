@@ -40,7 +40,7 @@ impl<S: Store> Core<S> {
     pub async fn create_configuration_version(
         &self,
         subject: &Subject,
-        workspace: &str,
+        workspace: &WorkspaceId,
         spec: ConfigSpec,
     ) -> Result<ConfigurationVersion, Error> {
         let ws = self.get_workspace(subject, workspace).await?;
@@ -68,7 +68,7 @@ impl<S: Store> Core<S> {
     pub async fn get_configuration_version(
         &self,
         subject: &Subject,
-        id: &str,
+        id: &ConfigVersionId,
     ) -> Result<ConfigurationVersion, Error> {
         self.configuration_version_for(subject, id, Access::Read)
             .await
@@ -79,20 +79,19 @@ impl<S: Store> Core<S> {
     async fn configuration_version_for(
         &self,
         subject: &Subject,
-        id: &str,
+        id: &ConfigVersionId,
         access: Access,
     ) -> Result<ConfigurationVersion, Error> {
-        let id: ConfigVersionId = id.parse()?;
         let mut tx = self.begin().await?;
         let cv = found(
-            tx.get_config_version(&id).await?,
+            tx.get_config_version(id).await?,
             "configuration version",
-            &id,
+            id,
         )?;
         allow(
             authorize_organization(subject, &cv.organization, access),
             "configuration version",
-            &id,
+            id,
         )?;
         Ok(cv)
     }
@@ -103,7 +102,7 @@ impl<S: Store> Core<S> {
     pub async fn upload_configuration(
         &self,
         subject: &Subject,
-        id: &str,
+        id: &ConfigVersionId,
         tarball: &[u8],
     ) -> Result<ConfigurationVersion, Error> {
         let cv = self
@@ -259,14 +258,13 @@ impl<S: Store> Core<S> {
         Ok(run)
     }
 
-    pub async fn get_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
-        let id: RunId = id.parse()?;
+    pub async fn get_run(&self, subject: &Subject, id: &RunId) -> Result<Run, Error> {
         let mut tx = self.begin().await?;
-        let run = found(tx.get_run(&id).await?, "run", &id)?;
+        let run = found(tx.get_run(id).await?, "run", id)?;
         allow(
             authorize_organization(subject, &run.organization, Access::Read),
             "run",
-            &id,
+            id,
         )?;
         Ok(run)
     }
@@ -275,7 +273,7 @@ impl<S: Store> Core<S> {
     pub async fn list_runs(
         &self,
         subject: &Subject,
-        workspace: &str,
+        workspace: &WorkspaceId,
         offset: u64,
         limit: u64,
     ) -> Result<(Vec<Run>, u64), Error> {
@@ -285,7 +283,7 @@ impl<S: Store> Core<S> {
     }
 
     /// The jobs of a run, oldest attempt first.
-    pub async fn run_jobs(&self, subject: &Subject, run: &str) -> Result<Vec<Job>, Error> {
+    pub async fn run_jobs(&self, subject: &Subject, run: &RunId) -> Result<Vec<Job>, Error> {
         let run = self.get_run(subject, run).await?;
         let mut tx = self.begin().await?;
         Ok(tx.list_jobs_of_run(&run.id).await?)
@@ -295,7 +293,7 @@ impl<S: Store> Core<S> {
     pub async fn run_artifact(
         &self,
         subject: &Subject,
-        run: &str,
+        run: &RunId,
         kind: crate::artifacts::ArtifactKind,
     ) -> Result<Option<Vec<u8>>, Error> {
         use crate::store::ArtifactRepo;
@@ -308,7 +306,7 @@ impl<S: Store> Core<S> {
     pub async fn read_log(
         &self,
         subject: &Subject,
-        run: &str,
+        run: &RunId,
         phase: JobPhase,
         offset: u64,
         limit: u64,
@@ -334,7 +332,7 @@ impl<S: Store> Core<S> {
     }
 
     /// Apply a planned run (TFE's `actions/apply`).
-    pub async fn confirm_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
+    pub async fn confirm_run(&self, subject: &Subject, id: &RunId) -> Result<Run, Error> {
         self.run_action(subject, id, |core, tx, ws, run, events| {
             Box::pin(async move {
                 run.apply_event(
@@ -349,7 +347,7 @@ impl<S: Store> Core<S> {
     }
 
     /// Discard a pending or planned run.
-    pub async fn discard_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
+    pub async fn discard_run(&self, subject: &Subject, id: &RunId) -> Result<Run, Error> {
         self.run_action(subject, id, |core, _tx, _ws, run, _events| {
             Box::pin(async move {
                 run.apply_event(
@@ -365,7 +363,7 @@ impl<S: Store> Core<S> {
 
     /// Cancel: a queued run stops at once; a running phase is signalled and
     /// the runner interrupts terraform gracefully.
-    pub async fn cancel_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
+    pub async fn cancel_run(&self, subject: &Subject, id: &RunId) -> Result<Run, Error> {
         self.run_action(subject, id, |core, tx, _ws, run, events| {
             Box::pin(core.cancel_in(tx, run, events))
         })
@@ -396,7 +394,7 @@ impl<S: Store> Core<S> {
 
     /// Force-cancel: the run and its job end at once; the runner kills
     /// terraform.
-    pub async fn force_cancel_run(&self, subject: &Subject, id: &str) -> Result<Run, Error> {
+    pub async fn force_cancel_run(&self, subject: &Subject, id: &RunId) -> Result<Run, Error> {
         self.run_action(subject, id, |core, tx, _ws, run, events| {
             Box::pin(core.force_cancel_in(tx, run, events))
         })
@@ -427,7 +425,7 @@ impl<S: Store> Core<S> {
 
     /// The frame of every user action on a run: lock its workspace, authorize,
     /// act, release the workspace if the run ended, commit.
-    async fn run_action<F>(&self, subject: &Subject, id: &str, act: F) -> Result<Run, Error>
+    async fn run_action<F>(&self, subject: &Subject, id: &RunId, act: F) -> Result<Run, Error>
     where
         F: for<'a> FnOnce(
             &'a Self,
@@ -437,20 +435,19 @@ impl<S: Store> Core<S> {
             &'a mut Vec<Event>,
         ) -> BoxFut<'a, Result<(), Error>>,
     {
-        let id: RunId = id.parse()?;
         let mut tx = self.begin().await?;
-        let peek = found(tx.get_run(&id).await?, "run", &id)?;
+        let peek = found(tx.get_run(id).await?, "run", id)?;
         allow(
             authorize_organization(subject, &peek.organization, Access::Write),
             "run",
-            &id,
+            id,
         )?;
         let mut ws = found(
             tx.lock_workspace(&peek.workspace).await?,
             "workspace",
             &peek.workspace,
         )?;
-        let mut run = found(tx.get_run(&id).await?, "run", &id)?;
+        let mut run = found(tx.get_run(id).await?, "run", id)?;
         let mut events = Vec::new();
         act(self, &mut tx, &mut ws, &mut run, &mut events).await?;
         self.save_run(&mut tx, &run, &mut events).await?;

@@ -5,7 +5,7 @@ use super::{allow, found, Core, Error};
 use crate::artifacts::{md5_hex, StateVersion, Variable, VariableCategory};
 use crate::auth::{authorize_organization, Access, Subject};
 use crate::events::Event;
-use crate::ids::{RunId, StateVersionId, VariableId};
+use crate::ids::{RunId, StateVersionId, VariableId, WorkspaceId};
 use crate::store::{StateRepo, Store, VariableRepo, WorkspaceRepo};
 use crate::workspace::WorkspaceLock;
 
@@ -69,7 +69,7 @@ impl<S: Store> Core<S> {
     pub async fn create_state_version(
         &self,
         subject: &Subject,
-        workspace: &str,
+        workspace: &WorkspaceId,
         spec: StateSpec,
     ) -> Result<StateVersion, Error> {
         let ws = self.get_workspace_to_change(subject, workspace).await?;
@@ -152,7 +152,7 @@ impl<S: Store> Core<S> {
     pub async fn current_state_version(
         &self,
         subject: &Subject,
-        workspace: &str,
+        workspace: &WorkspaceId,
     ) -> Result<Option<StateVersion>, Error> {
         let ws = self.get_workspace(subject, workspace).await?;
         let mut tx = self.begin().await?;
@@ -163,7 +163,7 @@ impl<S: Store> Core<S> {
     pub async fn list_state_versions(
         &self,
         subject: &Subject,
-        workspace: &str,
+        workspace: &WorkspaceId,
     ) -> Result<Vec<StateVersion>, Error> {
         let ws = self.get_workspace(subject, workspace).await?;
         let mut tx = self.begin().await?;
@@ -173,21 +173,24 @@ impl<S: Store> Core<S> {
     pub async fn get_state_version(
         &self,
         subject: &Subject,
-        id: &str,
+        id: &StateVersionId,
     ) -> Result<StateVersion, Error> {
-        let id: StateVersionId = id.parse()?;
         let mut tx = self.begin().await?;
-        let sv = found(tx.get_state_version(&id).await?, "state version", &id)?;
+        let sv = found(tx.get_state_version(id).await?, "state version", id)?;
         allow(
             authorize_organization(subject, &sv.organization, Access::Read),
             "state version",
-            &id,
+            id,
         )?;
         Ok(sv)
     }
 
     /// The raw state file of a state version.
-    pub async fn download_state(&self, subject: &Subject, id: &str) -> Result<Vec<u8>, Error> {
+    pub async fn download_state(
+        &self,
+        subject: &Subject,
+        id: &StateVersionId,
+    ) -> Result<Vec<u8>, Error> {
         let sv = self.get_state_version(subject, id).await?;
         let mut tx = self.begin().await?;
         found(tx.get_state_bytes(&sv.id).await?, "state version", &sv.id)
@@ -196,7 +199,7 @@ impl<S: Store> Core<S> {
     pub async fn create_variable(
         &self,
         subject: &Subject,
-        workspace: &str,
+        workspace: &WorkspaceId,
         spec: VariableSpec,
     ) -> Result<Variable, Error> {
         let ws = self.get_workspace_to_change(subject, workspace).await?;
@@ -237,7 +240,7 @@ impl<S: Store> Core<S> {
     pub async fn list_variables(
         &self,
         subject: &Subject,
-        workspace: &str,
+        workspace: &WorkspaceId,
     ) -> Result<Vec<Variable>, Error> {
         let ws = self.get_workspace(subject, workspace).await?;
         let mut tx = self.begin().await?;
@@ -253,21 +256,24 @@ impl<S: Store> Core<S> {
         &self,
         tx: &mut S::Tx,
         subject: &Subject,
-        id: &str,
+        id: &VariableId,
         access: Access,
     ) -> Result<Variable, Error> {
-        let id: VariableId = id.parse()?;
-        let var = found(tx.get_variable(&id).await?, "variable", &id)?;
-        let ws = found(tx.get_workspace(&var.workspace).await?, "variable", &id)?;
+        let var = found(tx.get_variable(id).await?, "variable", id)?;
+        let ws = found(tx.get_workspace(&var.workspace).await?, "variable", id)?;
         allow(
             authorize_organization(subject, &ws.organization, access),
             "variable",
-            &id,
+            id,
         )?;
         Ok(var)
     }
 
-    pub async fn get_variable(&self, subject: &Subject, id: &str) -> Result<Variable, Error> {
+    pub async fn get_variable(
+        &self,
+        subject: &Subject,
+        id: &VariableId,
+    ) -> Result<Variable, Error> {
         let mut tx = self.begin().await?;
         Ok(redacted(
             self.variable_for(&mut tx, subject, id, Access::Read)
@@ -279,7 +285,7 @@ impl<S: Store> Core<S> {
     pub async fn update_variable(
         &self,
         subject: &Subject,
-        id: &str,
+        id: &VariableId,
         spec: VariableSpec,
     ) -> Result<Variable, Error> {
         let mut tx = self.begin().await?;
@@ -329,7 +335,7 @@ impl<S: Store> Core<S> {
         Ok(redacted(var))
     }
 
-    pub async fn delete_variable(&self, subject: &Subject, id: &str) -> Result<(), Error> {
+    pub async fn delete_variable(&self, subject: &Subject, id: &VariableId) -> Result<(), Error> {
         let mut tx = self.begin().await?;
         let var = self
             .variable_for(&mut tx, subject, id, Access::Write)

@@ -14,16 +14,16 @@ impl<S: Store> Core<S> {
     pub async fn create_agent_token(
         &self,
         subject: &Subject,
-        pool: &str,
+        pool: &PoolId,
         description: &str,
     ) -> Result<(AgentToken, IssuedSecret), Error> {
-        let pool_id: PoolId = pool.parse()?;
+        let pool_id = pool;
         let mut tx = self.begin().await?;
-        let pool = found(tx.lock_pool(&pool_id).await?, "agent pool", &pool_id)?;
+        let pool = found(tx.lock_pool(pool_id).await?, "agent pool", pool_id)?;
         allow(
             authorize_organization(subject, &pool.organization, Access::Write),
             "agent pool",
-            &pool_id,
+            pool_id,
         )?;
         let (token, secret) = AgentToken::issue(
             pool.id,
@@ -40,21 +40,24 @@ impl<S: Store> Core<S> {
     pub async fn list_agent_tokens(
         &self,
         subject: &Subject,
-        pool: &str,
+        pool: &PoolId,
     ) -> Result<Vec<AgentToken>, Error> {
         let pool = self.get_pool(subject, pool).await?;
         let mut tx = self.begin().await?;
         Ok(tx.list_agent_tokens(&pool.id).await?)
     }
 
-    pub async fn get_agent_token(&self, subject: &Subject, id: &str) -> Result<AgentToken, Error> {
-        let id: AgentTokenId = id.parse()?;
+    pub async fn get_agent_token(
+        &self,
+        subject: &Subject,
+        id: &AgentTokenId,
+    ) -> Result<AgentToken, Error> {
         let mut tx = self.begin().await?;
-        let token = found(tx.get_agent_token(&id).await?, "agent token", &id)?;
+        let token = found(tx.get_agent_token(id).await?, "agent token", id)?;
         allow(
             authorize_organization(subject, &token.organization, Access::Read),
             "agent token",
-            &id,
+            id,
         )?;
         Ok(token)
     }
@@ -62,8 +65,12 @@ impl<S: Store> Core<S> {
     /// Revoke a token at once: it authenticates nothing more, and the agents
     /// that registered with it are marked exited (their jobs are handled as
     /// those of lost agents).
-    pub async fn delete_agent_token(&self, subject: &Subject, id: &str) -> Result<(), Error> {
-        let id: AgentTokenId = id.parse()?;
+    pub async fn delete_agent_token(
+        &self,
+        subject: &Subject,
+        id: &AgentTokenId,
+    ) -> Result<(), Error> {
+        let id: AgentTokenId = id.clone();
         let mut tx = self.begin().await?;
         let token = found(tx.get_agent_token(&id).await?, "agent token", &id)?;
         allow(

@@ -1,10 +1,10 @@
 //! Workspaces: create, settings (execution mode and pool), lock, delete.
 
-use super::organizations::{org_scope, parse_org};
+use super::organizations::org_scope;
 use super::{allow, found, Core, Error};
 use crate::auth::{authorize_organization, Access, Subject};
 use crate::events::Event;
-use crate::ids::{validate_name, PoolId, WorkspaceId};
+use crate::ids::{validate_name, OrganizationName, PoolId, WorkspaceId};
 use crate::job::JobStatus;
 use crate::labels::Labels;
 use crate::store::{JobRepo, OrganizationRepo, PoolRepo, Store, StoreError, Tx, WorkspaceRepo};
@@ -71,7 +71,7 @@ impl<S: Store> Core<S> {
     pub async fn create_workspace(
         &self,
         subject: &Subject,
-        org: &str,
+        org: &OrganizationName,
         spec: WorkspaceSpec,
     ) -> Result<Workspace, Error> {
         let org = org_scope(subject, org, Access::Write)?;
@@ -119,14 +119,17 @@ impl<S: Store> Core<S> {
         Ok(ws)
     }
 
-    pub async fn get_workspace(&self, subject: &Subject, id: &str) -> Result<Workspace, Error> {
-        let id: WorkspaceId = id.parse()?;
+    pub async fn get_workspace(
+        &self,
+        subject: &Subject,
+        id: &WorkspaceId,
+    ) -> Result<Workspace, Error> {
         let mut tx = self.begin().await?;
-        let ws = found(tx.get_workspace(&id).await?, "workspace", &id)?;
+        let ws = found(tx.get_workspace(id).await?, "workspace", id)?;
         allow(
             authorize_organization(subject, &ws.organization, Access::Read),
             "workspace",
-            &id,
+            id,
         )?;
         Ok(ws)
     }
@@ -137,15 +140,14 @@ impl<S: Store> Core<S> {
     pub async fn get_workspace_to_change(
         &self,
         subject: &Subject,
-        id: &str,
+        id: &WorkspaceId,
     ) -> Result<Workspace, Error> {
-        let id: WorkspaceId = id.parse()?;
         let mut tx = self.begin().await?;
-        let ws = found(tx.get_workspace(&id).await?, "workspace", &id)?;
+        let ws = found(tx.get_workspace(id).await?, "workspace", id)?;
         allow(
             authorize_organization(subject, &ws.organization, Access::Write),
             "workspace",
-            &id,
+            id,
         )?;
         Ok(ws)
     }
@@ -156,7 +158,7 @@ impl<S: Store> Core<S> {
     pub async fn get_workspace_by_name_to_change(
         &self,
         subject: &Subject,
-        org: &str,
+        org: &OrganizationName,
         name: &str,
     ) -> Result<Workspace, Error> {
         self.workspace_by_name(subject, org, name, Access::Write)
@@ -166,7 +168,7 @@ impl<S: Store> Core<S> {
     pub async fn get_workspace_by_name(
         &self,
         subject: &Subject,
-        org: &str,
+        org: &OrganizationName,
         name: &str,
     ) -> Result<Workspace, Error> {
         self.workspace_by_name(subject, org, name, Access::Read)
@@ -176,29 +178,24 @@ impl<S: Store> Core<S> {
     async fn workspace_by_name(
         &self,
         subject: &Subject,
-        org: &str,
+        org: &OrganizationName,
         name: &str,
         access: Access,
     ) -> Result<Workspace, Error> {
-        let org = parse_org(org)?;
         let id = format!("{org}/{name}");
         allow(
-            authorize_organization(subject, &org, access),
+            authorize_organization(subject, org, access),
             "workspace",
             &id,
         )?;
         let mut tx = self.begin().await?;
-        found(
-            tx.get_workspace_by_name(&org, name).await?,
-            "workspace",
-            &id,
-        )
+        found(tx.get_workspace_by_name(org, name).await?, "workspace", &id)
     }
 
     pub async fn list_workspaces(
         &self,
         subject: &Subject,
-        org: &str,
+        org: &OrganizationName,
     ) -> Result<Vec<Workspace>, Error> {
         let org = org_scope(subject, org, Access::Read)?;
         let mut tx = self.begin().await?;
@@ -211,10 +208,9 @@ impl<S: Store> Core<S> {
     pub async fn update_workspace(
         &self,
         subject: &Subject,
-        id: &str,
+        id: &WorkspaceId,
         update: WorkspaceUpdate,
     ) -> Result<Workspace, Error> {
-        let id: WorkspaceId = id.parse()?;
         if let Some(n) = &update.name {
             validate_name("workspace", n)?;
         }
@@ -231,11 +227,11 @@ impl<S: Store> Core<S> {
             Some(p) => Some(lock_pool_for(&mut tx, p).await?),
             None => None,
         };
-        let mut ws = found(tx.lock_workspace(&id).await?, "workspace", &id)?;
+        let mut ws = found(tx.lock_workspace(id).await?, "workspace", id)?;
         allow(
             authorize_organization(subject, &ws.organization, Access::Write),
             "workspace",
-            &id,
+            id,
         )?;
         if let Some(n) = update.name {
             ws.name = n;
@@ -295,8 +291,8 @@ impl<S: Store> Core<S> {
 
     /// Delete a workspace with its runs, state and variables. Refused while a
     /// run is active.
-    pub async fn delete_workspace(&self, subject: &Subject, id: &str) -> Result<(), Error> {
-        let id: WorkspaceId = id.parse()?;
+    pub async fn delete_workspace(&self, subject: &Subject, id: &WorkspaceId) -> Result<(), Error> {
+        let id: WorkspaceId = id.clone();
         let mut tx = self.begin().await?;
         let ws = found(tx.lock_workspace(&id).await?, "workspace", &id)?;
         allow(
@@ -315,8 +311,12 @@ impl<S: Store> Core<S> {
     }
 
     /// Lock for the subject (e.g. the CLI in local mode).
-    pub async fn lock_workspace(&self, subject: &Subject, id: &str) -> Result<Workspace, Error> {
-        let id: WorkspaceId = id.parse()?;
+    pub async fn lock_workspace(
+        &self,
+        subject: &Subject,
+        id: &WorkspaceId,
+    ) -> Result<Workspace, Error> {
+        let id: WorkspaceId = id.clone();
         let mut tx = self.begin().await?;
         let mut ws = found(tx.lock_workspace(&id).await?, "workspace", &id)?;
         allow(
@@ -336,10 +336,10 @@ impl<S: Store> Core<S> {
     pub async fn unlock_workspace(
         &self,
         subject: &Subject,
-        id: &str,
+        id: &WorkspaceId,
         force: bool,
     ) -> Result<Workspace, Error> {
-        let id: WorkspaceId = id.parse()?;
+        let id: WorkspaceId = id.clone();
         let mut tx = self.begin().await?;
         let mut ws = found(tx.lock_workspace(&id).await?, "workspace", &id)?;
         allow(

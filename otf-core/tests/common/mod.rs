@@ -98,7 +98,11 @@ impl World {
 
     pub async fn org(&self, name: &str) {
         self.core
-            .create_organization(&self.site, name, "ops@example.com")
+            .create_organization(
+                &self.site,
+                &name.parse::<otf_core::ids::OrganizationName>().unwrap(),
+                "ops@example.com",
+            )
             .await
             .expect("create organization");
     }
@@ -107,7 +111,7 @@ impl World {
         self.core
             .create_workspace(
                 &self.site,
-                org,
+                &org.parse::<otf_core::ids::OrganizationName>().unwrap(),
                 WorkspaceSpec {
                     name: name.into(),
                     execution_mode: Some(mode),
@@ -122,7 +126,7 @@ impl World {
         self.core
             .create_pool(
                 &self.site,
-                org,
+                &org.parse::<otf_core::ids::OrganizationName>().unwrap(),
                 PoolSpec {
                     name: name.into(),
                     ..Default::default()
@@ -136,7 +140,7 @@ impl World {
     pub async fn agent_subject(&self, pool: &AgentPool) -> (Subject, String) {
         let (_, secret) = self
             .core
-            .create_agent_token(&self.site, pool.id.as_str(), "test agents")
+            .create_agent_token(&self.site, &pool.id, "test agents")
             .await
             .expect("create token");
         let subject = self
@@ -182,11 +186,11 @@ impl World {
     pub async fn upload(&self, ws: &Workspace) -> String {
         let cv = self
             .core
-            .create_configuration_version(&self.site, ws.id.as_str(), ConfigSpec::default())
+            .create_configuration_version(&self.site, &ws.id, ConfigSpec::default())
             .await
             .expect("create cv");
         self.core
-            .upload_configuration(&self.site, cv.id.as_str(), &config_tarball())
+            .upload_configuration(&self.site, &cv.id, &config_tarball())
             .await
             .expect("upload");
         cv.id.to_string()
@@ -223,7 +227,7 @@ impl World {
 
     pub async fn status(&self, run: &Run) -> RunStatus {
         self.core
-            .get_run(&self.site, run.id.as_str())
+            .get_run(&self.site, &run.id)
             .await
             .expect("get run")
             .status
@@ -232,7 +236,7 @@ impl World {
     pub async fn allocated(&self, subject: &Subject, agent: &Agent) -> Vec<Job> {
         tokio::time::timeout(
             Duration::from_secs(5),
-            self.core.await_allocated_jobs(subject, agent.id.as_str()),
+            self.core.await_allocated_jobs(subject, &agent.id),
         )
         .await
         .expect("a job is allocated")
@@ -245,7 +249,7 @@ impl World {
         assert_eq!(jobs.len(), 1, "exactly one job allocated: {jobs:?}");
         let started = self
             .core
-            .start_job(subject, agent.id.as_str(), jobs[0].id.as_str())
+            .start_job(subject, &agent.id, &jobs[0].id)
             .await
             .expect("start job");
         let job_subject = self
@@ -269,7 +273,7 @@ impl World {
 
     pub async fn ping(&self, subject: &Subject, agent: &Agent, status: ReportedStatus) {
         self.core
-            .ping(subject, agent.id.as_str(), status, None)
+            .ping(subject, &agent.id, status, None)
             .await
             .expect("ping");
     }

@@ -22,7 +22,7 @@ pub async fn handle<S: Store>(
     match (route, &req.method) {
         (Route::OrgJobs, &Method::GET) => {
             let page = Page::from_request(req)?;
-            let jobs = app.core.list_queue(subject, req.param("org")).await?;
+            let jobs = app.core.list_queue(subject, &req.org()?).await?;
             let (jobs, total) = page.slice(jobs);
             Ok(response::jsonapi(
                 StatusCode::OK,

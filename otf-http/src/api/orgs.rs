@@ -36,25 +36,27 @@ pub async fn handle<S: Store>(
                 .str("name")?
                 .ok_or_else(|| ApiError::unprocessable("attribute `name` is required"))?;
             let email = data.str("email")?.unwrap_or_default();
-            let org = core.create_organization(subject, &name, &email).await?;
+            let org = core
+                .create_organization(subject, &name.parse()?, &email)
+                .await?;
             Ok(response::jsonapi(
                 StatusCode::CREATED,
                 one(wire::organization(&org)),
             ))
         }
         (Route::Organization, &Method::GET) => {
-            let org = core.get_organization(subject, org).await?;
+            let org = core.get_organization(subject, &req.org()?).await?;
             Ok(response::jsonapi(
                 StatusCode::OK,
                 one(wire::organization(&org)),
             ))
         }
         (Route::Organization, &Method::DELETE) => {
-            core.delete_organization(subject, org).await?;
+            core.delete_organization(subject, &req.org()?).await?;
             Ok(response::empty(StatusCode::NO_CONTENT))
         }
         (Route::Entitlements, &Method::GET) => {
-            let org = core.get_organization(subject, org).await?;
+            let org = core.get_organization(subject, &req.org()?).await?;
             Ok(response::jsonapi(
                 StatusCode::OK,
                 one(wire::entitlements(&org)),
@@ -63,12 +65,12 @@ pub async fn handle<S: Store>(
         (Route::RunQueue, &Method::GET) => {
             // Runs do not wait behind other workspaces' runs: the queue the
             // CLI asks about is always empty.
-            core.get_organization(subject, org).await?;
+            core.get_organization(subject, &req.org()?).await?;
             let page = Page::from_request(req)?;
             Ok(response::jsonapi(StatusCode::OK, many(vec![], page, 0)))
         }
         (Route::Capacity, &Method::GET) => {
-            core.get_organization(subject, org).await?;
+            core.get_organization(subject, &req.org()?).await?;
             Ok(response::jsonapi(
                 StatusCode::OK,
                 one(resource(
@@ -85,7 +87,9 @@ pub async fn handle<S: Store>(
                 .loose()
                 .str("description")?
                 .unwrap_or_else(|| "organization token".into());
-            let (token, secret) = core.create_org_token(subject, org, &description).await?;
+            let (token, secret) = core
+                .create_org_token(subject, &req.org()?, &description)
+                .await?;
             Ok(response::jsonapi(
                 StatusCode::CREATED,
                 one(wire::org_token(&token, Some(secret.expose()))),
@@ -94,7 +98,7 @@ pub async fn handle<S: Store>(
         (Route::OrgToken, &Method::GET) => {
             // The newest token of the organization, without its secret.
             let token = core
-                .list_org_tokens(subject, org)
+                .list_org_tokens(subject, &req.org()?)
                 .await?
                 .into_iter()
                 .max_by_key(|t| t.created_at)
@@ -105,8 +109,8 @@ pub async fn handle<S: Store>(
             ))
         }
         (Route::OrgToken, &Method::DELETE) => {
-            for t in core.list_org_tokens(subject, org).await? {
-                core.delete_org_token(subject, t.id.as_str()).await?;
+            for t in core.list_org_tokens(subject, &req.org()?).await? {
+                core.delete_org_token(subject, &t.id).await?;
             }
             Ok(response::empty(StatusCode::NO_CONTENT))
         }

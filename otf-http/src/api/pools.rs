@@ -36,8 +36,8 @@ async fn pool_doc<S: Store>(
     pool: &AgentPool,
     req: &Req,
 ) -> Result<(Value, Vec<Value>), ApiError> {
-    let assigned = app.core.pool_workspaces(subject, pool.id.as_str()).await?;
-    let agents = app.core.list_agents(subject, pool.id.as_str()).await?;
+    let assigned = app.core.pool_workspaces(subject, &pool.id).await?;
+    let agents = app.core.list_agents(subject, &pool.id).await?;
     let live = agents.iter().filter(|a| !a.agent.status.is_final()).count();
     let included = if req.includes("workspaces") {
         assigned.iter().map(wire::workspace).collect()
@@ -58,7 +58,7 @@ pub async fn handle<S: Store>(
     match (route, &req.method) {
         (Route::OrgPools, &Method::GET) => {
             let page = Page::from_request(req)?;
-            let mut pools = core.list_pools(subject, req.param("org")).await?;
+            let mut pools = core.list_pools(subject, &req.org()?).await?;
             if let Some(q) = req.query("q").filter(|q| !q.is_empty()) {
                 pools.retain(|p| p.name.contains(q));
             }
@@ -67,7 +67,7 @@ pub async fn handle<S: Store>(
                 .filter(|q| !q.is_empty())
             {
                 let ws = core
-                    .get_workspace_by_name(subject, req.param("org"), name)
+                    .get_workspace_by_name(subject, &req.org()?, name)
                     .await?;
                 pools.retain(|p| p.organization_scoped || p.allowed_workspaces.contains(&ws.id));
             }
@@ -98,12 +98,12 @@ pub async fn handle<S: Store>(
                 excluded_workspaces: workspace_ids(data.rel_ids("excluded-workspaces")?)?
                     .unwrap_or_default(),
             };
-            let pool = core.create_pool(subject, req.param("org"), spec).await?;
+            let pool = core.create_pool(subject, &req.org()?, spec).await?;
             let (doc, _) = pool_doc(app, subject, &pool, req).await?;
             Ok(response::jsonapi(StatusCode::CREATED, one(doc)))
         }
         (Route::Pool, &Method::GET) => {
-            let pool = core.get_pool(subject, id).await?;
+            let pool = core.get_pool(subject, &id.parse()?).await?;
             let (doc, included) = pool_doc(app, subject, &pool, req).await?;
             let mut doc = one(doc);
             if req.includes("workspaces") {
@@ -120,17 +120,17 @@ pub async fn handle<S: Store>(
                 allowed_workspaces: workspace_ids(data.rel_ids("allowed-workspaces")?)?,
                 excluded_workspaces: workspace_ids(data.rel_ids("excluded-workspaces")?)?,
             };
-            let pool = core.update_pool(subject, id, update).await?;
+            let pool = core.update_pool(subject, &id.parse()?, update).await?;
             let (doc, _) = pool_doc(app, subject, &pool, req).await?;
             Ok(response::jsonapi(StatusCode::OK, one(doc)))
         }
         (Route::Pool, &Method::DELETE) => {
-            core.delete_pool(subject, id).await?;
+            core.delete_pool(subject, &id.parse()?).await?;
             Ok(response::empty(StatusCode::NO_CONTENT))
         }
         (Route::PoolAgents, &Method::GET) => {
             let page = Page::from_request(req)?;
-            let mut agents = core.list_agents(subject, id).await?;
+            let mut agents = core.list_agents(subject, &id.parse()?).await?;
             let filter = req.query("filter[status]");
             agents.retain(|a| wire::agent_matches(a, filter));
             let (agents, total) = page.slice(agents);
@@ -140,7 +140,7 @@ pub async fn handle<S: Store>(
             ))
         }
         (Route::PoolQueue, &Method::GET) => {
-            let pool = core.get_pool(subject, id).await?;
+            let pool = core.get_pool(subject, &id.parse()?).await?;
             let q = app
                 .metrics
                 .pool_queue(pool.id.as_str(), core.now())
@@ -156,29 +156,29 @@ pub async fn handle<S: Store>(
             ))
         }
         (Route::Agent, &Method::GET) => {
-            let agent = core.get_agent(subject, id).await?;
+            let agent = core.get_agent(subject, &id.parse()?).await?;
             Ok(response::jsonapi(StatusCode::OK, one(wire::agent(&agent))))
         }
         (Route::AgentAction, &Method::POST) => {
             req.json()?;
             let drained = drain_action(req.param("action"))?;
-            let agent = core.drain_agent(subject, id, drained).await?;
+            let agent = core.drain_agent(subject, &id.parse()?, drained).await?;
             Ok(response::jsonapi(StatusCode::OK, one(wire::agent(&agent))))
         }
         (Route::PoolAction, &Method::POST) => {
             req.json()?;
             let drained = drain_action(req.param("action"))?;
-            let pool = core.drain_pool(subject, id, drained).await?;
+            let pool = core.drain_pool(subject, &id.parse()?, drained).await?;
             let (doc, _) = pool_doc(app, subject, &pool, req).await?;
             Ok(response::jsonapi(StatusCode::OK, one(doc)))
         }
         (Route::Agent, &Method::DELETE) => {
-            core.delete_agent(subject, id).await?;
+            core.delete_agent(subject, &id.parse()?).await?;
             Ok(response::empty(StatusCode::NO_CONTENT))
         }
         (Route::PoolTokens, &Method::GET) => {
             let page = Page::from_request(req)?;
-            let (tokens, total) = page.slice(core.list_agent_tokens(subject, id).await?);
+            let (tokens, total) = page.slice(core.list_agent_tokens(subject, &id.parse()?).await?);
             Ok(response::jsonapi(
                 StatusCode::OK,
                 many(
@@ -193,21 +193,23 @@ pub async fn handle<S: Store>(
             // go-tfe says agent-tokens, pytfe authentication-tokens.
             let data = body.data(&["authentication-tokens", "agent-tokens"])?;
             let description = data.str("description")?.unwrap_or_default();
-            let (token, secret) = core.create_agent_token(subject, id, &description).await?;
+            let (token, secret) = core
+                .create_agent_token(subject, &id.parse()?, &description)
+                .await?;
             Ok(response::jsonapi(
                 StatusCode::CREATED,
                 one(wire::token(&token, Some(secret.expose()))),
             ))
         }
         (Route::Token, &Method::GET) => {
-            let token = core.get_agent_token(subject, id).await?;
+            let token = core.get_agent_token(subject, &id.parse()?).await?;
             Ok(response::jsonapi(
                 StatusCode::OK,
                 one(wire::token(&token, None)),
             ))
         }
         (Route::Token, &Method::DELETE) => {
-            core.delete_agent_token(subject, id).await?;
+            core.delete_agent_token(subject, &id.parse()?).await?;
             Ok(response::empty(StatusCode::NO_CONTENT))
         }
         (_, m) => Err(method_not_allowed(m)),

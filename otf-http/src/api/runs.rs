@@ -57,10 +57,10 @@ async fn phase_run<S: Store>(
     id: &str,
 ) -> Result<Run, ApiError> {
     if matches!(route, Route::RunPlan | Route::RunPlanJson | Route::RunApply) {
-        return Ok(app.core.get_run(subject, id).await?);
+        return Ok(app.core.get_run(subject, &id.parse()?).await?);
     }
     let run = run_of_phase_id(id).ok_or_else(|| ApiError::not_found(format!("{id} not found")))?;
-    Ok(app.core.get_run(subject, run.as_str()).await?)
+    Ok(app.core.get_run(subject, &run).await?)
 }
 
 fn run_options(data: &crate::jsonapi::Data<'_>) -> Result<RunOptions, ApiError> {
@@ -98,7 +98,9 @@ pub async fn handle<S: Store>(
                 speculative: data.bool("speculative")?.unwrap_or(false),
                 auto_queue_runs: data.bool("auto-queue-runs")?.unwrap_or(true),
             };
-            let cv = core.create_configuration_version(subject, id, spec).await?;
+            let cv = core
+                .create_configuration_version(subject, &id.parse()?, spec)
+                .await?;
             let url = upload_url(app, &cv.id);
             Ok(response::jsonapi(
                 StatusCode::CREATED,
@@ -106,7 +108,9 @@ pub async fn handle<S: Store>(
             ))
         }
         (Route::Config, &Method::GET) => {
-            let cv = core.get_configuration_version(subject, id).await?;
+            let cv = core
+                .get_configuration_version(subject, &id.parse()?)
+                .await?;
             let url = (cv.status == otf_core::artifacts::ConfigStatus::Pending)
                 .then(|| upload_url(app, &cv.id));
             Ok(response::jsonapi(
@@ -115,7 +119,8 @@ pub async fn handle<S: Store>(
             ))
         }
         (Route::ConfigUpload, &Method::PUT) => {
-            core.upload_configuration(subject, id, &req.body).await?;
+            core.upload_configuration(subject, &id.parse()?, &req.body)
+                .await?;
             Ok(response::empty(StatusCode::OK))
         }
         (Route::Runs, &Method::POST) => {
@@ -136,7 +141,7 @@ pub async fn handle<S: Store>(
             ))
         }
         (Route::Run, &Method::GET) => {
-            let run = core.get_run(subject, id).await?;
+            let run = core.get_run(subject, &id.parse()?).await?;
             let docs = run_docs(app, subject, std::slice::from_ref(&run)).await?;
             let mut doc = one(docs.into_iter().next().unwrap_or_default());
             let mut included = Vec::new();
@@ -154,7 +159,7 @@ pub async fn handle<S: Store>(
         (Route::WorkspaceRuns, &Method::GET) => {
             let page = Page::from_request(req)?;
             let (runs, total) = core
-                .list_runs(subject, id, page.offset(), page.size)
+                .list_runs(subject, &id.parse()?, page.offset(), page.size)
                 .await?;
             Ok(response::jsonapi(
                 StatusCode::OK,
@@ -165,10 +170,10 @@ pub async fn handle<S: Store>(
             // Any body shape is accepted: none, plain JSON, or JSON:API.
             req.json()?;
             match req.param("action") {
-                "apply" => core.confirm_run(subject, id).await?,
-                "discard" => core.discard_run(subject, id).await?,
-                "cancel" => core.cancel_run(subject, id).await?,
-                "force-cancel" => core.force_cancel_run(subject, id).await?,
+                "apply" => core.confirm_run(subject, &id.parse()?).await?,
+                "discard" => core.discard_run(subject, &id.parse()?).await?,
+                "cancel" => core.cancel_run(subject, &id.parse()?).await?,
+                "force-cancel" => core.force_cancel_run(subject, &id.parse()?).await?,
                 other => return Err(ApiError::not_found(format!("no run action {other:?}"))),
             };
             Ok(response::empty(StatusCode::ACCEPTED))
@@ -190,7 +195,7 @@ pub async fn handle<S: Store>(
         (Route::PlanJson | Route::RunPlanJson, &Method::GET) => {
             let run = phase_run(app, subject, route, id).await?;
             match core
-                .run_artifact(subject, run.id.as_str(), ArtifactKind::JsonPlan)
+                .run_artifact(subject, &run.id, ArtifactKind::JsonPlan)
                 .await?
             {
                 Some(json) => Ok(response::bytes(StatusCode::OK, json, "application/json")),

@@ -21,7 +21,7 @@ async fn sv_doc<S: Store>(
     subject: &Subject,
     sv: &StateVersion,
 ) -> Result<Value, ApiError> {
-    let state = app.core.download_state(subject, sv.id.as_str()).await?;
+    let state = app.core.download_state(subject, &sv.id).await?;
     let url = app.url(&format!("/api/v2/state-versions/{}/download", sv.id));
     Ok(wire::state_version(sv, &url, &state))
 }
@@ -33,7 +33,7 @@ async fn outputs<S: Store>(
     sv: &StateVersion,
     redact: bool,
 ) -> Result<Vec<Value>, ApiError> {
-    let state = app.core.download_state(subject, sv.id.as_str()).await?;
+    let state = app.core.download_state(subject, &sv.id).await?;
     Ok(wire::state_outputs(&state)
         .iter()
         .enumerate()
@@ -70,19 +70,20 @@ pub async fn handle<S: Store>(
     let core = &app.core;
     let id = req.param("id");
     match (route, &req.method) {
-        (Route::CurrentState, &Method::GET) => match core.current_state_version(subject, id).await?
-        {
-            Some(sv) => Ok(response::jsonapi(
-                StatusCode::OK,
-                one(sv_doc(app, subject, &sv).await?),
-            )),
-            None => Err(ApiError::not_found(format!(
-                "workspace {id} has no state yet"
-            ))),
-        },
+        (Route::CurrentState, &Method::GET) => {
+            match core.current_state_version(subject, &id.parse()?).await? {
+                Some(sv) => Ok(response::jsonapi(
+                    StatusCode::OK,
+                    one(sv_doc(app, subject, &sv).await?),
+                )),
+                None => Err(ApiError::not_found(format!(
+                    "workspace {id} has no state yet"
+                ))),
+            }
+        }
         (Route::CurrentStateOutputs, &Method::GET) => {
             let page = Page::from_request(req)?;
-            let Some(sv) = core.current_state_version(subject, id).await? else {
+            let Some(sv) = core.current_state_version(subject, &id.parse()?).await? else {
                 return Ok(response::jsonapi(StatusCode::OK, many(vec![], page, 0)));
             };
             let (list, total) = page.slice(outputs(app, subject, &sv, true).await?);
@@ -117,7 +118,9 @@ pub async fn handle<S: Store>(
                     })
                     .transpose()?,
             };
-            let sv = core.create_state_version(subject, id, spec).await?;
+            let sv = core
+                .create_state_version(subject, &id.parse()?, spec)
+                .await?;
             Ok(response::jsonapi(
                 StatusCode::CREATED,
                 one(sv_doc(app, subject, &sv).await?),
@@ -134,12 +137,11 @@ pub async fn handle<S: Store>(
                         "filter[organization][name] and filter[workspace][name] are required",
                     ));
                 };
-                core.get_workspace_by_name(subject, org, name)
+                core.get_workspace_by_name(subject, &otf_core::services::parse_org(org)?, name)
                     .await?
                     .id
-                    .to_string()
             } else {
-                id.to_string()
+                id.parse()?
             };
             let (list, total) = page.slice(core.list_state_versions(subject, &ws).await?);
             let mut docs = Vec::new();
@@ -149,26 +151,26 @@ pub async fn handle<S: Store>(
             Ok(response::jsonapi(StatusCode::OK, many(docs, page, total)))
         }
         (Route::StateVersion, &Method::GET) => {
-            let sv = core.get_state_version(subject, id).await?;
+            let sv = core.get_state_version(subject, &id.parse()?).await?;
             Ok(response::jsonapi(
                 StatusCode::OK,
                 one(sv_doc(app, subject, &sv).await?),
             ))
         }
         (Route::StateDownload, &Method::GET) => {
-            let state = core.download_state(subject, id).await?;
+            let state = core.download_state(subject, &id.parse()?).await?;
             Ok(response::bytes(StatusCode::OK, state, "application/json"))
         }
         (Route::StateOutputs, &Method::GET) => {
             let page = Page::from_request(req)?;
-            let sv = core.get_state_version(subject, id).await?;
+            let sv = core.get_state_version(subject, &id.parse()?).await?;
             let (list, total) = page.slice(outputs(app, subject, &sv, false).await?);
             Ok(response::jsonapi(StatusCode::OK, many(list, page, total)))
         }
         (Route::StateOutput, &Method::GET) => {
             let (sv, index) = wire::parse_output_id(id)
                 .ok_or_else(|| ApiError::not_found(format!("output {id} not found")))?;
-            let sv = core.get_state_version(subject, &sv).await?;
+            let sv = core.get_state_version(subject, &sv.parse()?).await?;
             let out = outputs(app, subject, &sv, false)
                 .await?
                 .into_iter()
@@ -177,7 +179,7 @@ pub async fn handle<S: Store>(
             Ok(response::jsonapi(StatusCode::OK, one(out)))
         }
         (Route::WorkspaceVars, &Method::GET) => {
-            let vars = core.list_variables(subject, id).await?;
+            let vars = core.list_variables(subject, &id.parse()?).await?;
             let page = Page {
                 number: 1,
                 size: vars.len().max(1) as u64,
@@ -192,7 +194,7 @@ pub async fn handle<S: Store>(
             let body = req.json()?;
             let data = body.data(&["vars"])?;
             let var = core
-                .create_variable(subject, id, variable_spec(&data)?)
+                .create_variable(subject, &id.parse()?, variable_spec(&data)?)
                 .await?;
             Ok(response::jsonapi(
                 StatusCode::CREATED,
@@ -204,10 +206,10 @@ pub async fn handle<S: Store>(
             // Changes to another organization's workspace are forbidden,
             // not hidden.
             if *m != Method::GET {
-                core.get_workspace_to_change(subject, id).await?;
+                core.get_workspace_to_change(subject, &id.parse()?).await?;
             }
             // The variable must belong to the workspace of the path.
-            let var = core.get_variable(subject, var_id).await?;
+            let var = core.get_variable(subject, &var_id.parse()?).await?;
             if var.workspace.as_str() != id {
                 return Err(ApiError::not_found(format!("variable {var_id} not found")));
             }
@@ -217,12 +219,12 @@ pub async fn handle<S: Store>(
                     let body = req.json()?;
                     let data = body.data(&["vars"])?;
                     let var = core
-                        .update_variable(subject, var_id, variable_spec(&data)?)
+                        .update_variable(subject, &var_id.parse()?, variable_spec(&data)?)
                         .await?;
                     Ok(response::jsonapi(StatusCode::OK, one(wire::variable(&var))))
                 }
                 Method::DELETE => {
-                    core.delete_variable(subject, var_id).await?;
+                    core.delete_variable(subject, &var_id.parse()?).await?;
                     Ok(response::empty(StatusCode::NO_CONTENT))
                 }
                 _ => Err(method_not_allowed(m)),

@@ -83,26 +83,37 @@ pub async fn handle<S: Store>(
     let target = || async {
         match route {
             Route::OrgWorkspace => {
-                core.get_workspace_by_name(subject, req.param("org"), req.param("name"))
-                    .await
+                core.get_workspace_by_name(
+                    subject,
+                    &otf_core::services::parse_org(req.param("org"))?,
+                    req.param("name"),
+                )
+                .await
             }
-            _ => core.get_workspace(subject, req.param("id")).await,
+            _ => core.get_workspace(subject, &req.param("id").parse()?).await,
         }
     };
     // The same for a change: out of scope is forbidden, not hidden.
     let target_to_change = || async {
         match route {
             Route::OrgWorkspace => {
-                core.get_workspace_by_name_to_change(subject, req.param("org"), req.param("name"))
+                core.get_workspace_by_name_to_change(
+                    subject,
+                    &otf_core::services::parse_org(req.param("org"))?,
+                    req.param("name"),
+                )
+                .await
+            }
+            _ => {
+                core.get_workspace_to_change(subject, &req.param("id").parse()?)
                     .await
             }
-            _ => core.get_workspace_to_change(subject, req.param("id")).await,
         }
     };
     match (route, &req.method) {
         (Route::OrgWorkspaces, &Method::GET) => {
             let page = Page::from_request(req)?;
-            let mut all = core.list_workspaces(subject, req.param("org")).await?;
+            let mut all = core.list_workspaces(subject, &req.org()?).await?;
             if let Some(search) = req.query("search[name]").filter(|s| !s.is_empty()) {
                 all.retain(|w| w.name.contains(search));
             }
@@ -125,9 +136,7 @@ pub async fn handle<S: Store>(
                 terraform_version: data.str("terraform-version")?,
                 working_directory: data.str("working-directory")?,
             };
-            let w = core
-                .create_workspace(subject, req.param("org"), spec)
-                .await?;
+            let w = core.create_workspace(subject, &req.org()?, spec).await?;
             ok(StatusCode::CREATED, &w)
         }
         (Route::OrgWorkspace | Route::Workspace, &Method::GET) => {
@@ -138,14 +147,12 @@ pub async fn handle<S: Store>(
             let body = req.json()?;
             let data = body.data(&["workspaces"])?;
             let update = update_of(&data, &current)?;
-            let w = core
-                .update_workspace(subject, current.id.as_str(), update)
-                .await?;
+            let w = core.update_workspace(subject, &current.id, update).await?;
             ok(StatusCode::OK, &w)
         }
         (Route::OrgWorkspace | Route::Workspace, &Method::DELETE) => {
             let w = target_to_change().await?;
-            core.delete_workspace(subject, w.id.as_str()).await?;
+            core.delete_workspace(subject, &w.id).await?;
             Ok(response::empty(StatusCode::NO_CONTENT))
         }
         (Route::WorkspaceAction, &Method::POST) => {
@@ -154,9 +161,9 @@ pub async fn handle<S: Store>(
             req.json()?;
             let id = req.param("id");
             let w = match req.param("action") {
-                "lock" => core.lock_workspace(subject, id).await?,
-                "unlock" => core.unlock_workspace(subject, id, false).await?,
-                "force-unlock" => core.unlock_workspace(subject, id, true).await?,
+                "lock" => core.lock_workspace(subject, &id.parse()?).await?,
+                "unlock" => core.unlock_workspace(subject, &id.parse()?, false).await?,
+                "force-unlock" => core.unlock_workspace(subject, &id.parse()?, true).await?,
                 other => {
                     return Err(ApiError::not_found(format!(
                         "no workspace action {other:?}"
