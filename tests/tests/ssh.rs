@@ -241,7 +241,10 @@ fn walkthrough_over_ssh() {
 
     // Runs start where the configuration is, not from otfd's files.
     tui.keys(&["q", "q", "w"]);
-    tui.wait_for("Workspaces of acme");
+    // The title shows before the list has loaded; Enter needs the row.
+    tui.wait("the workspaces, dev selected", STEP, |p| {
+        p.contains("Workspaces of acme") && line(p, "dev").is_some_and(|l| l.starts_with('>'))
+    });
     tui.keys(&["Enter"]);
     tui.wait_for("No runs yet");
     tui.keys(&["n"]);
