@@ -34,7 +34,8 @@ mod exit {
                   Set NO_COLOR to draw without colours."
 )]
 struct Flags {
-    /// otfd's address: a URL, or host[:port].
+    /// otfd's address: a URL, or host[:port] (HTTPS, except plain HTTP on
+    /// loopback hosts).
     #[arg(long, env = "OTF_ADDRESS", default_value = "127.0.0.1:8080")]
     address: String,
     /// A site administrator or organization token.

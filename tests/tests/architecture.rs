@@ -155,6 +155,21 @@ fn the_core_services_and_the_agent_transport_take_typed_ids() {
 }
 
 #[test]
+fn the_shared_client_setup_depends_on_no_otf_crate() {
+    assert_none_of(
+        "otf-client",
+        &[
+            "otf-core",
+            "otf-store",
+            "otf-http",
+            "otf-agent",
+            "otf-tui",
+            "otf-ssh",
+        ],
+    );
+}
+
+#[test]
 fn the_version_crate_is_a_leaf() {
     assert!(
         dependencies("otf-version").is_empty(),
@@ -171,6 +186,7 @@ fn every_crate_root_says_what_it_owns() {
         ("otf-agent", "src/lib.rs"),
         ("otf-tui", "src/lib.rs"),
         ("otf-ssh", "src/lib.rs"),
+        ("otf-client", "src/lib.rs"),
         ("otf-version", "src/lib.rs"),
         ("otf-dist", "src/main.rs"),
     ] {

@@ -23,17 +23,7 @@ pub struct HttpTransport {
     client: reqwest::Client,
 }
 
-/// The server URL for an `--address`: a URL, or `host[:port]` (HTTPS, except
-/// plain HTTP for loopback hosts, where otfd's default listener is).
-pub fn base_url(address: &str) -> String {
-    let a = address.trim().trim_end_matches('/');
-    if a.starts_with("http://") || a.starts_with("https://") {
-        return a.to_string();
-    }
-    let host = a.rsplit_once(':').map(|(h, _)| h).unwrap_or(a);
-    let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
-    format!("{}://{a}", if loopback { "http" } else { "https" })
-}
+pub use otf_client::base_url;
 
 /// Longest wait for the answer to a status ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,27 +32,11 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 async fn detail(resp: Response) -> String {
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
-    serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/errors/0/detail")
-                .and_then(|d| d.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| format!("HTTP {status}"))
+    otf_client::error_detail(&body).unwrap_or_else(|| format!("HTTP {status}"))
 }
 
 async fn check(resp: Result<Response, reqwest::Error>) -> TResult<Response> {
-    let resp = resp.map_err(|e| {
-        let mut msg = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            source = s.source();
-        }
-        TransportError::Unavailable(msg)
-    })?;
+    let resp = resp.map_err(|e| TransportError::Unavailable(otf_client::error_chain(&e)))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
@@ -97,18 +71,12 @@ impl HttpTransport {
     /// extra PEM certificate to trust besides the system's (`SSL_CERT_FILE`
     /// and `SSL_CERT_DIR` are honoured).
     pub fn new(address: &str, agent_token: &str, ca_cert: Option<&[u8]>) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("otf-agent/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120));
-        if let Some(pem) = ca_cert {
-            let cert = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| format!("the CA certificate is not usable PEM: {e}"))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        let client = otf_client::http_client(
+            concat!("otf-agent/", env!("CARGO_PKG_VERSION")),
+            Duration::from_secs(120),
+            ca_cert,
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Self {
             base: base_url(address),
             agent_token: agent_token.to_string(),
@@ -342,17 +310,4 @@ where
 /// Standard base64, as the protocol carries state files.
 pub fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses() {
-        assert_eq!(base_url("127.0.0.1:8080"), "http://127.0.0.1:8080");
-        assert_eq!(base_url("localhost:8080/"), "http://localhost:8080");
-        assert_eq!(base_url("otf.example.com"), "https://otf.example.com");
-        assert_eq!(base_url("https://127.0.0.1:8443"), "https://127.0.0.1:8443");
-    }
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{base_url, ClientError, Result};
+use otf_client::base_url;
+
+use super::{ClientError, Result};
 
 /// The methods the TUI uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,18 +70,19 @@ impl HttpExchange {
     /// To `address` (a URL or `host[:port]`) with `token`; `ca_cert` is a
     /// PEM certificate to trust besides the system's.
     pub fn new(address: &str, token: &str, ca_cert: Option<&[u8]>) -> Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("otf-tui/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60));
-        if let Some(pem) = ca_cert {
-            let cert = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| ClientError::Decode(format!("the CA certificate is not PEM: {e}")))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder.build().map_err(|e| ClientError::Unreachable {
-            address: address.to_string(),
-            reason: format!("cannot set up the HTTP client: {e}"),
+        let http = otf_client::http_client(
+            concat!("otf-tui/", env!("CARGO_PKG_VERSION")),
+            Duration::from_secs(60),
+            ca_cert,
+        )
+        .map_err(|e| match e {
+            otf_client::SetupError::CaCert(_) | otf_client::SetupError::NoCaCert => {
+                ClientError::Decode(e.to_string())
+            }
+            otf_client::SetupError::Build(_) => ClientError::Unreachable {
+                address: address.to_string(),
+                reason: e.to_string(),
+            },
         })?;
         Ok(Self {
             base: base_url(address),
@@ -122,23 +125,12 @@ impl Exchange for HttpExchange {
         let unreachable = |e: reqwest::Error| ClientError::Unreachable {
             address: self.base.clone(),
             // reqwest's own message repeats the URL; its causes say why.
-            reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), error_chain),
+            reason: std::error::Error::source(&e)
+                .map_or_else(|| e.to_string(), otf_client::error_chain),
         };
         let resp = builder.send().await.map_err(unreachable)?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(unreachable)?.to_vec();
         Ok(Incoming { status, body })
     }
-}
-
-/// An error with its causes, which is where reqwest says what went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }

@@ -112,15 +112,9 @@ pub trait Api: Send + Sync {
     async fn jobs(&self, org: &str) -> Result<Vec<Job>>;
 }
 
-/// `http://host:port` from a URL or `host[:port]`, without a trailing slash.
-pub fn base_url(address: &str) -> String {
-    let a = address.trim().trim_end_matches('/');
-    if a.starts_with("http://") || a.starts_with("https://") {
-        a.to_string()
-    } else {
-        format!("http://{a}")
-    }
-}
+/// The server URL for an address (`otf_client::base_url`: `host[:port]`
+/// is HTTPS except on loopback, as for otf-agent).
+pub use otf_client::base_url;
 
 fn drain_action(drained: bool) -> &'static str {
     if drained {

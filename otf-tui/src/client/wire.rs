@@ -11,14 +11,7 @@ use crate::model::{
 use crate::time::parse_rfc3339;
 
 /// The `detail` (or `title`) of the first error of an error document.
-pub fn error_detail(text: &str) -> Option<String> {
-    let doc: Value = serde_json::from_str(text).ok()?;
-    let e = doc.get("errors")?.get(0)?;
-    e.get("detail")
-        .or_else(|| e.get("title"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-}
+pub use otf_client::error_detail;
 
 /// The primary data of a document.
 pub fn data(mut doc: Value) -> Value {
