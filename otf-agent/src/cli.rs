@@ -13,14 +13,21 @@ use crate::runtime::{run, AgentError, RunnerConfig};
 use crate::sandbox::{Sandbox, SandboxMode};
 use crate::transport::http::HttpTransport;
 
-/// otf-agent's exit codes.
-mod exit {
+/// otf-agent's exit codes, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
     /// It failed (the log says why).
-    pub const FAILURE: u8 = 1;
+    Failure = 1,
     /// Bad flags or setup: nothing was attempted.
-    pub const USAGE: u8 = 2;
+    Usage = 2,
     /// otfd refused the token (or revoked it).
-    pub const TOKEN_REFUSED: u8 = 3;
+    TokenRefused = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -168,7 +175,7 @@ pub fn main_impl() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("otf-agent: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::FAILURE);
+            return Exit::Failure.into();
         }
     };
     runtime.block_on(agent(flags))
@@ -201,11 +208,11 @@ async fn agent(flags: Flags) -> ExitCode {
         Ok(Some(t)) => t,
         Ok(None) => {
             eprintln!("otf-agent: give the pool's agent token with OTF_AGENT_TOKEN or --token-file (or --token)");
-            return ExitCode::from(exit::USAGE);
+            return Exit::Usage.into();
         }
         Err(e) => {
             eprintln!("otf-agent: {e}");
-            return ExitCode::from(exit::USAGE);
+            return Exit::Usage.into();
         }
     };
     let ca = match &flags.ca_cert {
@@ -216,7 +223,7 @@ async fn agent(flags: Flags) -> ExitCode {
                     "otf-agent: cannot read the CA certificate {}: {e}",
                     p.display()
                 );
-                return ExitCode::from(exit::USAGE);
+                return Exit::Usage.into();
             }
         },
         None => None,
@@ -225,14 +232,14 @@ async fn agent(flags: Flags) -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             eprintln!("otf-agent: --label: {e}");
-            return ExitCode::from(exit::USAGE);
+            return Exit::Usage.into();
         }
     };
     let transport = match HttpTransport::new(&flags.address, &token, ca.as_deref()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("otf-agent: {e}");
-            return ExitCode::from(exit::USAGE);
+            return Exit::Usage.into();
         }
     };
     let Some(work_dir) = flags
@@ -241,7 +248,7 @@ async fn agent(flags: Flags) -> ExitCode {
         .or_else(crate::workdir::default_work_dir)
     else {
         eprintln!("otf-agent: no work directory: give --work-dir (neither STATE_DIRECTORY, XDG_STATE_HOME nor HOME is set)");
-        return ExitCode::from(exit::USAGE);
+        return Exit::Usage.into();
     };
     for dir in [
         work_dir.clone(),
@@ -250,7 +257,7 @@ async fn agent(flags: Flags) -> ExitCode {
     ] {
         if let Err(e) = crate::workdir::prepare(&dir) {
             eprintln!("otf-agent: work directory: {e}");
-            return ExitCode::from(exit::USAGE);
+            return Exit::Usage.into();
         }
     }
     let env = crate::job_env::inherited(std::env::vars_os(), std::slice::from_ref(&token));
@@ -258,7 +265,7 @@ async fn agent(flags: Flags) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("otf-agent: {e}");
-            return ExitCode::from(exit::USAGE);
+            return Exit::Usage.into();
         }
     };
     let cfg = RunnerConfig {
@@ -331,12 +338,12 @@ async fn agent(flags: Flags) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = match e {
-                AgentError::TokenRefused(_) | AgentError::Revoked => exit::TOKEN_REFUSED,
-                _ => exit::FAILURE,
+                AgentError::TokenRefused(_) | AgentError::Revoked => Exit::TokenRefused,
+                _ => Exit::Failure,
             };
             tracing::error!("{e}");
             eprintln!("otf-agent: {e}");
-            ExitCode::from(code)
+            code.into()
         }
     }
 }

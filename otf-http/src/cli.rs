@@ -10,12 +10,19 @@ use std::time::Duration;
 use crate::{Config, Otfd};
 use clap::{CommandFactory, Parser};
 
-/// otfd's exit codes.
-mod exit {
+/// otfd's exit codes, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
     /// It failed (the log says why).
-    pub const FAILURE: u8 = 1;
+    Failure = 1,
     /// Bad flags or configuration: nothing was started.
-    pub const USAGE: u8 = 2;
+    Usage = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -278,7 +285,7 @@ pub fn main_impl() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("otfd: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::FAILURE);
+            return Exit::Failure.into();
         }
     };
     runtime.block_on(run())
@@ -303,7 +310,7 @@ async fn run() -> ExitCode {
         (Ok(d), Ok(t), Ok(s), Ok(m)) => (d, t, s, m),
         (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
             eprintln!("otfd: {e}");
-            return ExitCode::from(exit::USAGE);
+            return Exit::Usage.into();
         }
     };
     let config = Config {
@@ -378,7 +385,7 @@ async fn run() -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!("otfd: {e}");
-            return ExitCode::from(exit::FAILURE);
+            return Exit::Failure.into();
         }
     };
     if let Some(token) = &otfd.generated_site_token {
@@ -391,14 +398,14 @@ async fn run() -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             eprintln!("otfd: cannot listen on {}: {e}", flags.address);
-            return ExitCode::from(exit::FAILURE);
+            return Exit::Failure.into();
         }
     };
     match otfd.serve(listener, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("otfd: {e}");
-            ExitCode::from(exit::FAILURE)
+            Exit::Failure.into()
         }
     }
 }

@@ -13,16 +13,23 @@ use crate::app::{update, Action, App, Loaded};
 use crate::client::{Api, Client, ClientError};
 use crate::theme::Theme;
 
-/// otf-tui's exit codes.
-mod exit {
+/// otf-tui's exit codes, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
     /// It failed (the message says why).
-    pub const FAILURE: u8 = 1;
+    Failure = 1,
     /// Bad flags.
-    pub const USAGE: u8 = 2;
+    Usage = 2,
     /// otfd is unreachable.
-    pub const UNREACHABLE: u8 = 3;
+    Unreachable = 3,
     /// otfd refused the token.
-    pub const TOKEN_REFUSED: u8 = 4;
+    TokenRefused = 4,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -69,11 +76,11 @@ pub enum TuiError {
 
 impl TuiError {
     /// The one mapping from failures to exit codes.
-    pub fn exit_code(&self) -> u8 {
+    fn exit_code(&self) -> Exit {
         match self {
-            TuiError::Unreachable(_) => exit::UNREACHABLE,
-            TuiError::Unauthorized(_) => exit::TOKEN_REFUSED,
-            _ => exit::FAILURE,
+            TuiError::Unreachable(_) => Exit::Unreachable,
+            TuiError::Unauthorized(_) => Exit::TokenRefused,
+            _ => Exit::Failure,
         }
     }
 }
@@ -142,7 +149,11 @@ pub fn main_impl() -> ExitCode {
         Ok(f) => f,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+            return if e.use_stderr() {
+                Exit::Usage.into()
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -153,14 +164,14 @@ pub fn main_impl() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("otf-tui: cannot start: {e}");
-            return ExitCode::from(exit::FAILURE);
+            return Exit::Failure.into();
         }
     };
     match runtime.block_on(run(flags)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("otf-tui: {e}");
-            ExitCode::from(e.exit_code())
+            e.exit_code().into()
         }
     }
 }
