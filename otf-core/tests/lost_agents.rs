@@ -294,7 +294,7 @@ async fn reassigning_a_workspace_routes_its_next_jobs_to_the_new_pool() {
             &w.site,
             &ws.id,
             WorkspaceUpdate {
-                execution_mode: Some(ExecutionMode::Remote),
+                execution_mode: Some(ExecutionMode::Remote.into()),
                 ..Default::default()
             },
         )

@@ -223,7 +223,7 @@ impl Model {
                     None => ExecutionMode::Remote,
                 };
                 let update = WorkspaceUpdate {
-                    execution_mode: Some(mode),
+                    execution_mode: Some(mode.into()),
                     ..Default::default()
                 };
                 self.update_workspace(w, update).await;

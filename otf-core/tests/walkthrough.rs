@@ -27,7 +27,7 @@ async fn walkthrough_run_executes_on_an_agent_of_the_assigned_pool() {
             &w.site,
             &ws.id,
             WorkspaceUpdate {
-                execution_mode: Some(ExecutionMode::Agent(pool.id.clone())),
+                execution_mode: Some(ExecutionMode::Agent(pool.id.clone()).into()),
                 ..Default::default()
             },
         )
@@ -174,7 +174,7 @@ async fn restricted_pools_take_only_granted_workspaces() {
                 &site,
                 &id.parse::<otf_core::ids::WorkspaceId>().unwrap(),
                 WorkspaceUpdate {
-                    execution_mode: Some(mode),
+                    execution_mode: Some(mode.into()),
                     ..Default::default()
                 },
             )
@@ -192,6 +192,33 @@ async fn restricted_pools_take_only_granted_workspaces() {
         "{err}"
     );
     assign(&dev).await.unwrap();
+    // `agent` alone keeps the pool a workspace is on, decided on the
+    // workspace as the update finds it; a workspace on no pool is refused.
+    let agent_alone = WorkspaceUpdate {
+        execution_mode: Some(otf_core::services::ModeRequest::AgentWithCurrentPool),
+        ..Default::default()
+    };
+    let kept = w
+        .core
+        .update_workspace(&w.site, &dev.id, agent_alone.clone())
+        .await
+        .unwrap();
+    assert_eq!(kept.execution_mode, ExecutionMode::Agent(pool.id.clone()));
+    let err = w
+        .core
+        .update_workspace(&w.site, &prod.id, agent_alone)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Invalid {
+                field: "execution-mode",
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Both granted and assigned now; revoking the grant is refused by name.
     let err = w
         .core
@@ -247,7 +274,7 @@ async fn restricted_pools_take_only_granted_workspaces() {
             &w.site,
             &dev.id,
             WorkspaceUpdate {
-                execution_mode: Some(ExecutionMode::Remote),
+                execution_mode: Some(ExecutionMode::Remote.into()),
                 ..Default::default()
             },
         )

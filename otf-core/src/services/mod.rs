@@ -30,7 +30,7 @@ pub use pools::{PoolSpec, PoolUpdate};
 pub use queue::QueuedJob;
 pub use runs::{ConfigSpec, RunSpec, LOG_END, LOG_START};
 pub use state::{StateSpec, VariableSpec};
-pub use workspaces::{WorkspaceSpec, WorkspaceUpdate};
+pub use workspaces::{ModeRequest, WorkspaceSpec, WorkspaceUpdate};
 
 use crate::agent::LivenessConfig;
 use crate::auth::Denied;

@@ -22,11 +22,61 @@ pub struct WorkspaceSpec {
     pub agent_selector: Option<Labels>,
 }
 
+/// The execution mode a request asks for: a mode, or `agent` without
+/// naming a pool (TFE lets a client set the mode alone), which keeps the
+/// pool the workspace is assigned to; decided inside the update's
+/// transaction, on the workspace as it is then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModeRequest {
+    Mode(ExecutionMode),
+    AgentWithCurrentPool,
+}
+
+impl From<ExecutionMode> for ModeRequest {
+    fn from(m: ExecutionMode) -> Self {
+        ModeRequest::Mode(m)
+    }
+}
+
+fn needs_pool() -> Error {
+    Error::Invalid {
+        field: "execution-mode",
+        reason: "execution mode agent needs an agent pool: set `agent-pool-id`".into(),
+    }
+}
+
+impl ModeRequest {
+    /// The mode of a new workspace, which has no pool to keep.
+    pub fn for_new_workspace(self) -> Result<ExecutionMode, Error> {
+        match self {
+            ModeRequest::Mode(m) => Ok(m),
+            ModeRequest::AgentWithCurrentPool => Err(needs_pool()),
+        }
+    }
+
+    /// The mode it sets on a workspace now in `current`.
+    fn resolve(self, current: &ExecutionMode) -> Result<ExecutionMode, Error> {
+        match (self, current) {
+            (ModeRequest::Mode(m), _) => Ok(m),
+            (ModeRequest::AgentWithCurrentPool, m @ ExecutionMode::Agent(_)) => Ok(m.clone()),
+            (ModeRequest::AgentWithCurrentPool, _) => Err(needs_pool()),
+        }
+    }
+
+    /// The pool it names, if it names one.
+    fn pool(&self) -> Option<&PoolId> {
+        match self {
+            ModeRequest::Mode(m) => m.pool(),
+            ModeRequest::AgentWithCurrentPool => None,
+        }
+    }
+}
+
 /// Changed settings; None leaves a setting as it is.
 #[derive(Debug, Clone, Default)]
 pub struct WorkspaceUpdate {
     pub name: Option<String>,
-    pub execution_mode: Option<ExecutionMode>,
+    pub execution_mode: Option<ModeRequest>,
     pub auto_apply: Option<bool>,
     pub terraform_version: Option<String>,
     pub working_directory: Option<String>,
@@ -237,7 +287,9 @@ impl<S: Store> Core<S> {
             ws.name = n;
         }
         if let Some(m) = update.execution_mode {
-            ws.execution_mode = m;
+            // Keeping the current pool changes no assignment, so it needs
+            // no pool lock.
+            ws.execution_mode = m.resolve(&ws.execution_mode)?;
         }
         if let Some(a) = update.auto_apply {
             ws.auto_apply = a;

@@ -3,7 +3,7 @@
 use hyper::{Method, StatusCode};
 use otf_core::auth::Subject;
 use otf_core::ids::PoolId;
-use otf_core::services::{WorkspaceSpec, WorkspaceUpdate};
+use otf_core::services::{ModeRequest, WorkspaceSpec, WorkspaceUpdate};
 use otf_core::store::Store;
 use otf_core::workspace::{ExecutionMode, ExecutionModeKind, Workspace};
 
@@ -15,13 +15,11 @@ use crate::response::{self, Resp};
 use crate::router::Route;
 use crate::wire;
 
-/// The execution mode a request asks for, if it asks. `agent` needs a pool
-/// id (the attribute or the `agent-pool` relationship); a pool id alone
-/// means agent mode.
-fn execution_mode(
-    data: &Data<'_>,
-    current: Option<&Workspace>,
-) -> Result<Option<ExecutionMode>, ApiError> {
+/// The execution mode a request asks for, if it asks: `agent` with a pool
+/// id (the attribute or the `agent-pool` relationship), `agent` alone (the
+/// core keeps the current pool), a pool id alone (agent mode), or another
+/// mode.
+fn execution_mode(data: &Data<'_>) -> Result<Option<ModeRequest>, ApiError> {
     let kind = data
         .str("execution-mode")?
         .map(|m| {
@@ -41,27 +39,20 @@ fn execution_mode(
         .transpose()?;
     Ok(match (kind, pool) {
         (Some(ExecutionModeKind::Agent), Some(p)) | (None, Some(p)) => {
-            Some(ExecutionMode::Agent(p))
+            Some(ExecutionMode::Agent(p).into())
         }
-        (Some(ExecutionModeKind::Agent), None) => match current.map(|w| &w.execution_mode) {
-            Some(m @ ExecutionMode::Agent(_)) => Some(m.clone()),
-            _ => {
-                return Err(ApiError::unprocessable(
-                    "execution mode agent needs an agent pool: set `agent-pool-id`",
-                ))
-            }
-        },
-        (Some(ExecutionModeKind::Remote), _) => Some(ExecutionMode::Remote),
-        (Some(ExecutionModeKind::Local), _) => Some(ExecutionMode::Local),
+        (Some(ExecutionModeKind::Agent), None) => Some(ModeRequest::AgentWithCurrentPool),
+        (Some(ExecutionModeKind::Remote), _) => Some(ExecutionMode::Remote.into()),
+        (Some(ExecutionModeKind::Local), _) => Some(ExecutionMode::Local.into()),
         (None, None) => None,
     })
 }
 
-fn update_of(data: &Data<'_>, current: &Workspace) -> Result<WorkspaceUpdate, ApiError> {
+fn update_of(data: &Data<'_>) -> Result<WorkspaceUpdate, ApiError> {
     Ok(WorkspaceUpdate {
         agent_selector: data.labels("agent-selector")?,
         name: data.str("name")?,
-        execution_mode: execution_mode(data, Some(current))?,
+        execution_mode: execution_mode(data)?,
         auto_apply: data.bool("auto-apply")?,
         terraform_version: data.str("terraform-version")?,
         working_directory: data.str("working-directory")?,
@@ -131,7 +122,9 @@ pub async fn handle<S: Store>(
                 name: data
                     .str("name")?
                     .ok_or_else(|| ApiError::unprocessable("attribute `name` is required"))?,
-                execution_mode: execution_mode(&data, None)?,
+                execution_mode: execution_mode(&data)?
+                    .map(ModeRequest::for_new_workspace)
+                    .transpose()?,
                 auto_apply: data.bool("auto-apply")?,
                 terraform_version: data.str("terraform-version")?,
                 working_directory: data.str("working-directory")?,
@@ -146,7 +139,7 @@ pub async fn handle<S: Store>(
             let current = target_to_change().await?;
             let body = req.json()?;
             let data = body.data(&["workspaces"])?;
-            let update = update_of(&data, &current)?;
+            let update = update_of(&data)?;
             let w = core.update_workspace(subject, &current.id, update).await?;
             ok(StatusCode::OK, &w)
         }
