@@ -86,7 +86,7 @@ pub struct Metrics {
 /// calling it, so that nothing between the reading and the subscription is
 /// missed (applying an event the reading already shows changes nothing).
 pub async fn prime<S: Store>(core: &Core<S>, metrics: &Metrics) -> bool {
-    match read(core).await {
+    match core.read_gauges().await {
         Ok(g) => {
             *metrics.gauges.lock().unwrap_or_else(|p| p.into_inner()) = Some(g);
             true
@@ -131,18 +131,6 @@ pub async fn follow<S: Store>(
             },
         }
     }
-}
-
-async fn read<S: Store>(core: &Core<S>) -> Result<otf_core::gauges::Gauges, otf_core::Error> {
-    use otf_core::store::{AgentRepo, JobRepo, RunRepo};
-    let mut tx = core.store().begin().await?;
-    let agents = tx.list_agents().await?;
-    let jobs = tx.list_active_jobs().await?;
-    let active = tx.active_run_statuses().await?;
-    let counts = tx.count_runs_by_status().await?;
-    Ok(otf_core::gauges::Gauges::rebuild(
-        &agents, &jobs, &active, &counts,
-    ))
 }
 
 impl Metrics {

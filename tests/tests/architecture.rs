@@ -170,6 +170,28 @@ fn the_shared_client_setup_depends_on_no_otf_crate() {
 }
 
 #[test]
+fn no_handler_opens_a_store_transaction() {
+    // Handlers call core services, which own their transactions.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("otf-http/src/api"))
+        .expect("the handlers")
+        .map(|e| e.expect("an entry").path())
+        .collect();
+    files.extend(
+        ["agent_api.rs", "ssh.rs", "metrics.rs"].map(|f| root().join("otf-http/src").join(f)),
+    );
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read");
+        for needle in [".store()", ".begin()"] {
+            assert!(
+                !text.contains(needle),
+                "{} calls {needle}: a handler calls a core service instead",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
 fn the_version_crate_is_a_leaf() {
     assert!(
         dependencies("otf-version").is_empty(),

@@ -7,6 +7,7 @@ mod agents;
 mod auth;
 mod dispatch;
 mod errors;
+mod health;
 mod jobs;
 mod organizations;
 pub use organizations::parse_org;

@@ -1,7 +1,7 @@
 //! Discovery, ping, health and metrics.
 
 use hyper::StatusCode;
-use otf_core::store::{AgentRepo, Store};
+use otf_core::store::Store;
 use serde_json::json;
 
 use crate::app::App;
@@ -25,15 +25,7 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route, req: &Req) -> Result<R
         Route::Ping => Ok(response::empty(StatusCode::NO_CONTENT)),
         Route::Healthz => {
             // Healthy when the store answers.
-            let mut tx = app
-                .core
-                .store()
-                .begin()
-                .await
-                .map_err(otf_core::Error::from)?;
-            tx.list_agents_in_pool(None)
-                .await
-                .map_err(otf_core::Error::from)?;
+            app.core.check_health().await?;
             Ok(response::json(
                 StatusCode::OK,
                 &json!({ "status": "ok", "version": crate::VERSION }),
