@@ -97,31 +97,16 @@ pub struct Run {
 }
 
 impl Run {
-    /// The plan's id: `plan-<suffix of the run id>`.
-    pub fn plan_id(&self) -> String {
-        format!("plan-{}", self.suffix())
-    }
-
-    /// The apply's id: `apply-<suffix of the run id>`.
-    pub fn apply_id(&self) -> String {
-        format!("apply-{}", self.suffix())
-    }
-
-    fn suffix(&self) -> &str {
-        self.id.strip_prefix("run-").unwrap_or(&self.id)
+    /// The ids of its plan and apply (otf-core's rule), or None when otfd
+    /// sent an id that is no run id.
+    pub fn phase_ids(&self) -> Option<(String, String)> {
+        let run: otf_core::ids::RunId = self.id.parse().ok()?;
+        Some((otf_core::ids::plan_id(&run), otf_core::ids::apply_id(&run)))
     }
 
     /// No further change will happen to it.
     pub fn is_final(&self) -> bool {
-        matches!(
-            self.status,
-            RunStatus::Applied
-                | RunStatus::PlannedAndFinished
-                | RunStatus::Discarded
-                | RunStatus::Errored
-                | RunStatus::Canceled
-                | RunStatus::ForceCanceled
-        )
+        self.status.is_final()
     }
 }
 

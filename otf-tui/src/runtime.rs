@@ -305,7 +305,9 @@ async fn run_detail(
     apply_offset: Option<usize>,
 ) -> Result<RunDetail, ClientError> {
     let run = api.run(id).await?;
-    let (plan_id, apply_id) = (run.plan_id(), run.apply_id());
+    let (plan_id, apply_id) = run
+        .phase_ids()
+        .ok_or_else(|| ClientError::Decode(format!("{} is not a run id", run.id)))?;
     let (plan, apply) = tokio::try_join!(
         api.phase(PhaseKind::Plan, &plan_id),
         api.phase(PhaseKind::Apply, &apply_id)
