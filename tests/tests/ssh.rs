@@ -10,13 +10,12 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use e2e::{terraform, Agent};
 use serde_json::json;
 use support::api::Api;
 use support::tmux::{line, secret, Tmux, STEP};
-use support::{block_on, Db, Server};
+use support::{block_on, poll_until, Db, Server};
 
 fn need(tool: &str) {
     if Command::new(tool).arg("-V").output().is_err() {
@@ -139,21 +138,12 @@ fn metric(server: &Server, name: &str) -> Option<u64> {
 }
 
 fn wait_metric(server: &Server, name: &str, want: u64) {
-    let until = Instant::now() + STEP;
-    let mut wait = Duration::from_millis(20);
-    loop {
-        let got = metric(server, name);
-        if got == Some(want) {
-            return;
+    poll_until(STEP, &format!("{name} {want}"), || {
+        match metric(server, name) {
+            Some(got) if got == want => Ok(()),
+            got => Err(format!("{name} is {got:?}; otfd's log:\n{}", server.log())),
         }
-        assert!(
-            Instant::now() < until,
-            "{name} stayed {got:?}, not {want}; otfd's log:\n{}",
-            server.log()
-        );
-        std::thread::sleep(wait);
-        wait = (wait * 2).min(Duration::from_millis(200));
-    }
+    })
 }
 
 #[test]

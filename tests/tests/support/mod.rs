@@ -361,6 +361,30 @@ impl Drop for Server {
     }
 }
 
+/// Call `check` until it returns `Some` or `deadline` passes, pausing a
+/// little longer each time (10 ms up to 200 ms); on the deadline, panic
+/// with `what` and the last `Err` it gave. The blocking twin of
+/// [`eventually`], for tests that poll processes (tmux panes, `/metrics`).
+pub fn poll_until<T>(
+    deadline: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let until = Instant::now() + deadline;
+    let mut wait = Duration::from_millis(10);
+    loop {
+        let last = match check() {
+            Ok(v) => return v,
+            Err(last) => last,
+        };
+        if Instant::now() > until {
+            panic!("timed out after {deadline:?} waiting for {what}; last seen:\n{last}");
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_millis(200));
+    }
+}
+
 /// Poll `check` until it returns `Some` or `deadline` passes.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where

@@ -3,7 +3,7 @@
 //! end-to-end tests: `otf-tui` itself, and `ssh` into otfd).
 
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long one step of a walkthrough may take.
 pub const STEP: Duration = Duration::from_secs(20);
@@ -92,19 +92,14 @@ impl Tmux {
 
     /// Poll the pane until `check` holds; the pane then.
     pub fn wait(&self, what: &str, deadline: Duration, check: impl Fn(&str) -> bool) -> String {
-        let until = Instant::now() + deadline;
-        let mut wait = Duration::from_millis(20);
-        loop {
+        super::poll_until(deadline, what, || {
             let pane = self.capture();
             if check(&pane) {
-                return pane;
+                Ok(pane)
+            } else {
+                Err(format!("the pane:\n{pane}"))
             }
-            if Instant::now() > until {
-                panic!("timed out after {deadline:?} waiting for {what}; the pane:\n{pane}");
-            }
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(Duration::from_millis(200));
-        }
+        })
     }
 
     pub fn wait_for(&self, text: &str) -> String {
