@@ -1,5 +1,6 @@
 //! The application: the core plus what HTTP adds (base URL, URL signing,
-//! limits, metrics), and the dispatcher from routes to handlers.
+//! limits, metrics, the route table), and the dispatch of a request to its
+//! route's handler.
 
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,8 @@ use crate::errors::ApiError;
 use crate::metrics::Metrics;
 use crate::request::Req;
 use crate::response::{self, Resp};
-use crate::router::{self, Route};
+use crate::router::{self, Endpoint, Routes, Serve};
 use crate::signing::Signer;
-use crate::{agent_api, api};
 
 /// Request and connection limits (see `server` and `conn_guard`).
 #[derive(Debug, Clone, Copy)]
@@ -53,9 +53,6 @@ impl Default for Limits {
     }
 }
 
-/// A path's route, its parameters, and whether it came from a signed URL.
-type Resolved = (Route, Vec<(String, String)>, bool);
-
 /// The most body bytes a route without a token may be sent.
 const PUBLIC_BODY: usize = 64 * 1024;
 
@@ -79,6 +76,8 @@ pub struct App<S: Store> {
     pub metrics: std::sync::Arc<Metrics>,
     /// The bearer token `/metrics` requires (`--metrics-token`); open without.
     pub metrics_token: Option<otf_core::secret::SecretHash>,
+    /// Every endpoint (`routes::table`).
+    pub routes: Routes<App<S>>,
 }
 
 impl<S: Store> App<S> {
@@ -98,49 +97,53 @@ impl<S: Store> App<S> {
     /// caller settled, and the most body bytes its route may be sent.
     pub async fn admit(&self, mut head: Req) -> Result<(Req, usize), Resp> {
         let started = Instant::now();
-        let (route, params, signed) = match self.resolve(&head.path) {
+        let (index, params) = match self.resolve(&head.path) {
             Ok(r) => r,
             Err(e) => return Err(self.finish(&head.path, None, Err(e), started)),
         };
-        // Public and signed routes authorize themselves; every other one
-        // needs a valid token before a byte of its body is read (or a
-        // caller otfd authenticated itself: an SSH session's key; requests
-        // from the network never carry one).
-        if !router::is_public(route) && head.subject.is_none() {
+        let endpoint = self.routes.endpoint(index);
+        // Open routes authorize themselves (or by their signed URL); every
+        // other one needs a valid token before a byte of its body is read
+        // (or a caller otfd authenticated itself: an SSH session's key;
+        // requests from the network never carry one).
+        if !endpoint.is_open() && head.subject.is_none() {
             let subject = match head.bearer() {
                 Some(token) => self.core.authenticate(token).await.map_err(ApiError::from),
                 None => Err(needs_token()),
             };
             match subject {
                 Ok(s) => head.subject = Some(s),
-                Err(e) => return Err(self.finish(&head.path, Some(route), Err(e), started)),
+                Err(e) => {
+                    return Err(self.finish(&head.path, Some(endpoint.name), Err(e), started))
+                }
             }
         }
-        let limit = match router::body_size(route) {
+        let limit = match endpoint.body {
             router::BodySize::Public => PUBLIC_BODY.min(self.limits.max_json_body),
             router::BodySize::Json => self.limits.max_json_body,
             router::BodySize::Upload => self.limits.max_upload,
         };
-        head.routed = Some((route, signed));
+        head.routed = Some(index);
         Ok((head.with_params(params), limit))
     }
 
-    /// The route of `path`: a signed capability path (checked) or a plain
-    /// one, with its parameters and whether it was signed.
-    fn resolve(&self, path: &str) -> Result<Resolved, ApiError> {
+    /// The endpoint of `path`: a signed capability path (checked) or a
+    /// plain one, with its parameters.
+    fn resolve(&self, path: &str) -> Result<router::Found, ApiError> {
         if path.starts_with(crate::signing::PREFIX) {
             let now = self.core.now().millis() / 1000;
             let inner = self
                 .signer
                 .verify(path, now)
                 .ok_or_else(|| ApiError::not_found("this link is invalid or has expired"))?;
-            let (route, params) = router::find_signed(inner)
-                .ok_or_else(|| ApiError::not_found("no such endpoint"))?;
-            return Ok((route, params, true));
+            return self
+                .routes
+                .find_signed(inner)
+                .ok_or_else(|| ApiError::not_found("no such endpoint"));
         }
-        let (route, params) = router::find(path)
-            .ok_or_else(|| ApiError::not_found(format!("no endpoint at {path}")))?;
-        Ok((route, params, false))
+        self.routes
+            .find(path)
+            .ok_or_else(|| ApiError::not_found(format!("no endpoint at {path}")))
     }
 
     /// An absolute, signed URL for `path`.
@@ -162,11 +165,12 @@ impl<S: Store> App<S> {
     }
 
     /// Every answer's last step: errors become documents, API answers get
-    /// TFE's version headers, and the request is counted.
+    /// TFE's version headers, and the request is counted under its route's
+    /// name.
     fn finish(
         &self,
         path: &str,
-        route: Option<Route>,
+        route: Option<&'static str>,
         result: Result<Resp, ApiError>,
         started: Instant,
     ) -> Resp {
@@ -185,44 +189,36 @@ impl<S: Store> App<S> {
         resp
     }
 
-    async fn route(&self, req: Req) -> (Option<Route>, Result<Resp, ApiError>) {
+    async fn route(&self, req: Req) -> (Option<&'static str>, Result<Resp, ApiError>) {
         // Admitted requests are routed already; others (embedders, tests)
         // are resolved here.
-        let (route, signed, req) = match req.routed {
-            Some((route, signed)) => (route, signed, req),
+        let (index, req) = match req.routed {
+            Some(index) => (index, req),
             None => match self.resolve(&req.path) {
-                Ok((route, params, signed)) => (route, signed, req.with_params(params)),
+                Ok((index, params)) => (index, req.with_params(params)),
                 Err(e) => return (None, Err(e)),
             },
         };
-        let result = if signed {
-            api::capability(self, route, &req).await
-        } else {
-            self.dispatch(route, &req).await
-        };
-        (Some(route), result)
+        let endpoint = self.routes.endpoint(index);
+        (Some(endpoint.name), self.dispatch(endpoint, &req).await)
     }
 
-    async fn dispatch(&self, route: Route, req: &Req) -> Result<Resp, ApiError> {
-        use Route::*;
-        let m = &req.method;
-        match route {
-            Discovery | Ping | Healthz | Metrics if *m == Method::GET => {
-                api::meta::handle(self, route, req).await
-            }
-            AgentRegister | AgentStatus | AgentQueue | AgentJobs | AgentJobStart
-            | AgentJobSignal | JobConfig | JobVariables | JobState | JobArtifact | JobLogs
-            | JobFinish => agent_api::handle(self, route, req).await,
-            Discovery | Ping | Healthz | Metrics => Err(method_not_allowed(m)),
-            _ => {
-                let subject = self.subject(req).await?;
-                api::handle(self, route, req, &subject).await
-            }
+    /// The caller first (401 before 405, as `admit` decides), then the
+    /// method's handler.
+    async fn dispatch(&self, endpoint: &Endpoint<App<S>>, req: &Req) -> Result<Resp, ApiError> {
+        let subject = match endpoint.is_open() {
+            true => None,
+            false => Some(self.subject(req).await?),
+        };
+        match (endpoint.serve(&req.method), &subject) {
+            (Some(Serve::Open(handler)), _) => handler(self, req).await,
+            (Some(Serve::Caller(handler)), Some(subject)) => handler(self, req, subject).await,
+            _ => Err(method_not_allowed(&req.method)),
         }
     }
 }
 
-pub fn method_not_allowed(m: &Method) -> ApiError {
+fn method_not_allowed(m: &Method) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{m} is not allowed here"),

@@ -129,6 +129,7 @@ async fn world() -> World {
         url_ttl: Duration::from_secs(3600),
         metrics: Arc::new(crate::metrics::Metrics::default()),
         metrics_token: None,
+        routes: crate::routes::table(),
     };
     ok(&app, Method::POST, "/api/v2/organizations", SITE, json!({"data":{"type":"organizations","attributes":{"name":"acme","email":"a@example.com"}}})).await;
     let pool = ok(

@@ -5,7 +5,6 @@
 use serde_json::{json, Map, Value};
 
 use crate::errors::ApiError;
-use crate::request::Req;
 
 /// A parsed request body: `None` when empty.
 pub struct Body(Option<Value>);
@@ -242,9 +241,10 @@ pub struct Page {
 }
 
 impl Page {
-    pub fn from_request(req: &Req) -> Result<Page, ApiError> {
+    /// The page a request's query asks for (`query` gives a parameter).
+    pub fn from_query<'a>(query: impl Fn(&str) -> Option<&'a str>) -> Result<Page, ApiError> {
         let parse = |key: &str, default: u64| -> Result<u64, ApiError> {
-            match req.query(key) {
+            match query(key) {
                 None | Some("") => Ok(default),
                 Some(v) => v.parse::<u64>().map_err(|_| {
                     ApiError::unprocessable(format!("{key} must be a positive integer"))

@@ -28,6 +28,7 @@ mod metrics;
 mod request;
 mod response;
 mod router;
+mod routes;
 mod server;
 mod signing;
 mod ssh;
@@ -422,6 +423,7 @@ impl Otfd {
             url_ttl: Duration::from_secs(24 * 3600),
             metrics: metrics.clone(),
             metrics_token: self.config.metrics_token.as_deref().map(SecretHash::of),
+            routes: routes::table(),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let leader = tokio::spawn(leader::lead(

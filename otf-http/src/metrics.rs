@@ -12,8 +12,6 @@ use hyper::StatusCode;
 use otf_core::store::Store;
 use otf_core::Core;
 
-use crate::router::Route;
-
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
@@ -138,10 +136,10 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn observe_request(&self, route: Option<Route>, status: StatusCode, took: Duration) {
-        let route = route
-            .map(|r| format!("{r:?}"))
-            .unwrap_or_else(|| "unmatched".into());
+    /// A request answered, under its route's name (`unmatched` for paths
+    /// of no route).
+    pub fn observe_request(&self, route: Option<&str>, status: StatusCode, took: Duration) {
+        let route = route.unwrap_or("unmatched").to_string();
         let mut m = self.lock();
         *m.requests
             .entry((route.clone(), status.as_u16()))

@@ -9,7 +9,7 @@ use hyper::{HeaderMap, Method};
 use otf_core::auth::Subject;
 
 use crate::errors::ApiError;
-use crate::jsonapi::Body;
+use crate::jsonapi::{Body, Page};
 
 pub struct Req {
     pub method: Method,
@@ -22,8 +22,8 @@ pub struct Req {
     /// The caller, authenticated from the bearer token before the body was
     /// read (see `App::admit`).
     pub subject: Option<Subject>,
-    /// The route `App::admit` found, and whether it came from a signed URL.
-    pub routed: Option<(crate::router::Route, bool)>,
+    /// The endpoint `App::admit` found (an index into the route table).
+    pub routed: Option<usize>,
 }
 
 impl Req {
@@ -101,6 +101,11 @@ impl Req {
     pub fn includes(&self, what: &str) -> bool {
         self.query("include")
             .is_some_and(|i| i.split(',').any(|p| p.trim() == what))
+    }
+
+    /// The page of a list the query asks for.
+    pub fn page(&self) -> Result<Page, ApiError> {
+        Page::from_query(|k| self.query(k))
     }
 
     pub fn json(&self) -> Result<Body, ApiError> {

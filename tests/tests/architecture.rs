@@ -224,3 +224,132 @@ fn every_crate_root_says_what_it_owns() {
         );
     }
 }
+
+/// The modules of `krate/src` that each module names (`crate::name`), by
+/// top-level module (a directory counts as one module).
+fn module_graph(krate: &str) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("a source directory") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let src = root().join(krate).join("src");
+    let mut all = Vec::new();
+    files(&src, &mut all);
+    let mut graph = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for file in all {
+        let rel = file.strip_prefix(&src).expect("under src");
+        let first = rel.components().next().expect("a component");
+        let module = first.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("read");
+        let names = graph.entry(module.clone()).or_default();
+        for (i, _) in text.match_indices("crate::") {
+            let rest = &text[i + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            // `use crate::{a, b}` names several.
+            if name.is_empty() && rest.starts_with('{') {
+                let inner = &rest[1..rest.find('}').unwrap_or(rest.len())];
+                for n in inner.split(',') {
+                    let n = n.trim().split("::").next().unwrap_or("").trim().to_string();
+                    if !n.is_empty() && n != module {
+                        names.insert(n);
+                    }
+                }
+            } else if !name.is_empty() && name != module {
+                names.insert(name);
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn otfd_modules_import_each_other_in_no_circle() {
+    // The route table (routes) sees the handlers and the application; the
+    // application (app) dispatches through the table's machinery (router)
+    // without knowing a handler.
+    let graph = module_graph("otf-http");
+    fn visit(
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        node: &str,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) {
+        if let Some(at) = path.iter().position(|p| p == node) {
+            panic!(
+                "otf-http modules import each other in a circle: {} -> {node}",
+                path[at..].join(" -> ")
+            );
+        }
+        if done.contains(node) {
+            return;
+        }
+        path.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            if graph.contains_key(next) {
+                visit(graph, next, path, done);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for node in graph.keys() {
+        visit(&graph, node, &mut Vec::new(), &mut done);
+    }
+    assert!(graph["app"].contains("router") && !graph["app"].contains("api"));
+}
+
+#[test]
+fn no_handler_or_tui_module_imports_a_store_type() {
+    // Handlers name the store only as their generic bound; the TUI not at
+    // all (it is a client of the API).
+    let handlers = std::fs::read_dir(root().join("otf-http/src/api"))
+        .expect("the handlers")
+        .map(|e| e.expect("an entry").path())
+        .chain(["agent_api.rs", "routes.rs", "ssh.rs"].map(|f| root().join("otf-http/src").join(f)));
+    for file in handlers {
+        let text = std::fs::read_to_string(&file).expect("read");
+        for (i, _) in text.match_indices("otf_core::store::") {
+            let rest = &text[i + "otf_core::store::".len()..];
+            assert!(
+                rest.starts_with("Store;") || rest.starts_with("Store>"),
+                "{} uses a store type other than the Store bound: {}",
+                file.display(),
+                &rest[..rest.len().min(40)]
+            );
+        }
+        assert!(!text.contains("otf_store"), "{} names otf-store", file.display());
+    }
+    let mut tui = Vec::new();
+    fn rs(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                rs(&p, out)
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p)
+            }
+        }
+    }
+    rs(&root().join("otf-tui/src"), &mut tui);
+    for file in tui {
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert!(
+            !text.contains("otf_core::store") && !text.contains("otf_store"),
+            "{} imports a store type: the TUI is a client of the API",
+            file.display()
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! Agent pools, their agents and their tokens.
 
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use otf_core::auth::Subject;
 use otf_core::ids::WorkspaceId;
 use otf_core::pool::AgentPool;
@@ -8,12 +8,11 @@ use otf_core::services::{PoolSpec, PoolUpdate};
 use otf_core::store::Store;
 use serde_json::{json, Value};
 
-use crate::app::{method_not_allowed, App};
+use crate::app::App;
 use crate::errors::ApiError;
-use crate::jsonapi::{many, one, Page};
+use crate::jsonapi::{many, one};
 use crate::request::Req;
 use crate::response::{self, Resp};
-use crate::router::Route;
 use crate::wire;
 
 fn workspace_ids(ids: Option<Vec<String>>) -> Result<Option<Vec<WorkspaceId>>, ApiError> {
@@ -47,173 +46,254 @@ async fn pool_doc<S: Store>(
     Ok((wire::pool(pool, &assigned, live), included))
 }
 
-pub async fn handle<S: Store>(
+pub async fn list<S: Store>(app: &App<S>, req: &Req, subject: &Subject) -> Result<Resp, ApiError> {
+    let core = &app.core;
+    let page = req.page()?;
+    let mut pools = core.list_pools(subject, &req.org()?).await?;
+    if let Some(q) = req.query("q").filter(|q| !q.is_empty()) {
+        pools.retain(|p| p.name.contains(q));
+    }
+    if let Some(name) = req
+        .query("filter[allowed_workspaces][name]")
+        .filter(|q| !q.is_empty())
+    {
+        let ws = core
+            .get_workspace_by_name(subject, &req.org()?, name)
+            .await?;
+        pools.retain(|p| p.organization_scoped || p.allowed_workspaces.contains(&ws.id));
+    }
+    let (pools, total) = page.slice(pools);
+    let mut docs = Vec::new();
+    let mut included = Vec::new();
+    for p in &pools {
+        let (doc, inc) = pool_doc(app, subject, p, req).await?;
+        docs.push(doc);
+        included.extend(inc);
+    }
+    let mut doc = many(docs, page, total);
+    if req.includes("workspaces") {
+        doc["included"] = json!(included);
+    }
+    Ok(response::jsonapi(StatusCode::OK, doc))
+}
+
+pub async fn create<S: Store>(
     app: &App<S>,
-    route: Route,
     req: &Req,
     subject: &Subject,
 ) -> Result<Resp, ApiError> {
-    let core = &app.core;
-    let id = req.param("id");
-    match (route, &req.method) {
-        (Route::OrgPools, &Method::GET) => {
-            let page = Page::from_request(req)?;
-            let mut pools = core.list_pools(subject, &req.org()?).await?;
-            if let Some(q) = req.query("q").filter(|q| !q.is_empty()) {
-                pools.retain(|p| p.name.contains(q));
-            }
-            if let Some(name) = req
-                .query("filter[allowed_workspaces][name]")
-                .filter(|q| !q.is_empty())
-            {
-                let ws = core
-                    .get_workspace_by_name(subject, &req.org()?, name)
-                    .await?;
-                pools.retain(|p| p.organization_scoped || p.allowed_workspaces.contains(&ws.id));
-            }
-            let (pools, total) = page.slice(pools);
-            let mut docs = Vec::new();
-            let mut included = Vec::new();
-            for p in &pools {
-                let (doc, inc) = pool_doc(app, subject, p, req).await?;
-                docs.push(doc);
-                included.extend(inc);
-            }
-            let mut doc = many(docs, page, total);
-            if req.includes("workspaces") {
-                doc["included"] = json!(included);
-            }
-            Ok(response::jsonapi(StatusCode::OK, doc))
-        }
-        (Route::OrgPools, &Method::POST) => {
-            let body = req.json()?;
-            let data = body.data(&["agent-pools"])?;
-            let spec = PoolSpec {
-                name: data
-                    .str("name")?
-                    .ok_or_else(|| ApiError::unprocessable("attribute `name` is required"))?,
-                organization_scoped: data.bool("organization-scoped")?.unwrap_or(true),
-                allowed_workspaces: workspace_ids(data.rel_ids("allowed-workspaces")?)?
-                    .unwrap_or_default(),
-                excluded_workspaces: workspace_ids(data.rel_ids("excluded-workspaces")?)?
-                    .unwrap_or_default(),
-            };
-            let pool = core.create_pool(subject, &req.org()?, spec).await?;
-            let (doc, _) = pool_doc(app, subject, &pool, req).await?;
-            Ok(response::jsonapi(StatusCode::CREATED, one(doc)))
-        }
-        (Route::Pool, &Method::GET) => {
-            let pool = core.get_pool(subject, &id.parse()?).await?;
-            let (doc, included) = pool_doc(app, subject, &pool, req).await?;
-            let mut doc = one(doc);
-            if req.includes("workspaces") {
-                doc["included"] = json!(included);
-            }
-            Ok(response::jsonapi(StatusCode::OK, doc))
-        }
-        (Route::Pool, &Method::PATCH) => {
-            let body = req.json()?;
-            let data = body.data(&["agent-pools"])?;
-            let update = PoolUpdate {
-                name: data.str("name")?,
-                organization_scoped: data.bool("organization-scoped")?,
-                allowed_workspaces: workspace_ids(data.rel_ids("allowed-workspaces")?)?,
-                excluded_workspaces: workspace_ids(data.rel_ids("excluded-workspaces")?)?,
-            };
-            let pool = core.update_pool(subject, &id.parse()?, update).await?;
-            let (doc, _) = pool_doc(app, subject, &pool, req).await?;
-            Ok(response::jsonapi(StatusCode::OK, one(doc)))
-        }
-        (Route::Pool, &Method::DELETE) => {
-            core.delete_pool(subject, &id.parse()?).await?;
-            Ok(response::empty(StatusCode::NO_CONTENT))
-        }
-        (Route::PoolAgents, &Method::GET) => {
-            let page = Page::from_request(req)?;
-            let mut agents = core.list_agents(subject, &id.parse()?).await?;
-            let filter = req.query("filter[status]");
-            agents.retain(|a| wire::agent_matches(a, filter));
-            let (agents, total) = page.slice(agents);
-            Ok(response::jsonapi(
-                StatusCode::OK,
-                many(agents.iter().map(wire::agent).collect(), page, total),
-            ))
-        }
-        (Route::PoolQueue, &Method::GET) => {
-            let pool = core.get_pool(subject, &id.parse()?).await?;
-            let q = app
-                .metrics
-                .pool_queue(pool.id.as_str(), core.now())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the queue is not read yet; retry in a moment",
-                    )
-                })?;
-            Ok(response::json(
-                StatusCode::OK,
-                &otf_agent::protocol::QueueResponse::of(pool.id.as_str(), &q),
-            ))
-        }
-        (Route::Agent, &Method::GET) => {
-            let agent = core.get_agent(subject, &id.parse()?).await?;
-            Ok(response::jsonapi(StatusCode::OK, one(wire::agent(&agent))))
-        }
-        (Route::AgentAction, &Method::POST) => {
-            req.json()?;
-            let drained = drain_action(req.param("action"))?;
-            let agent = core.drain_agent(subject, &id.parse()?, drained).await?;
-            Ok(response::jsonapi(StatusCode::OK, one(wire::agent(&agent))))
-        }
-        (Route::PoolAction, &Method::POST) => {
-            req.json()?;
-            let drained = drain_action(req.param("action"))?;
-            let pool = core.drain_pool(subject, &id.parse()?, drained).await?;
-            let (doc, _) = pool_doc(app, subject, &pool, req).await?;
-            Ok(response::jsonapi(StatusCode::OK, one(doc)))
-        }
-        (Route::Agent, &Method::DELETE) => {
-            core.delete_agent(subject, &id.parse()?).await?;
-            Ok(response::empty(StatusCode::NO_CONTENT))
-        }
-        (Route::PoolTokens, &Method::GET) => {
-            let page = Page::from_request(req)?;
-            let (tokens, total) = page.slice(core.list_agent_tokens(subject, &id.parse()?).await?);
-            Ok(response::jsonapi(
-                StatusCode::OK,
-                many(
-                    tokens.iter().map(|t| wire::token(t, None)).collect(),
-                    page,
-                    total,
-                ),
-            ))
-        }
-        (Route::PoolTokens, &Method::POST) => {
-            let body = req.json()?;
-            // go-tfe says agent-tokens, pytfe authentication-tokens.
-            let data = body.data(&["authentication-tokens", "agent-tokens"])?;
-            let description = data.str("description")?.unwrap_or_default();
-            let (token, secret) = core
-                .create_agent_token(subject, &id.parse()?, &description)
-                .await?;
-            Ok(response::jsonapi(
-                StatusCode::CREATED,
-                one(wire::token(&token, Some(secret.expose()))),
-            ))
-        }
-        (Route::Token, &Method::GET) => {
-            let token = core.get_agent_token(subject, &id.parse()?).await?;
-            Ok(response::jsonapi(
-                StatusCode::OK,
-                one(wire::token(&token, None)),
-            ))
-        }
-        (Route::Token, &Method::DELETE) => {
-            core.delete_agent_token(subject, &id.parse()?).await?;
-            Ok(response::empty(StatusCode::NO_CONTENT))
-        }
-        (_, m) => Err(method_not_allowed(m)),
+    let body = req.json()?;
+    let data = body.data(&["agent-pools"])?;
+    let spec = PoolSpec {
+        name: data
+            .str("name")?
+            .ok_or_else(|| ApiError::unprocessable("attribute `name` is required"))?,
+        organization_scoped: data.bool("organization-scoped")?.unwrap_or(true),
+        allowed_workspaces: workspace_ids(data.rel_ids("allowed-workspaces")?)?.unwrap_or_default(),
+        excluded_workspaces: workspace_ids(data.rel_ids("excluded-workspaces")?)?
+            .unwrap_or_default(),
+    };
+    let pool = app.core.create_pool(subject, &req.org()?, spec).await?;
+    let (doc, _) = pool_doc(app, subject, &pool, req).await?;
+    Ok(response::jsonapi(StatusCode::CREATED, one(doc)))
+}
+
+pub async fn show<S: Store>(app: &App<S>, req: &Req, subject: &Subject) -> Result<Resp, ApiError> {
+    let pool = app
+        .core
+        .get_pool(subject, &req.param("id").parse()?)
+        .await?;
+    let (doc, included) = pool_doc(app, subject, &pool, req).await?;
+    let mut doc = one(doc);
+    if req.includes("workspaces") {
+        doc["included"] = json!(included);
     }
+    Ok(response::jsonapi(StatusCode::OK, doc))
+}
+
+pub async fn update<S: Store>(
+    app: &App<S>,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    let data = body.data(&["agent-pools"])?;
+    let update = PoolUpdate {
+        name: data.str("name")?,
+        organization_scoped: data.bool("organization-scoped")?,
+        allowed_workspaces: workspace_ids(data.rel_ids("allowed-workspaces")?)?,
+        excluded_workspaces: workspace_ids(data.rel_ids("excluded-workspaces")?)?,
+    };
+    let pool = app
+        .core
+        .update_pool(subject, &req.param("id").parse()?, update)
+        .await?;
+    let (doc, _) = pool_doc(app, subject, &pool, req).await?;
+    Ok(response::jsonapi(StatusCode::OK, one(doc)))
+}
+
+pub async fn delete<S: Store>(
+    app: &App<S>,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    app.core
+        .delete_pool(subject, &req.param("id").parse()?)
+        .await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
+
+pub async fn agents<S: Store>(
+    app: &App<S>,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    let page = req.page()?;
+    let mut agents = app
+        .core
+        .list_agents(subject, &req.param("id").parse()?)
+        .await?;
+    let filter = req.query("filter[status]");
+    agents.retain(|a| wire::agent_matches(a, filter));
+    let (agents, total) = page.slice(agents);
+    Ok(response::jsonapi(
+        StatusCode::OK,
+        many(agents.iter().map(wire::agent).collect(), page, total),
+    ))
+}
+
+/// otf's own: the pool's queue numbers, as `/api/agent/queue` gives them
+/// to agent tokens.
+pub async fn queue<S: Store>(app: &App<S>, req: &Req, subject: &Subject) -> Result<Resp, ApiError> {
+    let pool = app
+        .core
+        .get_pool(subject, &req.param("id").parse()?)
+        .await?;
+    let q = app
+        .metrics
+        .pool_queue(pool.id.as_str(), app.core.now())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the queue is not read yet; retry in a moment",
+            )
+        })?;
+    Ok(response::json(
+        StatusCode::OK,
+        &otf_agent::protocol::QueueResponse::of(pool.id.as_str(), &q),
+    ))
+}
+
+/// `drain` / `undrain` of every agent of a pool.
+pub async fn pool_action<S: Store>(
+    app: &App<S>,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    req.json()?;
+    let drained = drain_action(req.param("action"))?;
+    let pool = app
+        .core
+        .drain_pool(subject, &req.param("id").parse()?, drained)
+        .await?;
+    let (doc, _) = pool_doc(app, subject, &pool, req).await?;
+    Ok(response::jsonapi(StatusCode::OK, one(doc)))
+}
+
+pub async fn agent<S: Store>(app: &App<S>, req: &Req, subject: &Subject) -> Result<Resp, ApiError> {
+    let agent = app
+        .core
+        .get_agent(subject, &req.param("id").parse()?)
+        .await?;
+    Ok(response::jsonapi(StatusCode::OK, one(wire::agent(&agent))))
+}
+
+/// `drain` / `undrain` of one agent.
+pub async fn agent_action<S: Store>(
+    app: &App<S>,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    req.json()?;
+    let drained = drain_action(req.param("action"))?;
+    let agent = app
+        .core
+        .drain_agent(subject, &req.param("id").parse()?, drained)
+        .await?;
+    Ok(response::jsonapi(StatusCode::OK, one(wire::agent(&agent))))
+}
+
+pub async fn delete_agent<S: Store>(
+    app: &App<S>,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    app.core
+        .delete_agent(subject, &req.param("id").parse()?)
+        .await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
+
+pub async fn tokens<S: Store>(
+    app: &App<S>,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    let page = req.page()?;
+    let tokens = app
+        .core
+        .list_agent_tokens(subject, &req.param("id").parse()?)
+        .await?;
+    let (tokens, total) = page.slice(tokens);
+    Ok(response::jsonapi(
+        StatusCode::OK,
+        many(
+            tokens.iter().map(|t| wire::token(t, None)).collect(),
+            page,
+            total,
+        ),
+    ))
+}
+
+pub async fn create_token<S: Store>(
+    app: &App<S>,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    // go-tfe says agent-tokens, pytfe authentication-tokens.
+    let data = body.data(&["authentication-tokens", "agent-tokens"])?;
+    let description = data.str("description")?.unwrap_or_default();
+    let (token, secret) = app
+        .core
+        .create_agent_token(subject, &req.param("id").parse()?, &description)
+        .await?;
+    Ok(response::jsonapi(
+        StatusCode::CREATED,
+        one(wire::token(&token, Some(secret.expose()))),
+    ))
+}
+
+pub async fn token<S: Store>(app: &App<S>, req: &Req, subject: &Subject) -> Result<Resp, ApiError> {
+    let token = app
+        .core
+        .get_agent_token(subject, &req.param("id").parse()?)
+        .await?;
+    Ok(response::jsonapi(
+        StatusCode::OK,
+        one(wire::token(&token, None)),
+    ))
+}
+
+pub async fn delete_token<S: Store>(
+    app: &App<S>,
+    req: &Req,
+    subject: &Subject,
+) -> Result<Resp, ApiError> {
+    app.core
+        .delete_agent_token(subject, &req.param("id").parse()?)
+        .await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
 /// `drain` (true) or `undrain` (false).
