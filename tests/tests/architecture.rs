@@ -227,7 +227,9 @@ fn every_crate_root_says_what_it_owns() {
 
 /// The modules of `krate/src` that each module names (`crate::name`), by
 /// top-level module (a directory counts as one module).
-fn module_graph(krate: &str) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+fn module_graph(
+    krate: &str,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
     fn files(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).expect("a source directory") {
             let path = entry.expect("an entry").path();
@@ -245,7 +247,11 @@ fn module_graph(krate: &str) -> std::collections::BTreeMap<String, std::collecti
     for file in all {
         let rel = file.strip_prefix(&src).expect("under src");
         let first = rel.components().next().expect("a component");
-        let module = first.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
+        let module = first
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
         if module == "lib" || module == "main" {
             continue;
         }
@@ -318,7 +324,9 @@ fn no_handler_or_tui_module_imports_a_store_type() {
     let handlers = std::fs::read_dir(root().join("otf-http/src/api"))
         .expect("the handlers")
         .map(|e| e.expect("an entry").path())
-        .chain(["agent_api.rs", "routes.rs", "ssh.rs"].map(|f| root().join("otf-http/src").join(f)));
+        .chain(
+            ["agent_api.rs", "routes.rs", "ssh.rs"].map(|f| root().join("otf-http/src").join(f)),
+        );
     for file in handlers {
         let text = std::fs::read_to_string(&file).expect("read");
         for (i, _) in text.match_indices("otf_core::store::") {
@@ -330,7 +338,11 @@ fn no_handler_or_tui_module_imports_a_store_type() {
                 &rest[..rest.len().min(40)]
             );
         }
-        assert!(!text.contains("otf_store"), "{} names otf-store", file.display());
+        assert!(
+            !text.contains("otf_store"),
+            "{} names otf-store",
+            file.display()
+        );
     }
     let mut tui = Vec::new();
     fn rs(dir: &Path, out: &mut Vec<PathBuf>) {
