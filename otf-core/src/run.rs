@@ -6,6 +6,12 @@ use crate::ids::{ConfigVersionId, OrganizationName, RunId, WorkspaceId};
 use crate::transition::TransitionRefused;
 use crate::workspace::Workspace;
 
+/// First byte of every phase log (STX), written when the phase starts.
+pub const LOG_START: u8 = 0x02;
+/// Last byte of a finished phase log (ETX), written when the phase ends: a
+/// reader that sees it has the whole log.
+pub const LOG_END: u8 = 0x03;
+
 wire_enum!(
     /// A run's status; the wire spelling is TFE's.
     RunStatus, "run status" {

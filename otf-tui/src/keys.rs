@@ -1,10 +1,10 @@
-//! The one place that says which key does what, where: key events to
-//! [`Action`]s, and the key hints of the footer and the help screen.
+//! Key events to [`Action`]s: the keys every screen shares and those of
+//! modals here, each screen's own letters and hints in its module
+//! (`crate::screens`).
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::app::{Action, App, Modal, Screen, Section};
-use crate::client::RunAction;
+use crate::app::{Action, App, Modal};
 
 /// The action of `key` in the current state, if any.
 pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
@@ -30,35 +30,7 @@ pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
     let KeyCode::Char(c) = key.code else {
         return None;
     };
-    match (app.screen(), c) {
-        (Screen::Organizations { .. }, 'n') => Some(Action::New),
-        (Screen::Organization { .. }, '1' | 'p') => Some(Action::Open(Section::Pools)),
-        (Screen::Organization { .. }, '2' | 'w') => Some(Action::Open(Section::Workspaces)),
-        (Screen::Organization { .. }, '3' | 'b') => Some(Action::Open(Section::Jobs)),
-        (Screen::Pools { .. }, 'n') => Some(Action::New),
-        (Screen::Pools { .. }, 'd') => Some(Action::Delete),
-        (Screen::Pool { .. }, 'e' | 'g') => Some(Action::Edit),
-        (Screen::Pool { .. }, 't') => Some(Action::Tokens),
-        (Screen::Pool { .. }, 'd') => Some(Action::Delete),
-        (Screen::Pool { .. }, 'x') => Some(Action::DrainAgent(true)),
-        (Screen::Pool { .. }, 'u') => Some(Action::DrainAgent(false)),
-        (Screen::Pool { .. }, 'X') => Some(Action::Drain(true)),
-        (Screen::Pool { .. }, 'U') => Some(Action::Drain(false)),
-        (Screen::Grants { .. }, 'x') => Some(Action::Exclude),
-        (Screen::Grants { .. } | Screen::Settings { .. }, ' ') => Some(Action::Toggle),
-        (Screen::Grants { .. } | Screen::Settings { .. }, 's') => Some(Action::Save),
-        (Screen::Tokens { .. }, 'n') => Some(Action::New),
-        (Screen::Tokens { .. }, 'd') => Some(Action::Delete),
-        (Screen::Workspaces { .. }, 'n') => Some(Action::New),
-        (Screen::Workspaces { .. }, 'e' | 's') => Some(Action::Edit),
-        (Screen::Workspaces { .. }, 'l') => Some(Action::Selector),
-        (Screen::Runs { .. }, 'n') => Some(Action::New),
-        (Screen::Run { .. }, 'a') => Some(Action::Run(RunAction::Apply)),
-        (Screen::Run { .. }, 'D') => Some(Action::Run(RunAction::Discard)),
-        (Screen::Run { .. }, 'c') => Some(Action::Run(RunAction::Cancel)),
-        (Screen::Run { .. }, 'C') => Some(Action::Run(RunAction::ForceCancel)),
-        _ => None,
-    }
+    app.screen().view().key(c)
 }
 
 fn modal_action(m: &Modal, key: KeyEvent) -> Option<Action> {
@@ -96,51 +68,7 @@ pub fn hints(app: &App) -> Vec<(&'static str, &'static str)> {
             _ => vec![("Enter/Esc", "close")],
         };
     }
-    let mut keys: Vec<(&'static str, &'static str)> = match app.screen() {
-        Screen::Organizations { .. } => vec![("Enter", "open"), ("n", "new org")],
-        Screen::Organization { .. } => {
-            vec![
-                ("Enter", "open"),
-                ("p", "pools"),
-                ("w", "workspaces"),
-                ("b", "jobs"),
-            ]
-        }
-        Screen::Pools { .. } => vec![("Enter", "open"), ("n", "new pool"), ("d", "delete")],
-        Screen::Pool { .. } => vec![
-            ("e", "edit grants"),
-            ("t", "tokens"),
-            ("x/u", "drain/undrain agent"),
-            ("X/U", "pool"),
-            ("d", "delete"),
-        ],
-        Screen::Grants { .. } => vec![
-            ("Space", "choose"),
-            ("x", "exclude"),
-            ("s", "save"),
-            ("Esc", "cancel"),
-        ],
-        Screen::Settings { .. } => {
-            vec![("Space", "choose"), ("s", "save"), ("Esc", "cancel")]
-        }
-        Screen::Tokens { .. } => vec![("n", "new token"), ("d", "revoke")],
-        Screen::Workspaces { .. } => vec![
-            ("Enter", "runs"),
-            ("e", "settings"),
-            ("l", "agent labels"),
-            ("n", "new"),
-        ],
-        Screen::Runs { .. } if app.local_files => vec![("Enter", "open"), ("n", "new run")],
-        Screen::Runs { .. } => vec![("Enter", "open")],
-        Screen::Run { .. } => vec![
-            ("a", "apply"),
-            ("D", "discard"),
-            ("c", "cancel"),
-            ("C", "force-cancel"),
-            ("↑↓", "scroll"),
-        ],
-        Screen::Jobs { .. } => vec![],
-    };
+    let mut keys = app.screen().view().hints(app.ctx());
     keys.extend([("q", "back"), ("?", "help")]);
     keys
 }

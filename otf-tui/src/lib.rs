@@ -5,8 +5,11 @@
 //!
 //! The layers, each testable alone:
 //! * [`app`]: the state, and `update(state, action) -> effects`, pure;
-//! * [`keys`]: which key means which action on which screen;
-//! * [`view`]: drawing, a function of the state (tested on `TestBackend`);
+//! * [`screens`]: one module per screen, owning its state, refresh, keys,
+//!   actions, answers and drawing;
+//! * [`keys`]: the keys every screen shares, and modals' keys;
+//! * [`view`]: the frame around the screen, a function of the state
+//!   (tested on `TestBackend`);
 //! * [`client`]: the client behind the [`client::Api`] trait, over HTTP or
 //!   any other [`client::Exchange`];
 //! * `runtime`: the event loop and the background requests;
@@ -25,6 +28,7 @@ pub mod keys;
 pub mod model;
 pub mod remote;
 pub mod runtime;
+pub mod screens;
 mod terminal;
 pub mod theme;
 pub mod time;

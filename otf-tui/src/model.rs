@@ -131,8 +131,9 @@ pub struct Job {
     pub agent_name: Option<String>,
     pub phase: JobPhase,
     pub status: JobStatus,
-    /// `no-agent`, `no-capacity`, `drained`, `no-matching-agent`, or None.
-    pub wait_reason: Option<String>,
+    /// Why it waits; None while it runs (or for a reason this TUI does not
+    /// know yet: the message says it).
+    pub wait_reason: Option<otf_core::scheduler::WaitReason>,
     /// The reason as otfd says it, e.g. "no agent of pool gpu has labels
     /// region=eu".
     pub wait_message: Option<String>,

@@ -365,3 +365,47 @@ fn no_handler_or_tui_module_imports_a_store_type() {
         );
     }
 }
+
+#[test]
+fn every_tui_screen_is_one_module() {
+    // Each variant of `Screen` wraps the state of one module of
+    // otf-tui/src/screens, which owns its refresh, keys, actions, answers
+    // and drawing.
+    let dir = root().join("otf-tui/src/screens");
+    let text = std::fs::read_to_string(dir.join("mod.rs")).expect("screens/mod.rs");
+    let start = text.find("pub enum Screen {").expect("the Screen enum");
+    let body = &text[start..start + text[start..].find('}').expect("its end")];
+    let mut variants = 0;
+    for line in body.lines().skip(1) {
+        let Some((variant, inner)) = line.trim().trim_end_matches(',').split_once('(') else {
+            continue;
+        };
+        variants += 1;
+        let module: String = variant
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let lower = c.to_ascii_lowercase();
+                if c.is_uppercase() && i > 0 {
+                    vec!['_', lower]
+                } else {
+                    vec![lower]
+                }
+            })
+            .collect();
+        assert_eq!(
+            inner.trim_end_matches(')'),
+            format!("{variant}Screen"),
+            "Screen::{variant} wraps its module's {variant}Screen"
+        );
+        let file = dir.join(format!("{module}.rs"));
+        let source = std::fs::read_to_string(&file)
+            .unwrap_or_else(|_| panic!("Screen::{variant} has no module {}", file.display()));
+        assert!(
+            source.contains(&format!("impl View for {variant}Screen")),
+            "{} implements View for its screen",
+            file.display()
+        );
+    }
+    assert!(variants >= 11, "found {variants} screens");
+}

@@ -11,10 +11,7 @@ use crate::run::{Run, RunEvent, RunOptions};
 use crate::store::{ConfigRepo, JobRepo, LogRepo, RunRepo, Store, WorkspaceRepo};
 use crate::workspace::{ExecutionMode, Workspace, WorkspaceLock};
 
-/// First byte of every phase log (STX), written when the phase starts.
-pub const LOG_START: u8 = 0x02;
-/// Last byte of a finished phase log (ETX), written when the phase ends.
-pub const LOG_END: u8 = 0x03;
+pub use crate::run::{LOG_END, LOG_START};
 
 /// A boxed future borrowing the transaction, for actions run inside one.
 type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -1,14 +1,15 @@
-//! The TUI's state and its vocabulary: screens, modals, the [`Action`]s
-//! that change state, the [`Effect`]s (requests to otfd) that `update` asks
-//! the runtime to carry out, and the [`Loaded`] answers that come back. No
-//! I/O and no drawing here: `update` is a pure function of state and action.
+//! The TUI's state and its vocabulary: the stack of screens (each one a
+//! module of [`crate::screens`]), modals, the [`Action`]s that change state,
+//! the [`Effect`]s (requests to otfd) that `update` asks the runtime to
+//! carry out, and the [`Loaded`] answers that come back. No I/O here:
+//! `update` is a pure function of state and action.
 
-mod loaded;
-mod update;
+pub(crate) mod update;
 
-use std::collections::BTreeSet;
-
-pub use update::{action_verb, log_text, pool_workspace_marks, refresh_of, update};
+pub use crate::screens::{
+    log_text, LogTail, OrganizationsScreen, QueueSample, RunView, Screen, Section, QUEUE_HISTORY_MS,
+};
+pub use update::{action_verb, update};
 
 use crate::client::RunAction;
 use crate::model::{
@@ -69,26 +70,6 @@ impl Cursor {
     }
 }
 
-/// The sections of an organization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Section {
-    Pools,
-    Workspaces,
-    Jobs,
-}
-
-impl Section {
-    pub const ALL: [Section; 3] = [Section::Pools, Section::Workspaces, Section::Jobs];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Section::Pools => "Agent pools",
-            Section::Workspaces => "Workspaces",
-            Section::Jobs => "Jobs and queue",
-        }
-    }
-}
-
 /// A pool with what its detail screen shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolDetail {
@@ -98,17 +79,6 @@ pub struct PoolDetail {
     pub workspaces: Vec<Workspace>,
     /// Its queue numbers; None until otfd has read them.
     pub queue: Option<PoolQueue>,
-}
-
-/// How far back the pool screen's sparklines reach.
-pub const QUEUE_HISTORY_MS: i64 = 5 * 60 * 1000;
-
-/// One reading of a pool's queue: when (ms), queued and running jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueSample {
-    pub at: i64,
-    pub queued: u64,
-    pub running: u64,
 }
 
 /// A run with its phases and the new bytes of their logs.
@@ -127,126 +97,6 @@ pub struct QueueView {
     pub jobs: Vec<Job>,
     pub workspaces: Vec<Workspace>,
     pub pools: Vec<Pool>,
-}
-
-/// A log being tailed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogTail {
-    pub bytes: Vec<u8>,
-    /// The end marker arrived: nothing more will come.
-    pub done: bool,
-}
-
-impl LogTail {
-    /// Where to read on from; None once done.
-    pub fn offset(&self) -> Option<usize> {
-        (!self.done).then_some(self.bytes.len())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Screen {
-    Organizations {
-        items: Option<Vec<Organization>>,
-        cursor: Cursor,
-    },
-    Organization {
-        org: String,
-        cursor: Cursor,
-    },
-    Pools {
-        org: String,
-        items: Option<Vec<Pool>>,
-        cursor: Cursor,
-    },
-    Pool {
-        org: String,
-        id: String,
-        detail: Option<PoolDetail>,
-        /// Over the pool's agents.
-        cursor: Cursor,
-        /// The queue's readings of the last [`QUEUE_HISTORY_MS`], oldest
-        /// first, for the sparklines.
-        history: Vec<QueueSample>,
-    },
-    /// "Grant access to specific workspaces": rows 0 and 1 choose the scope,
-    /// the rest toggle workspaces (granted, or with `x` excluded).
-    Grants {
-        pool: Pool,
-        workspaces: Vec<Workspace>,
-        organization_scoped: bool,
-        granted: BTreeSet<String>,
-        /// Workspaces that may never use the pool.
-        excluded: BTreeSet<String>,
-        cursor: Cursor,
-    },
-    Tokens {
-        pool: Pool,
-        items: Option<Vec<Token>>,
-        cursor: Cursor,
-    },
-    Workspaces {
-        org: String,
-        items: Option<Vec<Workspace>>,
-        pools: Vec<Pool>,
-        cursor: Cursor,
-    },
-    /// Execution mode: rows remote, local, agent, then one row per pool.
-    Settings {
-        workspace: Workspace,
-        pools: Vec<Pool>,
-        mode: ExecutionModeKind,
-        pool: Option<String>,
-        cursor: Cursor,
-    },
-    Runs {
-        workspace: Workspace,
-        items: Option<Vec<Run>>,
-        cursor: Cursor,
-    },
-    Run {
-        workspace: String,
-        id: String,
-        detail: Option<RunView>,
-        plan_log: LogTail,
-        apply_log: LogTail,
-        /// Lines scrolled up from the end of the log; 0 follows it.
-        scroll: usize,
-    },
-    Jobs {
-        org: String,
-        view: Option<QueueView>,
-        cursor: Cursor,
-    },
-}
-
-/// What the run screen shows besides the logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunView {
-    pub run: Run,
-    pub plan: Option<Phase>,
-    pub apply: Option<Phase>,
-}
-
-impl Screen {
-    /// A short name for the title's breadcrumb.
-    pub fn crumb(&self) -> String {
-        match self {
-            Screen::Organizations { .. } => "organizations".into(),
-            Screen::Organization { org, .. } => org.clone(),
-            Screen::Pools { .. } => "agent pools".into(),
-            Screen::Pool { id, detail, .. } => detail
-                .as_ref()
-                .map_or_else(|| id.clone(), |d| d.pool.name.clone()),
-            Screen::Grants { .. } => "grants".into(),
-            Screen::Tokens { .. } => "tokens".into(),
-            Screen::Workspaces { .. } => "workspaces".into(),
-            Screen::Settings { workspace, .. } => format!("{} settings", workspace.name),
-            Screen::Runs { workspace, .. } => format!("{} runs", workspace.name),
-            Screen::Run { id, .. } => id.clone(),
-            Screen::Jobs { .. } => "jobs".into(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -577,10 +427,7 @@ impl App {
     pub fn new(address: &str, now: i64) -> App {
         App {
             address: address.to_string(),
-            stack: vec![Screen::Organizations {
-                items: None,
-                cursor: Cursor::default(),
-            }],
+            stack: vec![Screen::Organizations(OrganizationsScreen::default())],
             modal: None,
             flash: None,
             now,

@@ -208,7 +208,7 @@ pub fn job(r: &Value) -> Result<Job> {
         agent_name: str_attr(r, "agent-name"),
         phase: parsed(r, "phase")?,
         status: parsed(r, "status")?,
-        wait_reason: str_attr(r, "wait-reason"),
+        wait_reason: str_attr(r, "wait-reason").and_then(|w| w.parse().ok()),
         wait_message: str_attr(r, "wait-message"),
     })
 }

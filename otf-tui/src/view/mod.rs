@@ -1,9 +1,8 @@
 //! Drawing: functions of the state, nothing else. A title line with where
-//! you are, the screen, a message line, and the footer with the keys of the
-//! current screen; modals on top.
+//! you are, the screen (drawn by its module in `crate::screens`), a message
+//! line, and the footer with the keys of the current screen; modals on top.
 
 mod modal;
-mod screens;
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -24,7 +23,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
     ])
     .areas(frame.area());
     draw_title(frame, title, app, theme);
-    screens::draw(frame, body, app, theme);
+    app.screen().view().draw(frame, body, app.ctx(), theme);
     if let Some(f) = &app.flash {
         let style = if f.error { theme.error() } else { theme.ok() };
         let text = if f.error {

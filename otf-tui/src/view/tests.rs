@@ -553,7 +553,7 @@ fn run_screen_tails_the_log_and_confirms_before_applying() {
 #[test]
 fn actions_a_run_does_not_allow_are_refused_locally() {
     let mut app = App::new("x", NOW);
-    app.stack.push(Screen::Run {
+    app.stack.push(Screen::Run(crate::screens::RunScreen {
         workspace: "dev".into(),
         id: "run-abc".into(),
         detail: Some(crate::app::RunView {
@@ -570,7 +570,7 @@ fn actions_a_run_does_not_allow_are_refused_locally() {
             done: true,
         },
         scroll: 0,
-    });
+    }));
     let s = screen(&app);
     assert!(s.contains("applied") && s.contains("+1 ~0 -0"), "{s}");
     assert!(s.contains("Apply complete!"), "{s}");
@@ -597,7 +597,7 @@ fn queue_view_says_where_jobs_run_and_why_others_wait() {
         } else {
             JobStatus::Unallocated
         },
-        wait_reason: wait.map(str::to_string),
+        wait_reason: wait.map(|w| w.parse().expect("a wait reason")),
     };
     answer(
         &mut app,
@@ -755,7 +755,7 @@ fn pool_screen_shows_the_queue_live_with_sparklines_and_agent_labels() {
             result: Ok(detail(0, 0)),
         },
     );
-    let Screen::Pool { history, .. } = app.screen() else {
+    let Screen::Pool(crate::screens::PoolScreen { history, .. }) = app.screen() else {
         panic!("on the pool screen");
     };
     assert_eq!(history.len(), 1);
