@@ -51,7 +51,7 @@ pub fn inherited(
 
 /// The variables HCP Terraform sets for every run, so configurations and
 /// scripts that read them work unchanged.
-pub fn run_variables(start: &crate::protocol::StartResponse) -> Vec<(String, String)> {
+pub fn run_variables(start: &crate::transport::Started) -> Vec<(String, String)> {
     let ws = &start.workspace;
     vec![
         ("TFC_RUN_ID".into(), start.run.id.clone()),

@@ -13,6 +13,7 @@ pub mod acked;
 pub mod cli;
 pub mod engine;
 pub mod hooks;
+mod job;
 pub mod job_env;
 mod logs;
 pub mod operation;

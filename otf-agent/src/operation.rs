@@ -16,9 +16,9 @@ use otf_core::artifacts::ArtifactKind;
 use otf_core::run::ResourceCounts;
 use otf_core::services::JobOutcome;
 
-use crate::protocol::{StartResponse, StateUpload};
+use crate::protocol::StateUpload;
 use crate::sandbox::Sandbox;
-use crate::transport::{Transport, TransportError};
+use crate::transport::{Started, Transport, TransportError};
 use crate::workdir::write_private;
 
 /// Makes any `backend`/`cloud` block local, so state stays in the work dir.
@@ -29,7 +29,7 @@ const TFVARS_FILE: &str = "zz_otf.auto.tfvars";
 /// Everything one job needs.
 pub struct JobRun<'a> {
     pub transport: Arc<dyn Transport>,
-    pub start: &'a StartResponse,
+    pub start: &'a Started,
     pub engine: &'a Path,
     /// A fresh private directory for this job (removed by the caller).
     pub dir: &'a Path,
@@ -400,7 +400,7 @@ impl JobRun<'_> {
             state: crate::transport::http::b64(state),
         };
         let job = &self.start.job;
-        let kept = self.spool.keep(&job.id, job.attempt, state);
+        let kept = self.spool.keep(job.id.as_str(), job.attempt, state);
         if let Err(e) = &kept {
             tracing::warn!(error = %e, "cannot spool the new state; uploading it from the job directory only");
         }
@@ -432,9 +432,9 @@ impl JobRun<'_> {
 
     /// Execute the job; the outcome to report.
     pub async fn execute(mut self) -> JobOutcome {
-        let result = match self.start.job.phase.as_str() {
-            "apply" => self.apply().await,
-            _ => self.plan().await,
+        let result = match self.start.job.phase {
+            otf_core::job::JobPhase::Apply => self.apply().await,
+            otf_core::job::JobPhase::Plan => self.plan().await,
         };
         result.unwrap_or_else(outcome_of)
     }

@@ -231,30 +231,41 @@ impl From<&otf_core::job::Job> for JobSummary {
     }
 }
 
+impl From<&otf_core::run::Run> for RunSpec {
+    fn from(r: &otf_core::run::Run) -> Self {
+        RunSpec {
+            id: r.id.to_string(),
+            is_destroy: r.options.is_destroy,
+            refresh: r.options.refresh,
+            refresh_only: r.options.refresh_only,
+            plan_only: r.options.plan_only,
+            target_addrs: r.options.target_addrs.clone(),
+            replace_addrs: r.options.replace_addrs.clone(),
+            terraform_version: r.terraform_version.clone(),
+            configuration_version_id: r.configuration_version.to_string(),
+        }
+    }
+}
+
+impl From<&otf_core::workspace::Workspace> for WorkspaceSpec {
+    fn from(w: &otf_core::workspace::Workspace) -> Self {
+        WorkspaceSpec {
+            id: w.id.to_string(),
+            name: w.name.clone(),
+            organization: w.organization.to_string(),
+            working_directory: w.working_directory.clone(),
+            terraform_version: w.terraform_version.clone(),
+        }
+    }
+}
+
 impl From<&otf_core::services::StartedJob> for StartResponse {
     fn from(s: &otf_core::services::StartedJob) -> Self {
-        let (r, w) = (&s.run, &s.workspace);
         StartResponse {
             token: s.token.expose().to_string(),
             job: JobSummary::from(&s.job),
-            run: RunSpec {
-                id: r.id.to_string(),
-                is_destroy: r.options.is_destroy,
-                refresh: r.options.refresh,
-                refresh_only: r.options.refresh_only,
-                plan_only: r.options.plan_only,
-                target_addrs: r.options.target_addrs.clone(),
-                replace_addrs: r.options.replace_addrs.clone(),
-                terraform_version: r.terraform_version.clone(),
-                configuration_version_id: r.configuration_version.to_string(),
-            },
-            workspace: WorkspaceSpec {
-                id: w.id.to_string(),
-                name: w.name.clone(),
-                organization: w.organization.to_string(),
-                working_directory: w.working_directory.clone(),
-                terraform_version: w.terraform_version.clone(),
-            },
+            run: RunSpec::from(&s.run),
+            workspace: WorkspaceSpec::from(&s.workspace),
         }
     }
 }

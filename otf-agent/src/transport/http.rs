@@ -12,7 +12,7 @@ use otf_core::run::RunStatus;
 use otf_core::services::{JobOutcome, PingAnswer};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-use super::{TResult, Transport, TransportError};
+use super::{JobOffer, Registration, Started, TResult, Transport, TransportError};
 use crate::protocol::*;
 
 /// A client of one otfd.
@@ -102,8 +102,8 @@ impl HttpTransport {
 
 #[async_trait]
 impl Transport for HttpTransport {
-    async fn register(&self, req: &RegisterRequest) -> TResult<RegisterResponse> {
-        json(
+    async fn register(&self, req: &RegisterRequest) -> TResult<Registration> {
+        let r: RegisterResponse = json(
             check(
                 self.req(Method::POST, "/api/agent/register", &self.agent_token)
                     .json(req)
@@ -112,7 +112,14 @@ impl Transport for HttpTransport {
             )
             .await?,
         )
-        .await
+        .await?;
+        Ok(Registration {
+            id: wire(&r.id)?,
+            pool: r.pool_id.as_deref().map(wire).transpose()?,
+            status: wire(&r.status)?,
+            ip_address: r.ip_address,
+            ping_interval: Duration::from_millis(r.ping_interval_ms),
+        })
     }
 
     async fn status(
@@ -145,7 +152,7 @@ impl Transport for HttpTransport {
         })
     }
 
-    async fn await_jobs(&self, agent: &AgentId) -> TResult<Vec<JobSummary>> {
+    async fn await_jobs(&self, agent: &AgentId) -> TResult<Vec<JobOffer>> {
         let r: JobsResponse = json(
             check(
                 self.agent_req(Method::GET, "/api/agent/jobs", agent.as_str())
@@ -155,11 +162,11 @@ impl Transport for HttpTransport {
             .await?,
         )
         .await?;
-        Ok(r.jobs)
+        r.jobs.iter().map(offer).collect()
     }
 
-    async fn start_job(&self, agent: &AgentId, job: &JobId) -> TResult<StartResponse> {
-        json(
+    async fn start_job(&self, agent: &AgentId, job: &JobId) -> TResult<Started> {
+        let r: StartResponse = json(
             check(
                 self.agent_req(
                     Method::POST,
@@ -171,7 +178,13 @@ impl Transport for HttpTransport {
             )
             .await?,
         )
-        .await
+        .await?;
+        Ok(Started {
+            token: r.token,
+            job: offer(&r.job)?,
+            run: r.run,
+            workspace: r.workspace,
+        })
     }
 
     async fn await_signal(&self, agent: &AgentId, job: &JobId) -> TResult<Option<Signal>> {
@@ -305,6 +318,17 @@ where
 {
     s.parse()
         .map_err(|e: T::Err| TransportError::Refused(format!("otfd answered {s:?}: {e}")))
+}
+
+/// A job of the long-poll or of a start answer, parsed once.
+fn offer(j: &JobSummary) -> TResult<JobOffer> {
+    Ok(JobOffer {
+        id: wire(&j.id)?,
+        run: wire(&j.run_id)?,
+        workspace: wire(&j.workspace_id)?,
+        phase: wire(&j.phase)?,
+        attempt: j.attempt,
+    })
 }
 
 /// Standard base64, as the protocol carries state files.

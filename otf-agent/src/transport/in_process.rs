@@ -14,7 +14,7 @@ use otf_core::services::{JobOutcome, PingAnswer, RegisterAgent};
 use otf_core::store::Store;
 use otf_core::{Core, Error};
 
-use super::{TResult, Transport, TransportError};
+use super::{JobOffer, Registration, Started, TResult, Transport, TransportError};
 use crate::protocol::*;
 
 /// The server runner's transport.
@@ -62,7 +62,7 @@ fn map(e: Error) -> TransportError {
 
 #[async_trait]
 impl<S: Store> Transport for InProcess<S> {
-    async fn register(&self, req: &RegisterRequest) -> TResult<RegisterResponse> {
+    async fn register(&self, req: &RegisterRequest) -> TResult<Registration> {
         if let Some(r) = &self.recovery {
             r.retire_previous(&self.core).await;
         }
@@ -90,12 +90,12 @@ impl<S: Store> Transport for InProcess<S> {
                 .swap(true, std::sync::atomic::Ordering::SeqCst);
             r.registered(&self.core, agent.id.as_str(), first).await;
         }
-        Ok(RegisterResponse {
-            id: agent.id.to_string(),
-            pool_id: None,
-            status: agent.status.to_string(),
+        Ok(Registration {
+            id: agent.id,
+            pool: None,
+            status: agent.status,
             ip_address: agent.ip_address,
-            ping_interval_ms: self.core.config().liveness.ping_interval.as_millis() as u64,
+            ping_interval: self.core.config().liveness.ping_interval,
         })
     }
 
@@ -111,7 +111,7 @@ impl<S: Store> Transport for InProcess<S> {
             .map_err(map)
     }
 
-    async fn await_jobs(&self, agent: &AgentId) -> TResult<Vec<JobSummary>> {
+    async fn await_jobs(&self, agent: &AgentId) -> TResult<Vec<JobOffer>> {
         let wait = self
             .core
             .await_allocated_jobs(&Subject::ServerRunner, agent);
@@ -119,16 +119,16 @@ impl<S: Store> Transport for InProcess<S> {
             Ok(j) => j.map_err(map)?,
             Err(_) => Vec::new(),
         };
-        Ok(jobs.iter().map(JobSummary::from).collect())
+        Ok(jobs.iter().map(JobOffer::from).collect())
     }
 
-    async fn start_job(&self, agent: &AgentId, job: &JobId) -> TResult<StartResponse> {
+    async fn start_job(&self, agent: &AgentId, job: &JobId) -> TResult<Started> {
         let s = self
             .core
             .start_job(&Subject::ServerRunner, agent, job)
             .await
             .map_err(map)?;
-        Ok(StartResponse::from(&s))
+        Ok(Started::from(&s))
     }
 
     async fn await_signal(&self, agent: &AgentId, job: &JobId) -> TResult<Option<Signal>> {

@@ -9,8 +9,11 @@ pub mod in_process;
 use async_trait::async_trait;
 use otf_core::agent::ReportedStatus;
 use otf_core::artifacts::ArtifactKind;
-use otf_core::ids::{AgentId, JobId};
-use otf_core::job::Signal;
+use std::time::Duration;
+
+use otf_core::agent::AgentStatus;
+use otf_core::ids::{AgentId, JobId, PoolId, RunId, WorkspaceId};
+use otf_core::job::{JobPhase, Signal};
 use otf_core::run::RunStatus;
 use otf_core::services::{JobOutcome, PingAnswer};
 
@@ -38,11 +41,68 @@ pub enum TransportError {
 
 pub type TResult<T> = Result<T, TransportError>;
 
+/// The agent as the server registered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub id: AgentId,
+    /// None for the server runner.
+    pub pool: Option<PoolId>,
+    pub status: AgentStatus,
+    /// The agent's address as the server saw it.
+    pub ip_address: String,
+    /// How often the server expects a status ping.
+    pub ping_interval: Duration,
+}
+
+/// A job allocated to the agent, to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOffer {
+    pub id: JobId,
+    pub run: RunId,
+    pub workspace: WorkspaceId,
+    pub phase: JobPhase,
+    pub attempt: u32,
+}
+
+impl From<&otf_core::job::Job> for JobOffer {
+    fn from(j: &otf_core::job::Job) -> Self {
+        JobOffer {
+            id: j.id.clone(),
+            run: j.run.clone(),
+            workspace: j.workspace.clone(),
+            phase: j.phase,
+            attempt: j.attempt,
+        }
+    }
+}
+
+/// A started job: the token of its attempt and what the runner needs of
+/// its run and workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The job token of this attempt: valid while the attempt runs.
+    pub token: String,
+    pub job: JobOffer,
+    pub run: RunSpec,
+    pub workspace: WorkspaceSpec,
+}
+
+impl From<&otf_core::services::StartedJob> for Started {
+    fn from(s: &otf_core::services::StartedJob) -> Self {
+        Started {
+            token: s.token.expose().to_string(),
+            job: JobOffer::from(&s.job),
+            run: RunSpec::from(&s.run),
+            workspace: WorkspaceSpec::from(&s.workspace),
+        }
+    }
+}
+
 /// The agent protocol, as a runner uses it: typed values only; the wire
 /// spellings belong to the HTTP transport (and otfd's agent API).
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
-    async fn register(&self, req: &RegisterRequest) -> TResult<RegisterResponse>;
+    async fn register(&self, req: &RegisterRequest) -> TResult<Registration>;
     /// A status ping listing the jobs the agent holds.
     async fn status(
         &self,
@@ -51,8 +111,8 @@ pub trait Transport: Send + Sync + 'static {
         jobs: &[JobId],
     ) -> TResult<PingAnswer>;
     /// Jobs allocated to the agent; empty after the server's bounded wait.
-    async fn await_jobs(&self, agent: &AgentId) -> TResult<Vec<JobSummary>>;
-    async fn start_job(&self, agent: &AgentId, job: &JobId) -> TResult<StartResponse>;
+    async fn await_jobs(&self, agent: &AgentId) -> TResult<Vec<JobOffer>>;
+    async fn start_job(&self, agent: &AgentId, job: &JobId) -> TResult<Started>;
     /// A signal for the job; `None` after the server's bounded wait with
     /// none, or when the job ended (the caller checks which).
     async fn await_signal(&self, agent: &AgentId, job: &JobId) -> TResult<Option<Signal>>;
