@@ -387,7 +387,7 @@ impl Otfd {
 
     /// Serve on `listener` until `shutdown` resolves.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
@@ -399,20 +399,7 @@ impl Otfd {
             .clone()
             .unwrap_or_else(|| addr.to_string());
         let base_url = format!("{scheme}://{host}");
-        let core = Core::new(
-            self.runtime.store.clone(),
-            self.runtime.bus.clone(),
-            Arc::new(SystemClock),
-            Arc::new(OsRandom),
-            CoreConfig {
-                liveness: self.config.liveness,
-                force_cancel_cool_off: self.config.force_cancel_cool_off,
-                site_token: Some(SecretHash::of(&self.site_token)),
-                max_log_bytes: self.config.max_log_bytes,
-                job_timers: self.config.job_timers,
-                ..CoreConfig::default()
-            },
-        );
+        let core = self.core();
         let metrics = Arc::new(metrics::Metrics::default());
         let app = Arc::new(App {
             core: core.clone(),
@@ -426,11 +413,72 @@ impl Otfd {
             routes: routes::table(),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let background = self.spawn_background(&core, metrics, stopped).await;
+        let (runner_stop, runner_signals) = tokio::sync::mpsc::channel(2);
+        let runner = self.spawn_server_runner(&core, runner_signals);
+        let (ssh_stop, ssh_stopped) = tokio::sync::watch::channel(false);
+        let ssh = self
+            .ssh
+            .take()
+            .map(|ready| spawn_ssh(ready, &app, &base_url, ssh_stopped));
+        tracing::info!(address = %addr, url = %base_url, "otfd listening");
+        serve(
+            listener,
+            app,
+            self.tls.take(),
+            shutdown,
+            Duration::from_secs(5),
+        )
+        .await;
+        tracing::info!("shutting down");
+        // SSH sessions end first: they are administrators' screens, and
+        // they would otherwise hold the app.
+        let _ = ssh_stop.send(true);
+        if let Some((server, stop_watch)) = ssh {
+            let _ = server.await;
+            let _ = stop_watch.send(true);
+        }
+        if let Some(runner) = runner {
+            stop_server_runner(runner, &runner_stop, self.config.shutdown_grace).await;
+        }
+        let _ = stop.send(true);
+        for task in background {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
+    fn core(&self) -> Core<DbStore> {
+        Core::new(
+            self.runtime.store.clone(),
+            self.runtime.bus.clone(),
+            Arc::new(SystemClock),
+            Arc::new(OsRandom),
+            CoreConfig {
+                liveness: self.config.liveness,
+                force_cancel_cool_off: self.config.force_cancel_cool_off,
+                site_token: Some(SecretHash::of(&self.site_token)),
+                max_log_bytes: self.config.max_log_bytes,
+                job_timers: self.config.job_timers,
+                ..CoreConfig::default()
+            },
+        )
+    }
+
+    /// The tasks every replica runs until `stopped`: the leader loop, the
+    /// ping flusher, the gauges of /metrics (following the bus from a first
+    /// reading) and the long-polls' wake-ups (one bus subscription for all).
+    async fn spawn_background(
+        &self,
+        core: &Core<DbStore>,
+        metrics: Arc<metrics::Metrics>,
+        stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let leader = tokio::spawn(leader::lead(
             core.clone(),
             self.runtime.bus.clone(),
             self.runtime.leader.clone(),
-            metrics,
+            metrics.clone(),
             self.config.tick,
             stopped.clone(),
         ));
@@ -439,9 +487,8 @@ impl Otfd {
             self.config.tick,
             stopped.clone(),
         ));
-        // The gauges of /metrics follow the bus, from a first reading.
         let gauges = {
-            let (core, metrics, mut stopped) = (core.clone(), app.metrics.clone(), stopped.clone());
+            let (core, mut stopped) = (core.clone(), stopped.clone());
             let sub = core.bus().subscribe();
             metrics::prime(&core, &metrics).await;
             tokio::spawn(async move {
@@ -451,7 +498,6 @@ impl Otfd {
                 .await
             })
         };
-        // One bus subscription wakes every long-poll (instead of one each).
         let wakeups = {
             let (core, mut stopped) = (core.clone(), stopped);
             tokio::spawn(async move {
@@ -461,117 +507,122 @@ impl Otfd {
                 .await
             })
         };
-        // The server runner: the same runner as otf-agent, calling the core
-        // directly, for workspaces in remote execution mode.
-        let (runner_stop, runner_signals) = tokio::sync::mpsc::channel(2);
-        let runner = (self.config.concurrency > 0).then(|| {
-            let transport = Arc::new(
-                otf_agent::transport::in_process::InProcess::new(
-                    core.clone(),
-                    self.config.long_poll,
-                )
+        vec![leader, flusher, gauges, wakeups]
+    }
+
+    /// The server runner: the same runner as otf-agent, calling the core
+    /// directly, for workspaces in remote execution mode (none with
+    /// `--concurrency 0`).
+    fn spawn_server_runner(
+        &self,
+        core: &Core<DbStore>,
+        signals: tokio::sync::mpsc::Receiver<()>,
+    ) -> Option<tokio::task::JoinHandle<Result<(), otf_agent::AgentError>>> {
+        if self.config.concurrency == 0 {
+            return None;
+        }
+        let data = &self.config.data_dir;
+        let transport = Arc::new(
+            otf_agent::transport::in_process::InProcess::new(core.clone(), self.config.long_poll)
                 .with_recovery(otf_agent::recovery::Recovery {
-                    identity_file: self.config.data_dir.join("server-runner-agent"),
-                    spool_dir: self.config.data_dir.join("spool"),
-                    work_dir: self.config.data_dir.join("work"),
+                    identity_file: data.join("server-runner-agent"),
+                    spool_dir: data.join("spool"),
+                    work_dir: data.join("work"),
                 }),
-            );
-            let mut engine = self.config.engine.clone();
-            if engine.bin.is_none() {
-                engine.cache_dir = self.config.data_dir.join("engines");
-            }
-            let cfg = otf_agent::RunnerConfig {
-                labels: Default::default(),
-                name: "server".into(),
-                concurrency: self.config.concurrency,
-                engine,
-                work_dir: self.config.data_dir.join("work"),
-                server: true,
-                sandbox: self.sandbox.clone(),
-                env: self.runner_env.clone(),
-                spool_dir: self.config.data_dir.join("spool"),
-                patience: otf_agent::acked::Patience::default(),
-                // otfd's own --plan-timeout and --apply-timeout bound its
-                // server runner's jobs.
-                timeouts: otf_agent::PhaseTimeouts::default(),
-                hooks: self.config.hooks.clone(),
-                exit_when_drained: false,
-                single: None,
-            };
-            tokio::spawn(otf_agent::run(transport, cfg, runner_signals))
-        });
-        let (ssh_stop, ssh_stopped) = tokio::sync::watch::channel(false);
-        let ssh = self.ssh.map(|ready| {
-            let stats = Arc::new(otf_ssh::Stats::default());
-            app.metrics.set_ssh(stats.clone());
-            let address = ready.listener.local_addr().ok();
-            tracing::info!(
-                address = %address.map_or_else(|| "?".into(), |a| a.to_string()),
-                fingerprint = %ready.host_key.fingerprint,
-                "otfd serves SSH"
-            );
-            let config = otf_ssh::SshConfig {
-                host_key: ready.host_key,
-                keys: ready.keys,
-                title: base_url.clone(),
-                login_timeout: Duration::from_secs(30),
-                max_connections: 256,
-            };
-            let apis = Arc::new(ssh::Sessions { app: app.clone() });
-            let mut stopped = ssh_stopped;
-            let server = tokio::spawn(otf_ssh::serve(
-                ready.listener,
-                config,
-                apis,
-                stats,
-                async move {
-                    let _ = stopped.changed().await;
-                },
-            ));
-            (server, ready.stop_watch)
-        });
-        tracing::info!(address = %addr, url = %base_url, "otfd listening");
-        serve(listener, app, self.tls, shutdown, Duration::from_secs(5)).await;
-        tracing::info!("shutting down");
-        // SSH sessions end first: they are administrators' screens, and
-        // they would otherwise hold the app.
-        let _ = ssh_stop.send(true);
-        if let Some((server, stop_watch)) = ssh {
-            let _ = server.await;
-            let _ = stop_watch.send(true);
+        );
+        let mut engine = self.config.engine.clone();
+        if engine.bin.is_none() {
+            engine.cache_dir = data.join("engines");
         }
-        if let Some(mut runner) = runner {
-            // Let running jobs finish for the grace, then interrupt them,
-            // then kill them; what they produced (an apply's state) is
-            // still delivered, straight to the core.
-            let _ = runner_stop.send(()).await;
-            let grace = self.config.shutdown_grace;
-            if tokio::time::timeout(grace, &mut runner).await.is_err() {
-                tracing::warn!(grace = %otf_core::duration::human(grace), "the server runner's jobs outlived the shutdown grace; canceling them");
-                let _ = runner_stop.send(()).await;
-                if tokio::time::timeout(otf_agent::runtime::KILL_AFTER, &mut runner)
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!("the server runner's jobs did not stop; killing them");
-                    let _ = runner_stop.send(()).await;
-                    // Their reports go straight to the core; bound the wait
-                    // anyway.
-                    let abort = runner.abort_handle();
-                    if tokio::time::timeout(Duration::from_secs(60), runner)
-                        .await
-                        .is_err()
-                    {
-                        abort.abort();
-                    }
-                }
-            }
-        }
-        let _ = stop.send(true);
-        let _ = leader.await;
-        let _ = flusher.await;
-        let _ = wakeups.await;
-        let _ = gauges.await;
-        Ok(())
+        let cfg = otf_agent::RunnerConfig {
+            labels: Default::default(),
+            name: "server".into(),
+            concurrency: self.config.concurrency,
+            engine,
+            work_dir: data.join("work"),
+            server: true,
+            sandbox: self.sandbox.clone(),
+            env: self.runner_env.clone(),
+            spool_dir: data.join("spool"),
+            patience: otf_agent::acked::Patience::default(),
+            // otfd's own --plan-timeout and --apply-timeout bound its server
+            // runner's jobs.
+            timeouts: otf_agent::PhaseTimeouts::default(),
+            hooks: self.config.hooks.clone(),
+            exit_when_drained: false,
+            single: None,
+        };
+        Some(tokio::spawn(otf_agent::run(transport, cfg, signals)))
+    }
+}
+
+/// otfd's SSH server, until `stopped`; the server task and the authorized
+/// keys watcher's stop.
+fn spawn_ssh(
+    ready: SshReady,
+    app: &Arc<App<DbStore>>,
+    base_url: &str,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let stats = Arc::new(otf_ssh::Stats::default());
+    app.metrics.set_ssh(stats.clone());
+    let address = ready.listener.local_addr().ok();
+    tracing::info!(
+        address = %address.map_or_else(|| "?".into(), |a| a.to_string()),
+        fingerprint = %ready.host_key.fingerprint,
+        "otfd serves SSH"
+    );
+    let config = otf_ssh::SshConfig {
+        host_key: ready.host_key,
+        keys: ready.keys,
+        title: base_url.to_string(),
+        login_timeout: Duration::from_secs(30),
+        max_connections: 256,
+    };
+    let apis = Arc::new(ssh::Sessions { app: app.clone() });
+    let server = tokio::spawn(otf_ssh::serve(
+        ready.listener,
+        config,
+        apis,
+        stats,
+        async move {
+            let _ = stopped.changed().await;
+        },
+    ));
+    (server, ready.stop_watch)
+}
+
+/// Let the server runner's jobs finish for the grace, then interrupt them,
+/// then kill them; what they produced (an apply's state) is still
+/// delivered, straight to the core.
+async fn stop_server_runner(
+    mut runner: tokio::task::JoinHandle<Result<(), otf_agent::AgentError>>,
+    signals: &tokio::sync::mpsc::Sender<()>,
+    grace: Duration,
+) {
+    let _ = signals.send(()).await;
+    if tokio::time::timeout(grace, &mut runner).await.is_ok() {
+        return;
+    }
+    tracing::warn!(grace = %otf_core::duration::human(grace), "the server runner's jobs outlived the shutdown grace; canceling them");
+    let _ = signals.send(()).await;
+    if tokio::time::timeout(otf_agent::runtime::KILL_AFTER, &mut runner)
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    tracing::warn!("the server runner's jobs did not stop; killing them");
+    let _ = signals.send(()).await;
+    // Their reports go straight to the core; bound the wait anyway.
+    let abort = runner.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(60), runner)
+        .await
+        .is_err()
+    {
+        abort.abort();
     }
 }

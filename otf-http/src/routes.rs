@@ -31,7 +31,23 @@ pub fn table<S: Store>() -> Routes<App<S>> {
     )
 }
 
+/// The TFE API v2 (and otf's additions to it), by family.
 fn api_v2<S: Store>() -> Vec<Endpoint<App<S>>> {
+    [
+        meta(),
+        organizations(),
+        workspaces(),
+        pools(),
+        runs(),
+        state(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Discovery, ping, health and metrics: open to anyone.
+fn meta<S: Store>() -> Vec<Endpoint<App<S>>> {
     let e = Endpoint::new;
     vec![
         e("Discovery", "/.well-known/terraform.json")
@@ -40,6 +56,13 @@ fn api_v2<S: Store>() -> Vec<Endpoint<App<S>>> {
         e("Ping", "/api/v2/ping").public().get(open!(meta::ping)),
         e("Healthz", "/healthz").public().get(open!(meta::healthz)),
         e("Metrics", "/metrics").public().get(open!(meta::metrics)),
+    ]
+}
+
+/// Organizations, their entitlements, queue, capacity, jobs and tokens.
+fn organizations<S: Store>() -> Vec<Endpoint<App<S>>> {
+    let e = Endpoint::new;
+    vec![
         e("Organizations", "/api/v2/organizations")
             .get(caller!(orgs::list))
             .post(caller!(orgs::create)),
@@ -62,6 +85,13 @@ fn api_v2<S: Store>() -> Vec<Endpoint<App<S>>> {
         .post(caller!(orgs::create_token))
         .get(caller!(orgs::show_token))
         .delete(caller!(orgs::delete_tokens)),
+    ]
+}
+
+/// Workspaces, by name and by id, and their lock.
+fn workspaces<S: Store>() -> Vec<Endpoint<App<S>>> {
+    let e = Endpoint::new;
+    vec![
         e("OrgWorkspaces", "/api/v2/organizations/{org}/workspaces")
             .get(caller!(workspaces::list))
             .post(caller!(workspaces::create)),
@@ -72,9 +102,6 @@ fn api_v2<S: Store>() -> Vec<Endpoint<App<S>>> {
         .get(caller!(workspaces::show_by_name))
         .patch(caller!(workspaces::update_by_name))
         .delete(caller!(workspaces::delete_by_name)),
-        e("OrgPools", "/api/v2/organizations/{org}/agent-pools")
-            .get(caller!(pools::list))
-            .post(caller!(pools::create)),
         e("Workspace", "/api/v2/workspaces/{id}")
             .get(caller!(workspaces::show))
             .patch(caller!(workspaces::update))
@@ -84,32 +111,16 @@ fn api_v2<S: Store>() -> Vec<Endpoint<App<S>>> {
             "/api/v2/workspaces/{id}/actions/{action}",
         )
         .post(caller!(workspaces::action)),
-        e(
-            "WorkspaceConfigs",
-            "/api/v2/workspaces/{id}/configuration-versions",
-        )
-        .post(caller!(runs::create_config)),
-        e("WorkspaceRuns", "/api/v2/workspaces/{id}/runs").get(caller!(runs::list)),
-        e("WorkspaceVars", "/api/v2/workspaces/{id}/vars")
-            .get(caller!(state::vars))
-            .post(caller!(state::create_var)),
-        e("WorkspaceVar", "/api/v2/workspaces/{id}/vars/{var}")
-            .get(caller!(state::var))
-            .patch(caller!(state::update_var))
-            .delete(caller!(state::delete_var)),
-        e(
-            "CurrentState",
-            "/api/v2/workspaces/{id}/current-state-version",
-        )
-        .get(caller!(state::current)),
-        e(
-            "CurrentStateOutputs",
-            "/api/v2/workspaces/{id}/current-state-version-outputs",
-        )
-        .get(caller!(state::current_outputs)),
-        e("WorkspaceStates", "/api/v2/workspaces/{id}/state-versions")
-            .get(caller!(state::list))
-            .post(caller!(state::create)),
+    ]
+}
+
+/// Agent pools, their agents and agent tokens.
+fn pools<S: Store>() -> Vec<Endpoint<App<S>>> {
+    let e = Endpoint::new;
+    vec![
+        e("OrgPools", "/api/v2/organizations/{org}/agent-pools")
+            .get(caller!(pools::list))
+            .post(caller!(pools::create)),
         e("Pool", "/api/v2/agent-pools/{id}")
             .get(caller!(pools::show))
             .patch(caller!(pools::update))
@@ -135,6 +146,19 @@ fn api_v2<S: Store>() -> Vec<Endpoint<App<S>>> {
             .delete(caller!(pools::delete_agent)),
         // `drain` / `undrain` of one agent.
         e("AgentAction", "/api/v2/agents/{id}/actions/{action}").post(caller!(pools::agent_action)),
+    ]
+}
+
+/// Configuration versions, runs, plans and applies.
+fn runs<S: Store>() -> Vec<Endpoint<App<S>>> {
+    let e = Endpoint::new;
+    vec![
+        e(
+            "WorkspaceConfigs",
+            "/api/v2/workspaces/{id}/configuration-versions",
+        )
+        .post(caller!(runs::create_config)),
+        e("WorkspaceRuns", "/api/v2/workspaces/{id}/runs").get(caller!(runs::list)),
         e("Config", "/api/v2/configuration-versions/{id}").get(caller!(runs::config)),
         e("ConfigUpload", "/api/v2/configuration-versions/{id}/upload")
             .upload()
@@ -150,6 +174,33 @@ fn api_v2<S: Store>() -> Vec<Endpoint<App<S>>> {
         e("Plan", "/api/v2/plans/{id}").get(caller!(runs::plan)),
         e("PlanJson", "/api/v2/plans/{id}/json-output").get(caller!(runs::plan_json)),
         e("Apply", "/api/v2/applies/{id}").get(caller!(runs::apply)),
+    ]
+}
+
+/// Variables and state versions (with outputs).
+fn state<S: Store>() -> Vec<Endpoint<App<S>>> {
+    let e = Endpoint::new;
+    vec![
+        e("WorkspaceVars", "/api/v2/workspaces/{id}/vars")
+            .get(caller!(state::vars))
+            .post(caller!(state::create_var)),
+        e("WorkspaceVar", "/api/v2/workspaces/{id}/vars/{var}")
+            .get(caller!(state::var))
+            .patch(caller!(state::update_var))
+            .delete(caller!(state::delete_var)),
+        e(
+            "CurrentState",
+            "/api/v2/workspaces/{id}/current-state-version",
+        )
+        .get(caller!(state::current)),
+        e(
+            "CurrentStateOutputs",
+            "/api/v2/workspaces/{id}/current-state-version-outputs",
+        )
+        .get(caller!(state::current_outputs)),
+        e("WorkspaceStates", "/api/v2/workspaces/{id}/state-versions")
+            .get(caller!(state::list))
+            .post(caller!(state::create)),
         e("StateVersions", "/api/v2/state-versions").get(caller!(state::list_by_name)),
         e("StateVersion", "/api/v2/state-versions/{id}").get(caller!(state::show)),
         e("StateDownload", "/api/v2/state-versions/{id}/download").get(caller!(state::download)),
