@@ -200,74 +200,65 @@ pub fn secret_from(
 }
 
 async fn agent(flags: Flags) -> ExitCode {
-    let token = match secret_from(
+    let (transport, cfg) = match setup(&flags).await {
+        Ok(set) => set,
+        Err(e) => {
+            eprintln!("otf-agent: {e}");
+            return Exit::Usage.into();
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(forward_signals(tx));
+    match run(Arc::new(transport), cfg, rx).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = match e {
+                AgentError::TokenRefused(_) | AgentError::Revoked => Exit::TokenRefused,
+                _ => Exit::Failure,
+            };
+            tracing::error!("{e}");
+            eprintln!("otf-agent: {e}");
+            code.into()
+        }
+    }
+}
+
+/// The transport and the runner's configuration from the flags; a usage
+/// error says what is wrong.
+async fn setup(flags: &Flags) -> Result<(HttpTransport, RunnerConfig), String> {
+    let token = secret_from(
         flags.token.as_deref(),
         flags.token_file.as_deref(),
         "agent token",
-    ) {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            eprintln!("otf-agent: give the pool's agent token with OTF_AGENT_TOKEN or --token-file (or --token)");
-            return Exit::Usage.into();
-        }
-        Err(e) => {
-            eprintln!("otf-agent: {e}");
-            return Exit::Usage.into();
-        }
-    };
+    )?
+    .ok_or("give the pool's agent token with OTF_AGENT_TOKEN or --token-file (or --token)")?;
     let ca = match &flags.ca_cert {
-        Some(p) => match std::fs::read(p) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!(
-                    "otf-agent: cannot read the CA certificate {}: {e}",
-                    p.display()
-                );
-                return Exit::Usage.into();
-            }
-        },
+        Some(p) => Some(
+            std::fs::read(p)
+                .map_err(|e| format!("cannot read the CA certificate {}: {e}", p.display()))?,
+        ),
         None => None,
     };
-    let labels = match otf_core::labels::Labels::from_pairs(flags.labels.clone()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("otf-agent: --label: {e}");
-            return Exit::Usage.into();
-        }
-    };
-    let transport = match HttpTransport::new(&flags.address, &token, ca.as_deref()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("otf-agent: {e}");
-            return Exit::Usage.into();
-        }
-    };
-    let Some(work_dir) = flags
+    let labels = otf_core::labels::Labels::from_pairs(flags.labels.clone())
+        .map_err(|e| format!("--label: {e}"))?;
+    let transport =
+        HttpTransport::new(&flags.address, &token, ca.as_deref()).map_err(|e| e.to_string())?;
+    let work_dir = flags
         .work_dir
         .clone()
         .or_else(crate::workdir::default_work_dir)
-    else {
-        eprintln!("otf-agent: no work directory: give --work-dir (neither STATE_DIRECTORY, XDG_STATE_HOME nor HOME is set)");
-        return Exit::Usage.into();
-    };
+        .ok_or("no work directory: give --work-dir (neither STATE_DIRECTORY, XDG_STATE_HOME nor HOME is set)")?;
     for dir in [
         work_dir.clone(),
         work_dir.join("jobs"),
         work_dir.join("engines"),
     ] {
-        if let Err(e) = crate::workdir::prepare(&dir) {
-            eprintln!("otf-agent: work directory: {e}");
-            return Exit::Usage.into();
-        }
+        crate::workdir::prepare(&dir).map_err(|e| format!("work directory: {e}"))?;
     }
     let env = crate::job_env::inherited(std::env::vars_os(), std::slice::from_ref(&token));
-    let sandbox = match Sandbox::setup(flags.sandbox, &env, &flags.sandbox_read).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("otf-agent: {e}");
-            return Exit::Usage.into();
-        }
-    };
+    let sandbox = Sandbox::setup(flags.sandbox, &env, &flags.sandbox_read)
+        .await
+        .map_err(|e| e.to_string())?;
     let cfg = RunnerConfig {
         name: flags.name.clone().unwrap_or_else(hostname),
         // A single-execution agent runs one job at a time.
@@ -306,44 +297,34 @@ async fn agent(flags: Flags) -> ExitCode {
             timeout: flags.hook_timeout,
         },
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            loop {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-                if tx.send(()).await.is_err() {
-                    return;
-                }
+    Ok((transport, cfg))
+}
+
+/// SIGINT and SIGTERM, each one message to the runner, until it is gone.
+async fn forward_signals(tx: tokio::sync::mpsc::Sender<()>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
-        }
-        #[cfg(not(unix))]
-        while tokio::signal::ctrl_c().await.is_ok() {
             if tx.send(()).await.is_err() {
                 return;
             }
         }
-    });
-    match run(Arc::new(transport), cfg, rx).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let code = match e {
-                AgentError::TokenRefused(_) | AgentError::Revoked => Exit::TokenRefused,
-                _ => Exit::Failure,
-            };
-            tracing::error!("{e}");
-            eprintln!("otf-agent: {e}");
-            code.into()
+    }
+    #[cfg(not(unix))]
+    while tokio::signal::ctrl_c().await.is_ok() {
+        if tx.send(()).await.is_err() {
+            return;
         }
     }
 }

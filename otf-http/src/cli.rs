@@ -291,9 +291,8 @@ pub fn main_impl() -> ExitCode {
     runtime.block_on(run())
 }
 
-async fn run() -> ExitCode {
-    let flags = Flags::parse();
-    init_logging(&flags);
+/// otfd's configuration from its flags (secrets read from their files).
+fn config_of(flags: &Flags) -> Result<Config, String> {
     let secret = |value: &Option<String>, file: &Option<PathBuf>, what: &str| {
         otf_agent::cli::secret_from(value.as_deref(), file.as_deref(), what)
     };
@@ -309,8 +308,7 @@ async fn run() -> ExitCode {
     ) {
         (Ok(d), Ok(t), Ok(s), Ok(m)) => (d, t, s, m),
         (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
-            eprintln!("otfd: {e}");
-            return Exit::Usage.into();
+            return Err(e)
         }
     };
     let config = Config {
@@ -325,12 +323,7 @@ async fn run() -> ExitCode {
         max_log_bytes: flags.max_log_bytes,
         cert_file: flags.cert_file.clone(),
         key_file: flags.key_file.clone(),
-        liveness: otf_core::agent::LivenessConfig {
-            ping_interval: secs(flags.ping_interval),
-            ping_timeout: secs(flags.ping_timeout),
-            unknown_grace: secs(flags.unknown_grace),
-            retention: secs(flags.agent_retention),
-        },
+        liveness: liveness(flags),
         force_cancel_cool_off: secs(flags.force_cancel_cool_off),
         job_timers: otf_core::job::JobTimers {
             allocation_lease: flags.allocation_lease,
@@ -368,18 +361,43 @@ async fn run() -> ExitCode {
         },
         ..Config::default()
     };
-    let defaults = crate::Limits::default();
-    let config = Config {
-        limits: crate::Limits {
-            max_json_body: flags.max_json_body.unwrap_or(defaults.max_json_body),
-            max_upload: flags.max_upload.unwrap_or(defaults.max_upload),
-            header_read_timeout: secs(flags.header_read_timeout),
-            tls_handshake_timeout: secs(flags.tls_handshake_timeout),
-            body_read_timeout: secs(flags.body_read_timeout),
-            idle_timeout: secs(flags.idle_timeout),
-            max_connections: flags.max_connections,
-        },
+    Ok(Config {
+        limits: limits(flags),
         ..config
+    })
+}
+
+fn liveness(flags: &Flags) -> otf_core::agent::LivenessConfig {
+    otf_core::agent::LivenessConfig {
+        ping_interval: secs(flags.ping_interval),
+        ping_timeout: secs(flags.ping_timeout),
+        unknown_grace: secs(flags.unknown_grace),
+        retention: secs(flags.agent_retention),
+    }
+}
+
+fn limits(flags: &Flags) -> crate::Limits {
+    let defaults = crate::Limits::default();
+    crate::Limits {
+        max_json_body: flags.max_json_body.unwrap_or(defaults.max_json_body),
+        max_upload: flags.max_upload.unwrap_or(defaults.max_upload),
+        header_read_timeout: secs(flags.header_read_timeout),
+        tls_handshake_timeout: secs(flags.tls_handshake_timeout),
+        body_read_timeout: secs(flags.body_read_timeout),
+        idle_timeout: secs(flags.idle_timeout),
+        max_connections: flags.max_connections,
+    }
+}
+
+async fn run() -> ExitCode {
+    let flags = Flags::parse();
+    init_logging(&flags);
+    let config = match config_of(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("otfd: {e}");
+            return Exit::Usage.into();
+        }
     };
     let otfd = match Otfd::prepare(config).await {
         Ok(o) => o,

@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tar::EntryType;
 
@@ -511,38 +511,7 @@ impl Walker {
             Class::File | Class::Dir => PathBuf::new(),
         };
         match class {
-            Class::File => {
-                let executable = entry
-                    .header()
-                    .mode()
-                    .map_err(|e| TarballError::Corrupt(format!("the entry {name:?}: {e}")))?
-                    & 0o111
-                    != 0;
-                self.charge(&name, size)?;
-                stream.room_for(size)?;
-                self.tree.file(&path, size, "file")?;
-                let mut contents = Contents {
-                    entry,
-                    left: size,
-                    failed: None,
-                };
-                let visited = visit(Item::File {
-                    path: &path,
-                    size,
-                    executable,
-                    contents: &mut contents,
-                });
-                let in_file = || format!("in the file {name:?}");
-                if let Some(failed) = contents.failed.take() {
-                    return Err(stream.error(failed, &in_file()).into());
-                }
-                visited.map_err(WalkError::Visit)?;
-                // What the visitor left unread is read through, in small
-                // buffers, so that a short file is still noticed.
-                io::copy(&mut contents, &mut io::sink())
-                    .map_err(|e| stream.error(e, &in_file()))?;
-                Ok(())
-            }
+            Class::File => self.file(entry, &name, &path, size, stream, visit),
             Class::Dir => {
                 // Data after a directory header is skipped by the reader;
                 // it still counts against the stream.
@@ -561,29 +530,81 @@ impl Walker {
             }
             Class::HardLink => {
                 stream.room_for(size)?;
-                let refuse = |problem| TarballError::BadHardLink {
-                    path: name.clone(),
-                    target: shown(target.as_os_str().as_encoded_bytes()),
-                    problem,
-                };
-                let target = match safe_relative_path(&target) {
-                    Ok(Some(t)) => t,
-                    Ok(None) => return Err(refuse("its target is empty").into()),
-                    Err(_) => {
-                        return Err(
-                            refuse("its target is not a relative path inside the archive").into(),
-                        )
-                    }
-                };
-                let copied = self.tree.hard_link(&path, &target)?;
-                self.charge(&name, copied)?;
-                visit(Item::HardLink {
-                    path: &path,
-                    target: &target,
-                })
-                .map_err(WalkError::Visit)
+                self.hard_link(&name, &path, &target, visit)
             }
         }
+    }
+
+    /// A regular file: charged against the limits, handed to the visitor,
+    /// and read to its end whatever the visitor left.
+    fn file<R: Read, E>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        path: &Path,
+        size: u64,
+        stream: &Stream<'_>,
+        visit: &mut impl FnMut(Item<'_>) -> Result<(), E>,
+    ) -> Result<(), WalkError<E>> {
+        let executable = entry
+            .header()
+            .mode()
+            .map_err(|e| TarballError::Corrupt(format!("the entry {name:?}: {e}")))?
+            & 0o111
+            != 0;
+        self.charge(name, size)?;
+        stream.room_for(size)?;
+        self.tree.file(path, size, "file")?;
+        let mut contents = Contents {
+            entry,
+            left: size,
+            failed: None,
+        };
+        let visited = visit(Item::File {
+            path,
+            size,
+            executable,
+            contents: &mut contents,
+        });
+        let in_file = || format!("in the file {name:?}");
+        if let Some(failed) = contents.failed.take() {
+            return Err(stream.error(failed, &in_file()).into());
+        }
+        visited.map_err(WalkError::Visit)?;
+        // What the visitor left unread is read through, in small buffers,
+        // so that a short file is still noticed.
+        io::copy(&mut contents, &mut io::sink()).map_err(|e| stream.error(e, &in_file()))?;
+        Ok(())
+    }
+
+    /// A hard link: its target must be a relative path inside the archive,
+    /// to a file already unpacked; the copy counts against the limits.
+    fn hard_link<E>(
+        &mut self,
+        name: &str,
+        path: &Path,
+        target: &Path,
+        visit: &mut impl FnMut(Item<'_>) -> Result<(), E>,
+    ) -> Result<(), WalkError<E>> {
+        let refuse = |problem| TarballError::BadHardLink {
+            path: name.to_string(),
+            target: shown(target.as_os_str().as_encoded_bytes()),
+            problem,
+        };
+        let target = match safe_relative_path(target) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Err(refuse("its target is empty").into()),
+            Err(_) => {
+                return Err(refuse("its target is not a relative path inside the archive").into())
+            }
+        };
+        let copied = self.tree.hard_link(path, &target)?;
+        self.charge(name, copied)?;
+        visit(Item::HardLink {
+            path,
+            target: &target,
+        })
+        .map_err(WalkError::Visit)
     }
 }
 
