@@ -5,6 +5,7 @@
 mod common;
 
 use common::World;
+use otf_core::artifacts::ArtifactKind;
 use otf_core::auth::Subject;
 use otf_core::services::{PoolSpec, StateSpec, VariableSpec, WorkspaceSpec};
 use otf_core::workspace::ExecutionMode;
@@ -305,4 +306,38 @@ async fn wrong_and_malformed_tokens_are_unauthorized() {
             "{bad}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_job_token_authenticated_before_its_attempt_ended_writes_nothing_after() {
+    // A runner's request authenticated while its attempt ran, answered
+    // after the attempt ended (a race with its own finish, or with otfd
+    // giving the job up): each job service checks the attempt again in the
+    // transaction that writes or reads, so nothing lands.
+    let mut w = World::new(34).await;
+    w.org("acme").await;
+    let dev = w.workspace("acme", "dev", ExecutionMode::Remote).await;
+    let server = w.register(&Subject::ServerRunner, "server", 1).await;
+    w.run(&dev).await;
+    let (_, token) = w.start(&Subject::ServerRunner, &server).await;
+    w.core
+        .upload_artifact(&token, ArtifactKind::Plan, b"while it runs")
+        .await
+        .expect("the running attempt may upload");
+    w.finish(&token, otf_core::services::JobOutcome::Canceled)
+        .await;
+    let refused = |r: Result<(), Error>| matches!(r, Err(Error::Unauthorized));
+    assert!(refused(
+        w.core
+            .upload_artifact(&token, ArtifactKind::Plan, b"after its end")
+            .await
+    ));
+    assert!(matches!(
+        w.core.append_job_log(&token, b"after its end").await,
+        Err(Error::Unauthorized)
+    ));
+    assert!(matches!(
+        w.core.job_variables(&token).await,
+        Err(Error::Unauthorized)
+    ));
 }

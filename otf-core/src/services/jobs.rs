@@ -60,6 +60,50 @@ fn job_of(subject: &Subject) -> Result<(&JobId, u32), Error> {
     }
 }
 
+/// The subject's job, read and checked in `tx` (the transaction that then
+/// reads or writes for it): the job token's attempt is the job's current
+/// one and still runs (a late apply's, that it still may deliver its
+/// state), and it may do `action`.
+async fn authorized_job<T: crate::store::Tx>(
+    tx: &mut T,
+    subject: &Subject,
+    action: JobAction,
+) -> Result<Job, Error> {
+    let (job_id, attempt) = job_of(subject)?;
+    let job = found(tx.get_job(job_id).await?, "job", job_id)?;
+    allow(
+        authorize_job(subject, &job.run, &job.workspace, action),
+        "job",
+        job_id,
+    )?;
+    let live = match subject {
+        Subject::Job { late: true, .. } => {
+            job.status == JobStatus::Errored && job.token_hash.is_some()
+        }
+        _ => job.status == JobStatus::Running,
+    };
+    if job.attempt != attempt || !live {
+        return Err(Error::Unauthorized);
+    }
+    Ok(job)
+}
+
+/// [`authorized_job`] with the job's run and workspace.
+async fn job_context_in<T: crate::store::Tx>(
+    tx: &mut T,
+    subject: &Subject,
+    action: JobAction,
+) -> Result<(Job, Run, Workspace), Error> {
+    let job = authorized_job(tx, subject, action).await?;
+    let run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
+    let ws = found(
+        tx.get_workspace(&job.workspace).await?,
+        "workspace",
+        &job.workspace,
+    )?;
+    Ok((job, run, ws))
+}
+
 impl<S: Store> Core<S> {
     /// Give an unallocated job to an agent (the dispatcher's decision).
     /// Returns the job as it now is; it is unchanged if it was no longer
@@ -363,41 +407,23 @@ impl<S: Store> Core<S> {
         })
     }
 
-    /// The run and workspace of the subject's job, if it may do `action`.
+    /// The run and workspace of the subject's job, if it may do `action`
+    /// (checked as every job service checks it, in its own transaction).
     pub async fn job_context(
         &self,
         subject: &Subject,
         action: JobAction,
     ) -> Result<(Job, Run, Workspace), Error> {
-        let (job_id, _) = job_of(subject)?;
         let mut tx = self.begin().await?;
-        let job = found(tx.get_job(job_id).await?, "job", job_id)?;
-        allow(
-            authorize_job(subject, &job.run, &job.workspace, action),
-            "job",
-            job_id,
-        )?;
-        let run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
-        let ws = found(
-            tx.get_workspace(&job.workspace).await?,
-            "workspace",
-            &job.workspace,
-        )?;
-        Ok((job, run, ws))
+        job_context_in(&mut tx, subject, action).await
     }
 
     /// Append runner output to the job's phase log, within the log limit
     /// ([`crate::log_limit`]): authorized, cut and appended in one
     /// transaction. Gives the log's end.
     pub async fn append_job_log(&self, subject: &Subject, data: &[u8]) -> Result<u64, Error> {
-        let (job_id, _) = job_of(subject)?;
         let mut tx = self.begin().await?;
-        let mut job = found(tx.get_job(job_id).await?, "job", job_id)?;
-        allow(
-            authorize_job(subject, &job.run, &job.workspace, JobAction::AppendLog),
-            "job",
-            job_id,
-        )?;
+        let mut job = authorized_job(&mut tx, subject, JobAction::AppendLog).await?;
         let limit = self.config.max_log_bytes;
         let len = tx.append_log(&job.run, job.phase, &[]).await?.offset;
         let admitted = crate::log_limit::admit(len, job.log_dropped, data.len(), limit);
@@ -434,8 +460,8 @@ impl<S: Store> Core<S> {
 
     /// The configuration tarball of the job's run.
     pub async fn job_config(&self, subject: &Subject) -> Result<Vec<u8>, Error> {
-        let (_, run, _) = self.job_context(subject, JobAction::DownloadConfig).await?;
         let mut tx = self.begin().await?;
+        let (_, run, _) = job_context_in(&mut tx, subject, JobAction::DownloadConfig).await?;
         let cv = &run.configuration_version;
         found(
             tx.get_config_tarball(cv).await?,
@@ -446,8 +472,8 @@ impl<S: Store> Core<S> {
 
     /// The workspace's variables, sensitive values included (for the runner).
     pub async fn job_variables(&self, subject: &Subject) -> Result<Vec<Variable>, Error> {
-        let (_, _, ws) = self.job_context(subject, JobAction::ReadVariables).await?;
         let mut tx = self.begin().await?;
+        let (_, _, ws) = job_context_in(&mut tx, subject, JobAction::ReadVariables).await?;
         Ok(tx.list_variables(&ws.id).await?)
     }
 
@@ -456,10 +482,8 @@ impl<S: Store> Core<S> {
         &self,
         subject: &Subject,
     ) -> Result<Option<(StateVersion, Vec<u8>)>, Error> {
-        let (_, _, ws) = self
-            .job_context(subject, JobAction::ReadCurrentState)
-            .await?;
         let mut tx = self.begin().await?;
+        let (_, _, ws) = job_context_in(&mut tx, subject, JobAction::ReadCurrentState).await?;
         let Some(sv) = tx.current_state_version(&ws.id).await? else {
             return Ok(None);
         };
@@ -479,8 +503,8 @@ impl<S: Store> Core<S> {
             ArtifactKind::JsonPlan => JobAction::UploadJsonPlan,
             ArtifactKind::LockFile => JobAction::UploadLockFile,
         };
-        let (_, run, _) = self.job_context(subject, action).await?;
         let mut tx = self.begin().await?;
+        let (_, run, _) = job_context_in(&mut tx, subject, action).await?;
         tx.put_artifact(&run.id, kind, data).await?;
         self.commit(tx, vec![]).await
     }
@@ -495,8 +519,8 @@ impl<S: Store> Core<S> {
             ArtifactKind::LockFile => JobAction::DownloadLockFile,
             _ => JobAction::DownloadPlan,
         };
-        let (_, run, _) = self.job_context(subject, action).await?;
         let mut tx = self.begin().await?;
+        let (_, run, _) = job_context_in(&mut tx, subject, action).await?;
         Ok(tx.get_artifact(&run.id, kind).await?)
     }
 
@@ -514,10 +538,9 @@ impl<S: Store> Core<S> {
         state: &[u8],
     ) -> Result<StateVersion, Error> {
         let late = matches!(subject, Subject::Job { late: true, .. });
-        let (job, run, ws) = self
-            .job_context(subject, JobAction::CreateStateVersion)
-            .await?;
         let mut tx = self.begin().await?;
+        let (job, run, ws) =
+            job_context_in(&mut tx, subject, JobAction::CreateStateVersion).await?;
         tx.lock_workspace(&ws.id).await?;
         let mut current = found(tx.get_job(&job.id).await?, "job", &job.id)?;
         let expected = if late {
