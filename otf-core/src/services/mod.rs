@@ -27,7 +27,7 @@ pub use agents::{reconcile, AgentView, PingAnswer, RegisterAgent};
 pub use dispatch::Dispatcher;
 pub use errors::Error;
 pub use jobs::{JobOutcome, StartedJob};
-pub use pools::{PoolSpec, PoolUpdate};
+pub use pools::{PoolFilter, PoolSpec, PoolUpdate, PoolView};
 pub use queue::QueuedJob;
 pub use runs::{ConfigSpec, RunSpec, LOG_END, LOG_START};
 pub use state::{StateSpec, VariableSpec};

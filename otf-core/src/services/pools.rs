@@ -11,6 +11,50 @@ use crate::pool::{AgentPool, PoolError};
 use crate::store::{AgentTokenRepo, OrganizationRepo, PoolRepo, Store, Tx, WorkspaceRepo};
 use crate::workspace::Workspace;
 
+/// A pool with what its document shows, read in one transaction: the
+/// workspaces assigned to it and how many of its agents are live (not
+/// exited or gone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolView {
+    pub pool: AgentPool,
+    pub assigned: Vec<Workspace>,
+    pub live_agents: usize,
+}
+
+/// Which pools of an organization a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct PoolFilter {
+    /// Pools whose name contains this.
+    pub name_contains: Option<String>,
+    /// Pools the workspace of this name may use: organization-scoped
+    /// ones, and the others that grant it (TFE's
+    /// `filter[allowed_workspaces][name]`).
+    pub allowed_workspace: Option<String>,
+}
+
+impl AgentPool {
+    /// Whether the pool lists `workspace` among those it allows: every
+    /// workspace when organization-scoped, else the granted ones.
+    pub fn allows(&self, workspace: &WorkspaceId) -> bool {
+        self.organization_scoped || self.allowed_workspaces.contains(workspace)
+    }
+}
+
+async fn view_of<T: Tx>(tx: &mut T, pool: AgentPool) -> Result<PoolView, Error> {
+    let assigned = tx.list_workspaces_in_pool(&pool.id).await?;
+    let live_agents = tx
+        .list_agents_in_pool(Some(&pool.id))
+        .await?
+        .iter()
+        .filter(|a| !a.status.is_final())
+        .count();
+    Ok(PoolView {
+        pool,
+        assigned,
+        live_agents,
+    })
+}
+
 /// A new pool.
 #[derive(Debug, Clone)]
 pub struct PoolSpec {
@@ -129,6 +173,48 @@ impl<S: Store> Core<S> {
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         Ok(tx.list_pools(&org).await?)
+    }
+
+    /// The pool with its assigned workspaces and live agent count.
+    pub async fn pool_view(&self, subject: &Subject, id: &PoolId) -> Result<PoolView, Error> {
+        let mut tx = self.begin().await?;
+        let pool = found(tx.get_pool(id).await?, "agent pool", id)?;
+        allow(
+            authorize_organization(subject, &pool.organization, Access::Read),
+            "agent pool",
+            id,
+        )?;
+        view_of(&mut tx, pool).await
+    }
+
+    /// The organization's pools that `filter` lets through, as views, in
+    /// one transaction.
+    pub async fn list_pool_views(
+        &self,
+        subject: &Subject,
+        org: &OrganizationName,
+        filter: &PoolFilter,
+    ) -> Result<Vec<PoolView>, Error> {
+        let org = org_scope(subject, org, Access::Read)?;
+        let mut tx = self.begin().await?;
+        found(tx.get_organization(&org).await?, "organization", &org)?;
+        let mut pools = tx.list_pools(&org).await?;
+        if let Some(q) = filter.name_contains.as_deref() {
+            pools.retain(|p| p.name.contains(q));
+        }
+        if let Some(name) = filter.allowed_workspace.as_deref() {
+            let ws = found(
+                tx.get_workspace_by_name(&org, name).await?,
+                "workspace",
+                name,
+            )?;
+            pools.retain(|p| p.allows(&ws.id));
+        }
+        let mut views = Vec::with_capacity(pools.len());
+        for pool in pools {
+            views.push(view_of(&mut tx, pool).await?);
+        }
+        Ok(views)
     }
 
     /// The workspaces assigned to the pool (derived from execution modes).

@@ -4,7 +4,7 @@ use hyper::StatusCode;
 use otf_core::auth::Subject;
 use otf_core::ids::WorkspaceId;
 use otf_core::pool::AgentPool;
-use otf_core::services::{PoolSpec, PoolUpdate};
+use otf_core::services::{PoolFilter, PoolSpec, PoolUpdate, PoolView};
 use otf_core::store::Store;
 use serde_json::{json, Value};
 
@@ -27,46 +27,50 @@ fn workspace_ids(ids: Option<Vec<String>>) -> Result<Option<Vec<WorkspaceId>>, A
     .transpose()
 }
 
-/// A pool document with its assigned workspaces and agent count, and the
-/// workspaces themselves when `include=workspaces`.
-async fn pool_doc<S: Store>(
-    app: &App<S>,
-    subject: &Subject,
-    pool: &AgentPool,
-    req: &Req,
-) -> Result<(Value, Vec<Value>), ApiError> {
-    let assigned = app.core.pool_workspaces(subject, &pool.id).await?;
-    let agents = app.core.list_agents(subject, &pool.id).await?;
-    let live = agents.iter().filter(|a| !a.agent.status.is_final()).count();
+/// A pool's document, and its workspaces when `include=workspaces`.
+fn pool_doc(view: &PoolView, req: &Req) -> (Value, Vec<Value>) {
     let included = if req.includes("workspaces") {
-        assigned.iter().map(wire::workspace).collect()
+        view.assigned.iter().map(wire::workspace).collect()
     } else {
         vec![]
     };
-    Ok((wire::pool(pool, &assigned, live), included))
+    (
+        wire::pool(&view.pool, &view.assigned, view.live_agents),
+        included,
+    )
+}
+
+/// The document of a pool just written.
+async fn written<S: Store>(
+    app: &App<S>,
+    req: &Req,
+    subject: &Subject,
+    pool: &AgentPool,
+    status: StatusCode,
+) -> Result<Resp, ApiError> {
+    let view = app.core.pool_view(subject, &pool.id).await?;
+    let (doc, _) = pool_doc(&view, req);
+    Ok(response::jsonapi(status, one(doc)))
 }
 
 pub async fn list<S: Store>(app: &App<S>, req: &Req, subject: &Subject) -> Result<Resp, ApiError> {
-    let core = &app.core;
     let page = req.page()?;
-    let mut pools = core.list_pools(subject, &req.org()?).await?;
-    if let Some(q) = req.query("q").filter(|q| !q.is_empty()) {
-        pools.retain(|p| p.name.contains(q));
-    }
-    if let Some(name) = req
-        .query("filter[allowed_workspaces][name]")
-        .filter(|q| !q.is_empty())
-    {
-        let ws = core
-            .get_workspace_by_name(subject, &req.org()?, name)
-            .await?;
-        pools.retain(|p| p.organization_scoped || p.allowed_workspaces.contains(&ws.id));
-    }
-    let (pools, total) = page.slice(pools);
+    let filter = PoolFilter {
+        name_contains: req.query("q").filter(|q| !q.is_empty()).map(str::to_string),
+        allowed_workspace: req
+            .query("filter[allowed_workspaces][name]")
+            .filter(|q| !q.is_empty())
+            .map(str::to_string),
+    };
+    let views = app
+        .core
+        .list_pool_views(subject, &req.org()?, &filter)
+        .await?;
+    let (views, total) = page.slice(views);
     let mut docs = Vec::new();
     let mut included = Vec::new();
-    for p in &pools {
-        let (doc, inc) = pool_doc(app, subject, p, req).await?;
+    for v in &views {
+        let (doc, inc) = pool_doc(v, req);
         docs.push(doc);
         included.extend(inc);
     }
@@ -94,16 +98,15 @@ pub async fn create<S: Store>(
             .unwrap_or_default(),
     };
     let pool = app.core.create_pool(subject, &req.org()?, spec).await?;
-    let (doc, _) = pool_doc(app, subject, &pool, req).await?;
-    Ok(response::jsonapi(StatusCode::CREATED, one(doc)))
+    written(app, req, subject, &pool, StatusCode::CREATED).await
 }
 
 pub async fn show<S: Store>(app: &App<S>, req: &Req, subject: &Subject) -> Result<Resp, ApiError> {
-    let pool = app
+    let view = app
         .core
-        .get_pool(subject, &req.param("id").parse()?)
+        .pool_view(subject, &req.param("id").parse()?)
         .await?;
-    let (doc, included) = pool_doc(app, subject, &pool, req).await?;
+    let (doc, included) = pool_doc(&view, req);
     let mut doc = one(doc);
     if req.includes("workspaces") {
         doc["included"] = json!(included);
@@ -128,8 +131,7 @@ pub async fn update<S: Store>(
         .core
         .update_pool(subject, &req.param("id").parse()?, update)
         .await?;
-    let (doc, _) = pool_doc(app, subject, &pool, req).await?;
-    Ok(response::jsonapi(StatusCode::OK, one(doc)))
+    written(app, req, subject, &pool, StatusCode::OK).await
 }
 
 pub async fn delete<S: Store>(
@@ -196,8 +198,7 @@ pub async fn pool_action<S: Store>(
         .core
         .drain_pool(subject, &req.param("id").parse()?, drained)
         .await?;
-    let (doc, _) = pool_doc(app, subject, &pool, req).await?;
-    Ok(response::jsonapi(StatusCode::OK, one(doc)))
+    written(app, req, subject, &pool, StatusCode::OK).await
 }
 
 pub async fn agent<S: Store>(app: &App<S>, req: &Req, subject: &Subject) -> Result<Resp, ApiError> {
