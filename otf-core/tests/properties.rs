@@ -596,3 +596,30 @@ proptest! {
         });
     }
 }
+
+/// A sequence the property found: a crashed server runner, a second one
+/// registered with room for one job, then time passing.
+#[test]
+fn regression_a_second_server_runner_never_holds_more_than_its_room() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut m = Model::new(7869179544597424309).await;
+        for op in [
+            Op::CreateRun(0, false),
+            Op::Crash(0),
+            Op::CreateWorkspace(0),
+            Op::CreateWorkspace(0),
+            Op::CreateWorkspace(0),
+            Op::Advance(0),
+            Op::CreateRun(2, false),
+            Op::Register(None, 1, 0),
+            Op::Advance(3),
+        ] {
+            m.apply(op).await;
+            m.check().await;
+        }
+    });
+}

@@ -105,9 +105,9 @@ impl<S: Store> Dispatcher<S> {
     /// at most), apply the jobs' timers, and retry allocation.
     pub async fn tick(&mut self) -> Result<(), Error> {
         self.core.flush_last_seen().await?;
-        let (agents, jobs) = {
+        let agents = {
             let mut tx = self.core.begin().await?;
-            (tx.list_agents().await?, tx.list_active_jobs().await?)
+            tx.list_agents().await?
         };
         let now = self.core.now();
         for change in liveness_changes(&agents, now, &self.core.config.liveness) {
@@ -115,6 +115,12 @@ impl<S: Store> Dispatcher<S> {
                 self.handle(&event).await?;
             }
         }
+        // Read after the liveness changes: jobs they moved (and allocated
+        // again) must not be synced back to what they were before.
+        let jobs = {
+            let mut tx = self.core.begin().await?;
+            tx.list_active_jobs().await?
+        };
         self.scheduler
             .sync_jobs(jobs.iter().map(JobSlot::from).collect());
         let config = &self.core.config;
