@@ -31,7 +31,71 @@ pub enum StoreError {
     Conflict(String),
     /// The database cannot be reached or failed.
     #[error("the database is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
+}
+
+/// Why a database failed: what the store says, and the driver's error
+/// behind it when there is one (kept as the error's source; causes compare
+/// by their message).
+#[derive(Debug, Clone)]
+pub struct Cause {
+    message: String,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Cause {
+    /// A cause the store states itself.
+    pub fn new(message: impl Into<String>) -> Self {
+        Cause {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A driver's error, kept whole.
+    pub fn of(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause::saying(e.to_string(), e)
+    }
+
+    /// A driver's error, kept whole, said as `message`.
+    pub fn saying(
+        message: impl Into<String>,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Cause {
+            message: message.into(),
+            source: Some(std::sync::Arc::new(e)),
+        }
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for Cause {}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl StoreError {
+    /// The database is unavailable for a reason the store states.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable(Cause::new(message))
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

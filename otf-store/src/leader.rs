@@ -33,7 +33,7 @@ pub struct PgLeader {
 impl PgLeader {
     pub fn new(store: &DbStore) -> StoreResult<Self> {
         let (_, options) = store.postgres().ok_or_else(|| {
-            StoreError::Unavailable("the PostgreSQL leader lock needs a PostgreSQL store".into())
+            StoreError::unavailable("the PostgreSQL leader lock needs a PostgreSQL store")
         })?;
         Ok(Self {
             options: options.clone(),
@@ -69,12 +69,12 @@ impl LeaderElection for PgLeader {
     async fn acquire(&self) -> StoreResult<Box<dyn LeaderLease>> {
         let mut conn = PgConnection::connect_with(&self.options)
             .await
-            .map_err(|e| sqlx_err(&e))?;
+            .map_err(sqlx_err)?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(LEADER_LOCK)
             .execute(&mut conn)
             .await
-            .map_err(|e| sqlx_err(&e))?;
+            .map_err(sqlx_err)?;
         Ok(Box::new(PgLease {
             conn,
             check_interval: self.check_interval,

@@ -69,12 +69,12 @@ impl PgBus {
     /// same database after this returns are delivered to its subscribers.
     pub async fn start(store: &DbStore) -> StoreResult<Self> {
         let (pool, _) = store.postgres().ok_or_else(|| {
-            StoreError::Unavailable("the PostgreSQL event bus needs a PostgreSQL store".into())
+            StoreError::unavailable("the PostgreSQL event bus needs a PostgreSQL store")
         })?;
         let pool = pool.clone();
-        let listener = listen(&pool).await.map_err(|e| sqlx_err(&e))?;
+        let listener = listen(&pool).await.map_err(sqlx_err)?;
         let mut bytes = [0u8; 8];
-        getrandom::getrandom(&mut bytes).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        getrandom::getrandom(&mut bytes).map_err(|e| StoreError::unavailable(e.to_string()))?;
         let origin = hex::encode(bytes);
         let local = LocalBus::new(CAPACITY);
         let task = Relay {

@@ -84,14 +84,14 @@ impl DbStore {
     /// bring its schema up to date.
     pub async fn connect(url: &str) -> StoreResult<Self> {
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url).map_err(|e| sqlx_err(&e))?;
+            let options = SqliteConnectOptions::from_str(url).map_err(sqlx_err)?;
             Self::open_sqlite_with(options).await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Self::connect_postgres(url).await
         } else {
             // Only the scheme: the rest may hold a password.
             let scheme = url.split(':').next().unwrap_or("");
-            Err(StoreError::Unavailable(format!(
+            Err(StoreError::unavailable(format!(
                 "unsupported database URL scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST/DB"
             )))
         }
@@ -119,7 +119,7 @@ impl DbStore {
             .test_before_acquire(false)
             .connect_with(options)
             .await
-            .map_err(|e| sqlx_err(&e))?;
+            .map_err(sqlx_err)?;
         let db = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
         Migrator::up(&db, None).await.map_err(db_err)?;
         Ok(Self {
@@ -132,25 +132,25 @@ impl DbStore {
 
     /// Connect to PostgreSQL at `url` and bring its schema up to date.
     pub async fn connect_postgres(url: &str) -> StoreResult<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(|e| sqlx_err(&e))?;
+        let options = PgConnectOptions::from_str(url).map_err(sqlx_err)?;
         let pool = PgPoolOptions::new()
             .max_connections(PG_MAX_CONNECTIONS)
             .test_before_acquire(false)
             .connect_with(options.clone())
             .await
-            .map_err(|e| sqlx_err(&e))?;
+            .map_err(sqlx_err)?;
         let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
         // Replicas that start together migrate one after the other; the lock
         // lives on a dedicated session so it outlives the migration's own
         // connection use.
         let mut lock = sqlx::PgConnection::connect_with(&options)
             .await
-            .map_err(|e| sqlx_err(&e))?;
+            .map_err(sqlx_err)?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(MIGRATION_LOCK)
             .execute(&mut lock)
             .await
-            .map_err(|e| sqlx_err(&e))?;
+            .map_err(sqlx_err)?;
         let migrated = Migrator::up(&db, None).await.map_err(db_err);
         // Closing the session releases the lock whatever happened.
         let _ = lock.close().await;

@@ -15,7 +15,7 @@ impl DbTx {
             .query_one(Statement::from_string(self.db_backend(), sql))
             .await
             .map_err(db_err)?
-            .ok_or_else(|| StoreError::Unavailable("the leader_reign row is missing".into()))?;
+            .ok_or_else(|| StoreError::unavailable("the leader_reign row is missing"))?;
         let epoch: i64 = row.try_get("", "epoch").map_err(db_err)?;
         Ok(epoch.max(0) as u64)
     }

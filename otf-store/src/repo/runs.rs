@@ -84,7 +84,7 @@ impl RunRepo for DbTx {
         rows.into_iter()
             .map(|(status, n)| {
                 let status = status.parse::<RunStatus>().map_err(|e| {
-                    otf_core::store::StoreError::Unavailable(format!(
+                    otf_core::store::StoreError::unavailable(format!(
                         "bad run status in the database: {e}"
                     ))
                 })?;
@@ -112,7 +112,7 @@ impl RunRepo for DbTx {
         rows.into_iter()
             .map(|(id, status)| {
                 let bad = |e: String| {
-                    otf_core::store::StoreError::Unavailable(format!(
+                    otf_core::store::StoreError::unavailable(format!(
                         "bad run in the database: {e}"
                     ))
                 };
