@@ -409,3 +409,91 @@ fn every_tui_screen_is_one_module() {
     }
     assert!(variants >= 11, "found {variants} screens");
 }
+
+#[test]
+fn the_whole_must_not_depend_on_table_of_architecture_md_holds() {
+    // Every row of ARCHITECTURE.md's crate table, read as written: named
+    // crates are forbidden; "any other otf crate" / "every other otf crate"
+    // forbid the rest of the workspace; "everything" means no dependency;
+    // "nothing depends on it" that no workspace crate names it; a crate
+    // allowed only "through" another is named in one module only.
+    let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let otf = [
+        "otf-core",
+        "otf-store",
+        "otf-http",
+        "otf-agent",
+        "otf-tui",
+        "otf-client",
+        "otf-ssh",
+        "otf-version",
+        "otf-dist",
+    ];
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut rows = 0;
+    for line in text.lines().filter(|l| l.starts_with("| `otf-")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (krate, rule) = (cells[1].trim_matches('`'), cells[3]);
+        rows += 1;
+        let deps = dependencies(krate);
+        if rule.starts_with("everything") {
+            assert!(deps.is_empty(), "{krate} must depend on nothing: {deps:?}");
+        } else if rule.starts_with("nothing depends on it") {
+            for other in otf.iter().filter(|o| **o != krate) {
+                assert!(
+                    !dependencies(other).iter().any(|d| d == krate),
+                    "{other} depends on {krate}"
+                );
+            }
+        } else if rule.contains("other otf crate") {
+            let mut forbidden: Vec<String> = otf
+                .iter()
+                .filter(|o| **o != krate && **o != "otf-version")
+                .map(|o| o.to_string())
+                .collect();
+            // "...; HTTP, SQL or terminal crates (hyper, sea-orm, ...)".
+            if let Some(inner) = rule.split('(').nth(1) {
+                forbidden.extend(
+                    inner
+                        .trim_end_matches(')')
+                        .split(',')
+                        .map(|c| c.trim().to_string()),
+                );
+            }
+            for f in &forbidden {
+                assert!(!deps.contains(f), "{krate} must not depend on {f}");
+            }
+        } else if let Some((named, through)) = rule.split_once(" except through ") {
+            // Allowed, in one module: the one that names the bridge.
+            let crate_name = ticked(named).remove(0).replace('-', "_");
+            let bridge = ticked(through).remove(0).replace('-', "_");
+            let mut users = Vec::new();
+            for entry in std::fs::read_dir(root().join(krate).join("src")).expect("src") {
+                let path = entry.expect("entry").path();
+                if path.extension().is_some_and(|e| e == "rs") {
+                    let t = std::fs::read_to_string(&path).expect("read");
+                    if t.contains(&format!("{crate_name}::")) {
+                        assert!(
+                            t.contains(&format!("{bridge}::")),
+                            "{} uses {crate_name} without going through {bridge}",
+                            path.display()
+                        );
+                        users.push(path);
+                    }
+                }
+            }
+            assert!(users.len() <= 1, "{krate} names {crate_name} in {users:?}");
+        } else {
+            for f in ticked(rule) {
+                assert!(!deps.contains(&f), "{krate} must not depend on {f}");
+            }
+        }
+    }
+    assert!(rows >= 9, "read {rows} rows of the crate table");
+}
