@@ -9,9 +9,11 @@ use std::sync::Arc;
 use clap::{CommandFactory, Parser};
 
 use crate::engine::EngineConfig;
-use crate::runtime::{run, AgentError, RunnerConfig};
+use crate::hooks::Hooks;
+use crate::runtime::{run, AgentError, RunnerConfig, DEFAULT_CONCURRENCY};
 use crate::sandbox::{Sandbox, SandboxMode};
 use crate::transport::http::HttpTransport;
+use otf_core::duration::human_static;
 
 /// otf-agent's exit codes, in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +51,14 @@ struct Flags {
         long,
         visible_alias = "url",
         env = "OTF_ADDRESS",
-        default_value = "127.0.0.1:8080"
+        default_value = otf_client::DEFAULT_ADDRESS
     )]
     address: String,
     /// The agent's name (default: the host name).
     #[arg(long, env = "OTF_NAME")]
     name: Option<String>,
     /// Jobs run at once.
-    #[arg(long, env = "OTF_CONCURRENCY", default_value_t = 5)]
+    #[arg(long, env = "OTF_CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY)]
     concurrency: u32,
     /// A terraform (or tofu) binary to use for every job.
     #[arg(long, env = "OTF_ENGINE_BIN")]
@@ -65,7 +67,7 @@ struct Flags {
     #[arg(
         long,
         env = "OTF_ENGINE_MIRROR",
-        default_value = "https://releases.hashicorp.com"
+        default_value = crate::engine::DEFAULT_MIRROR
     )]
     engine_mirror: String,
     /// Where job directories (and the engine cache) live: a private
@@ -97,13 +99,13 @@ struct Flags {
     #[arg(long, env = "OTF_HOOKS_DIR")]
     hooks_dir: Option<PathBuf>,
     /// How long one hook may run before it is killed and its phase fails.
-    #[arg(long, env = "OTF_HOOK_TIMEOUT", default_value = "60s", value_parser = otf_core::duration::parse)]
+    #[arg(long, env = "OTF_HOOK_TIMEOUT", default_value = human_static(Hooks::default().timeout), value_parser = otf_core::duration::parse)]
     hook_timeout: std::time::Duration,
     /// Longest wait for the engine mirror's connection.
-    #[arg(long, env = "OTF_ENGINE_CONNECT_TIMEOUT", default_value = "10s", value_parser = otf_core::duration::parse)]
+    #[arg(long, env = "OTF_ENGINE_CONNECT_TIMEOUT", default_value = human_static(EngineConfig::default().connect_timeout), value_parser = otf_core::duration::parse)]
     engine_connect_timeout: std::time::Duration,
     /// Longest time one file of an engine download may take.
-    #[arg(long, env = "OTF_ENGINE_DOWNLOAD_TIMEOUT", default_value = "10m", value_parser = otf_core::duration::parse)]
+    #[arg(long, env = "OTF_ENGINE_DOWNLOAD_TIMEOUT", default_value = human_static(EngineConfig::default().download_timeout), value_parser = otf_core::duration::parse)]
     engine_download_timeout: std::time::Duration,
     /// Once drained (by an administrator) and idle, report `exited` and
     /// exit 0: for scale-down hooks.

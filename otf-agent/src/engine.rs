@@ -10,6 +10,9 @@ use std::sync::{Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 
+/// The release mirror engines are downloaded from unless told.
+pub const DEFAULT_MIRROR: &str = "https://releases.hashicorp.com";
+
 /// Where engines come from.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -30,7 +33,7 @@ impl Default for EngineConfig {
         Self {
             bin: None,
             cache_dir: std::env::temp_dir().join("otf-engines"),
-            mirror: "https://releases.hashicorp.com".into(),
+            mirror: DEFAULT_MIRROR.into(),
             connect_timeout: std::time::Duration::from_secs(10),
             download_timeout: std::time::Duration::from_secs(600),
         }

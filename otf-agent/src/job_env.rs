@@ -54,7 +54,7 @@ pub fn inherited(
 pub fn run_variables(start: &crate::transport::Started) -> Vec<(String, String)> {
     let ws = &start.workspace;
     vec![
-        ("TFC_RUN_ID".into(), start.run.id.clone()),
+        ("TFC_RUN_ID".into(), start.run.id.to_string()),
         ("TFC_WORKSPACE_NAME".into(), ws.name.clone()),
         (
             "TFC_WORKSPACE_SLUG".into(),
@@ -62,7 +62,12 @@ pub fn run_variables(start: &crate::transport::Started) -> Vec<(String, String)>
         ),
         (
             "TFC_CONFIGURATION_VERSION_ID".into(),
-            start.run.configuration_version_id.clone(),
+            start
+                .run
+                .configuration_version
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         ),
     ]
 }

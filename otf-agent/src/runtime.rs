@@ -25,6 +25,9 @@ use crate::protocol::RegisterRequest;
 use crate::sandbox::Sandbox;
 use crate::transport::{JobOffer, Registration, TResult, Transport, TransportError};
 
+/// Jobs a runner runs at once unless told.
+pub const DEFAULT_CONCURRENCY: u32 = 5;
+
 /// How a runner is set up.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {

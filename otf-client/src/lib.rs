@@ -10,6 +10,10 @@
 
 use std::time::Duration;
 
+/// Where a client looks for otfd unless told: otfd's default listening
+/// address.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8080";
+
 /// The server URL for an address: a URL as given (without a trailing
 /// slash), or `host[:port]`, which means HTTPS, except plain HTTP for
 /// loopback hosts (where otfd's default listener is).

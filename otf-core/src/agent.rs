@@ -30,6 +30,33 @@ impl AgentStatus {
     }
 }
 
+/// Which agents a listing keeps, as a client writes `filter[status]`:
+/// statuses separated by commas, `live` for idle or busy, or nothing for
+/// every agent. A word that names no status matches no agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AgentStatusFilter {
+    /// None: every agent.
+    words: Option<Vec<String>>,
+}
+
+impl AgentStatusFilter {
+    pub fn parse(text: Option<&str>) -> Self {
+        Self {
+            words: text
+                .filter(|t| !t.is_empty())
+                .map(|t| t.split(',').map(|w| w.trim().to_string()).collect()),
+        }
+    }
+
+    pub fn allows(&self, status: AgentStatus) -> bool {
+        self.words.as_ref().is_none_or(|words| {
+            words
+                .iter()
+                .any(|w| w == status.as_str() || (w == "live" && status.is_schedulable()))
+        })
+    }
+}
+
 wire_enum!(
     /// What an agent may report about itself in a status ping.
     ReportedStatus, "reported agent status" {
@@ -222,6 +249,24 @@ impl Default for LivenessConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn status_filter() {
+        use AgentStatus::*;
+        let keeps = |text: Option<&str>| -> Vec<AgentStatus> {
+            let f = AgentStatusFilter::parse(text);
+            AgentStatus::ALL
+                .iter()
+                .copied()
+                .filter(|s| f.allows(*s))
+                .collect()
+        };
+        assert_eq!(keeps(None), AgentStatus::ALL);
+        assert_eq!(keeps(Some("")), AgentStatus::ALL);
+        assert_eq!(keeps(Some("live")), [Idle, Busy]);
+        assert_eq!(keeps(Some("errored, exited")), [Errored, Exited]);
+        assert_eq!(keeps(Some("sleeping")), []);
+    }
+
     use super::*;
     use crate::enums::assert_round_trip;
     use AgentStatus::*;

@@ -69,10 +69,32 @@ pub fn human(d: Duration) -> String {
     out
 }
 
+/// [`human`] for text that lives as long as the process, such as a flag's
+/// default in `--help` taken from a `Default` impl (so each default is
+/// written once): each distinct duration is formatted and kept once.
+pub fn human_static(d: Duration) -> &'static str {
+    static SHOWN: std::sync::Mutex<Vec<(Duration, &'static str)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut shown = SHOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, text)) = shown.iter().find(|(k, _)| *k == d) {
+        return text;
+    }
+    let text: &'static str = Box::leak(human(d).into_boxed_str());
+    shown.push((d, text));
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn static_text_is_formatted_once() {
+        let a = human_static(Duration::from_secs(7200));
+        assert_eq!(a, "2h");
+        assert!(std::ptr::eq(a, human_static(Duration::from_secs(7200))));
+    }
 
     #[test]
     fn parses_what_people_write() {

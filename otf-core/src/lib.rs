@@ -33,6 +33,7 @@ pub mod run;
 pub mod scheduler;
 pub mod secret;
 pub mod services;
+pub mod state_file;
 pub mod store;
 pub mod tarball;
 pub mod transition;

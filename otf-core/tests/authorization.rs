@@ -51,7 +51,8 @@ async fn organization_tokens_stay_in_their_organization() {
         w.core
             .list_workspaces(
                 &acme,
-                &"other".parse::<otf_core::ids::OrganizationName>().unwrap()
+                &"other".parse::<otf_core::ids::OrganizationName>().unwrap(),
+                &Default::default()
             )
             .await,
         Err(Error::NotFound { .. })

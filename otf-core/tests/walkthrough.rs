@@ -42,7 +42,11 @@ async fn walkthrough_run_executes_on_an_agent_of_the_assigned_pool() {
     let (agent_subject, _) = w.agent_subject(&pool).await;
     let agent = w.register(&agent_subject, "agent-a", 2).await;
     assert_eq!(agent.pool.as_ref(), Some(&pool.id));
-    let listed = w.core.list_agents(&w.site, &pool.id).await.unwrap();
+    let listed = w
+        .core
+        .list_agents(&w.site, &pool.id, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(
         (listed.len(), listed[0].agent.status),
         (1, AgentStatus::Idle)

@@ -22,8 +22,6 @@ use crate::signing::Signer;
 pub struct Limits {
     /// Largest JSON body.
     pub max_json_body: usize,
-    /// Largest upload (configuration tarball, state, plan files).
-    pub max_upload: usize,
     /// A request's headers must arrive within this, from its first byte (or
     /// from the connection's start).
     pub header_read_timeout: Duration,
@@ -43,7 +41,6 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_json_body: 10 * 1024 * 1024,
-            max_upload: 100 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(60),
@@ -121,7 +118,7 @@ impl<S: Store> App<S> {
         let limit = match endpoint.body {
             router::BodySize::Public => PUBLIC_BODY.min(self.limits.max_json_body),
             router::BodySize::Json => self.limits.max_json_body,
-            router::BodySize::Upload => self.limits.max_upload,
+            router::BodySize::Upload => self.core.config().max_upload_bytes,
         };
         head.routed = Some(index);
         Ok((head.with_params(params), limit))

@@ -113,6 +113,7 @@ async fn world() -> World {
         Arc::new(SeededRandom::new(7)),
         CoreConfig {
             site_token: Some(SecretHash::of(SITE)),
+            max_upload_bytes: 256 * 1024,
             ..CoreConfig::default()
         },
     );
@@ -122,7 +123,6 @@ async fn world() -> World {
         signer: crate::signing::Signer::new(b"property-test-key"),
         limits: Limits {
             max_json_body: 64 * 1024,
-            max_upload: 256 * 1024,
             ..Limits::default()
         },
         long_poll: Duration::from_millis(1),

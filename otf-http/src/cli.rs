@@ -7,8 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::{Config, Otfd};
+use crate::{Config, Limits, Otfd};
 use clap::{CommandFactory, Parser};
+use otf_agent::engine::EngineConfig;
+use otf_agent::hooks::Hooks;
+use otf_core::duration::human_static;
+use otf_core::job::JobTimers;
+use otf_core::CoreConfig;
 
 /// otfd's exit codes, in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +41,7 @@ impl From<Exit> for ExitCode {
 )]
 struct Flags {
     /// Listening address.
-    #[arg(long, env = "OTF_ADDRESS", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "OTF_ADDRESS", default_value = otf_client::DEFAULT_ADDRESS)]
     address: SocketAddr,
     /// External host[:port] used in URLs handed out (default: the address).
     #[arg(long, env = "OTF_HOSTNAME")]
@@ -79,7 +84,7 @@ struct Flags {
     #[arg(long, env = "OTF_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// Jobs the built-in server runner runs at once (0 disables it).
-    #[arg(long, env = "OTF_CONCURRENCY", default_value_t = 5)]
+    #[arg(long, env = "OTF_CONCURRENCY", default_value_t = Config::default().concurrency)]
     concurrency: u32,
     /// A terraform (or tofu) binary for every run of the server runner.
     #[arg(long, env = "OTF_ENGINE_BIN")]
@@ -88,7 +93,7 @@ struct Flags {
     #[arg(
         long,
         env = "OTF_ENGINE_MIRROR",
-        default_value = "https://releases.hashicorp.com"
+        default_value = otf_agent::engine::DEFAULT_MIRROR
     )]
     engine_mirror: String,
     /// Confine the server runner's terraform: auto (when the kernel
@@ -106,19 +111,19 @@ struct Flags {
     #[arg(short, action = clap::ArgAction::Count)]
     v: u8,
     /// Seconds between agent pings.
-    #[arg(long, env = "OTF_PING_INTERVAL", default_value_t = 10.0, hide = true)]
+    #[arg(long, env = "OTF_PING_INTERVAL", default_value_t = liveness_default().ping_interval.as_secs_f64(), hide = true)]
     ping_interval: f64,
     /// Seconds without a ping before an agent is unknown.
-    #[arg(long, env = "OTF_PING_TIMEOUT", default_value_t = 30.0, hide = true)]
+    #[arg(long, env = "OTF_PING_TIMEOUT", default_value_t = liveness_default().ping_timeout.as_secs_f64(), hide = true)]
     ping_timeout: f64,
     /// Seconds an agent stays unknown before it is errored.
-    #[arg(long, env = "OTF_UNKNOWN_GRACE", default_value_t = 300.0, hide = true)]
+    #[arg(long, env = "OTF_UNKNOWN_GRACE", default_value_t = liveness_default().unknown_grace.as_secs_f64(), hide = true)]
     unknown_grace: f64,
     /// Seconds final agents stay listed.
     #[arg(
         long,
         env = "OTF_AGENT_RETENTION",
-        default_value_t = 3600.0,
+        default_value_t = liveness_default().retention.as_secs_f64(),
         hide = true
     )]
     agent_retention: f64,
@@ -126,62 +131,62 @@ struct Flags {
     #[arg(
         long,
         env = "OTF_FORCE_CANCEL_COOL_OFF",
-        default_value_t = 10.0,
+        default_value_t = CoreConfig::default().force_cancel_cool_off.as_secs_f64(),
         hide = true
     )]
     force_cancel_cool_off: f64,
     /// Seconds an agent long-poll waits.
-    #[arg(long, env = "OTF_LONG_POLL", default_value_t = 30.0, hide = true)]
+    #[arg(long, env = "OTF_LONG_POLL", default_value_t = Config::default().long_poll.as_secs_f64(), hide = true)]
     long_poll: f64,
     /// Seconds between the leader's periodic steps.
-    #[arg(long, env = "OTF_TICK", default_value_t = 1.0, hide = true)]
+    #[arg(long, env = "OTF_TICK", default_value_t = Config::default().tick.as_secs_f64(), hide = true)]
     tick: f64,
     /// Largest JSON request body, in bytes.
-    #[arg(long, env = "OTF_MAX_JSON_BODY", hide = true)]
-    max_json_body: Option<usize>,
+    #[arg(long, env = "OTF_MAX_JSON_BODY", default_value_t = Limits::default().max_json_body, hide = true)]
+    max_json_body: usize,
     /// Largest upload (configuration tarball, state, plan files), in bytes.
-    #[arg(long, env = "OTF_MAX_UPLOAD", hide = true)]
-    max_upload: Option<usize>,
+    #[arg(long, env = "OTF_MAX_UPLOAD", default_value_t = CoreConfig::default().max_upload_bytes, hide = true)]
+    max_upload: usize,
     /// Bytes a job's log may hold (default 50 MiB); past it the log ends
     /// with a line saying it was truncated and by how much, and the run
     /// goes on.
-    #[arg(long, env = "OTF_MAX_LOG_BYTES", default_value_t = 50 * 1024 * 1024)]
+    #[arg(long, env = "OTF_MAX_LOG_BYTES", default_value_t = CoreConfig::default().max_log_bytes)]
     max_log_bytes: u64,
     /// Seconds a client has to send a request's headers (from the
     /// connection's start, or from the first byte of a request).
-    #[arg(long, env = "OTF_HEADER_READ_TIMEOUT", default_value_t = 10.0)]
+    #[arg(long, env = "OTF_HEADER_READ_TIMEOUT", default_value_t = Limits::default().header_read_timeout.as_secs_f64())]
     header_read_timeout: f64,
     /// Seconds a client has to finish the TLS handshake.
-    #[arg(long, env = "OTF_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10.0)]
+    #[arg(long, env = "OTF_TLS_HANDSHAKE_TIMEOUT", default_value_t = Limits::default().tls_handshake_timeout.as_secs_f64())]
     tls_handshake_timeout: f64,
     /// Seconds a client has to send a request's body once its headers came.
-    #[arg(long, env = "OTF_BODY_READ_TIMEOUT", default_value_t = 60.0)]
+    #[arg(long, env = "OTF_BODY_READ_TIMEOUT", default_value_t = Limits::default().body_read_timeout.as_secs_f64())]
     body_read_timeout: f64,
     /// Seconds a keep-alive connection may stay idle (keep it above the
     /// agents' long-poll).
-    #[arg(long, env = "OTF_IDLE_TIMEOUT", default_value_t = 120.0)]
+    #[arg(long, env = "OTF_IDLE_TIMEOUT", default_value_t = Limits::default().idle_timeout.as_secs_f64())]
     idle_timeout: f64,
     /// Connections served at once; beyond, new ones get a 503 (or are
     /// closed, over HTTPS) and open ones keep working. Keep it below the
     /// process's descriptor limit.
-    #[arg(long, env = "OTF_MAX_CONNECTIONS", default_value_t = 10_000)]
+    #[arg(long, env = "OTF_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
     max_connections: usize,
     /// How long a plan may run before it is canceled (then force-canceled
     /// if it does not stop): seconds, or 30m, 2h, ...
-    #[arg(long, env = "OTF_PLAN_TIMEOUT", default_value = "2h", value_parser = otf_core::duration::parse)]
+    #[arg(long, env = "OTF_PLAN_TIMEOUT", default_value = human_static(JobTimers::default().plan_timeout), value_parser = otf_core::duration::parse)]
     plan_timeout: Duration,
     /// How long an apply may run before it is canceled (then force-canceled
     /// if it does not stop).
-    #[arg(long, env = "OTF_APPLY_TIMEOUT", default_value = "24h", value_parser = otf_core::duration::parse)]
+    #[arg(long, env = "OTF_APPLY_TIMEOUT", default_value = human_static(JobTimers::default().apply_timeout), value_parser = otf_core::duration::parse)]
     apply_timeout: Duration,
     /// How long a job allocated to an agent may wait for the agent to start
     /// it before it is allocated again.
-    #[arg(long, env = "OTF_ALLOCATION_LEASE", default_value = "30s", value_parser = otf_core::duration::parse)]
+    #[arg(long, env = "OTF_ALLOCATION_LEASE", default_value = human_static(JobTimers::default().allocation_lease), value_parser = otf_core::duration::parse)]
     allocation_lease: Duration,
     /// On SIGTERM/SIGINT, how long the server runner's jobs may go on before
     /// they are canceled (then killed 10 s later); their state is still
     /// delivered.
-    #[arg(long, env = "OTF_SHUTDOWN_GRACE", default_value = "60s", value_parser = otf_core::duration::parse)]
+    #[arg(long, env = "OTF_SHUTDOWN_GRACE", default_value = human_static(Config::default().shutdown_grace), value_parser = otf_core::duration::parse)]
     shutdown_grace: Duration,
     /// The server runner's hooks (terraform-pre-plan, terraform-post-plan,
     /// terraform-pre-apply, terraform-post-apply) (default: `hooks` in the
@@ -189,14 +194,14 @@ struct Flags {
     #[arg(long, env = "OTF_HOOKS_DIR")]
     hooks_dir: Option<PathBuf>,
     /// How long one hook may run before it is killed and its phase fails.
-    #[arg(long, env = "OTF_HOOK_TIMEOUT", default_value = "60s", value_parser = otf_core::duration::parse)]
+    #[arg(long, env = "OTF_HOOK_TIMEOUT", default_value = human_static(Hooks::default().timeout), value_parser = otf_core::duration::parse)]
     hook_timeout: Duration,
     /// Longest wait for the engine mirror's connection (server runner).
-    #[arg(long, env = "OTF_ENGINE_CONNECT_TIMEOUT", default_value = "10s", value_parser = otf_core::duration::parse)]
+    #[arg(long, env = "OTF_ENGINE_CONNECT_TIMEOUT", default_value = human_static(EngineConfig::default().connect_timeout), value_parser = otf_core::duration::parse)]
     engine_connect_timeout: Duration,
     /// Longest time one file of an engine download may take (server
     /// runner).
-    #[arg(long, env = "OTF_ENGINE_DOWNLOAD_TIMEOUT", default_value = "10m", value_parser = otf_core::duration::parse)]
+    #[arg(long, env = "OTF_ENGINE_DOWNLOAD_TIMEOUT", default_value = human_static(EngineConfig::default().download_timeout), value_parser = otf_core::duration::parse)]
     engine_download_timeout: Duration,
     /// Serve the administrator's TUI over SSH on this address
     /// (`ssh -p PORT HOST`); off unless given. Needs
@@ -320,15 +325,19 @@ fn config_of(flags: &Flags) -> Result<Config, String> {
         sandbox: flags.sandbox,
         sandbox_read: flags.sandbox_read.clone(),
         metrics_token,
-        max_log_bytes: flags.max_log_bytes,
         cert_file: flags.cert_file.clone(),
         key_file: flags.key_file.clone(),
-        liveness: liveness(flags),
-        force_cancel_cool_off: secs(flags.force_cancel_cool_off),
-        job_timers: otf_core::job::JobTimers {
-            allocation_lease: flags.allocation_lease,
-            plan_timeout: flags.plan_timeout,
-            apply_timeout: flags.apply_timeout,
+        rules: CoreConfig {
+            liveness: liveness(flags),
+            force_cancel_cool_off: secs(flags.force_cancel_cool_off),
+            max_upload_bytes: flags.max_upload,
+            max_log_bytes: flags.max_log_bytes,
+            job_timers: JobTimers {
+                allocation_lease: flags.allocation_lease,
+                plan_timeout: flags.plan_timeout,
+                apply_timeout: flags.apply_timeout,
+            },
+            ..CoreConfig::default()
         },
         long_poll: secs(flags.long_poll),
         tick: secs(flags.tick),
@@ -376,11 +385,13 @@ fn liveness(flags: &Flags) -> otf_core::agent::LivenessConfig {
     }
 }
 
-fn limits(flags: &Flags) -> crate::Limits {
-    let defaults = crate::Limits::default();
-    crate::Limits {
-        max_json_body: flags.max_json_body.unwrap_or(defaults.max_json_body),
-        max_upload: flags.max_upload.unwrap_or(defaults.max_upload),
+fn liveness_default() -> otf_core::agent::LivenessConfig {
+    otf_core::agent::LivenessConfig::default()
+}
+
+fn limits(flags: &Flags) -> Limits {
+    Limits {
+        max_json_body: flags.max_json_body,
         header_read_timeout: secs(flags.header_read_timeout),
         tls_handshake_timeout: secs(flags.tls_handshake_timeout),
         body_read_timeout: secs(flags.body_read_timeout),

@@ -42,7 +42,6 @@ use std::time::Duration;
 
 pub use app::{App, Limits};
 pub use errors::ApiError;
-use otf_core::agent::LivenessConfig;
 use otf_core::clock::SystemClock;
 use otf_core::random::{OsRandom, Random};
 use otf_core::secret::SecretHash;
@@ -70,8 +69,9 @@ pub struct Config {
     pub secret: Option<String>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
-    pub liveness: LivenessConfig,
-    pub force_cancel_cool_off: Duration,
+    /// The core's rules: liveness, cancel cool-off, upload and log limits,
+    /// job timers (the site token is set from `site_token`).
+    pub rules: CoreConfig,
     /// Longest wait of the agent protocol's long-polls.
     pub long_poll: Duration,
     /// Period of the leader's work and of ping flushes.
@@ -87,10 +87,6 @@ pub struct Config {
     pub sandbox_read: Vec<PathBuf>,
     /// The bearer token `/metrics` requires; open without.
     pub metrics_token: Option<String>,
-    /// Bytes a job's log may hold; past it the log is truncated.
-    pub max_log_bytes: u64,
-    /// Allocation lease and plan/apply timeouts.
-    pub job_timers: otf_core::job::JobTimers,
     /// How long the server runner's jobs may go on after a shutdown signal
     /// before they are canceled.
     pub shutdown_grace: Duration,
@@ -124,18 +120,15 @@ impl Default for Config {
             secret: None,
             cert_file: None,
             key_file: None,
-            liveness: LivenessConfig::default(),
-            force_cancel_cool_off: Duration::from_secs(10),
+            rules: CoreConfig::default(),
             long_poll: Duration::from_secs(30),
             tick: Duration::from_secs(1),
             limits: Limits::default(),
-            concurrency: 5,
+            concurrency: otf_agent::runtime::DEFAULT_CONCURRENCY,
             engine: otf_agent::engine::EngineConfig::default(),
             sandbox: otf_agent::sandbox::SandboxMode::Auto,
             sandbox_read: Vec::new(),
             metrics_token: None,
-            max_log_bytes: CoreConfig::default().max_log_bytes,
-            job_timers: otf_core::job::JobTimers::default(),
             shutdown_grace: Duration::from_secs(60),
             hooks: otf_agent::hooks::Hooks::default(),
             ssh: None,
@@ -455,12 +448,8 @@ impl Otfd {
             Arc::new(SystemClock),
             Arc::new(OsRandom),
             CoreConfig {
-                liveness: self.config.liveness,
-                force_cancel_cool_off: self.config.force_cancel_cool_off,
                 site_token: Some(SecretHash::of(&self.site_token)),
-                max_log_bytes: self.config.max_log_bytes,
-                job_timers: self.config.job_timers,
-                ..CoreConfig::default()
+                ..self.config.rules.clone()
             },
         )
     }

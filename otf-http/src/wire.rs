@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use otf_core::agent::AgentStatus;
 use otf_core::agent_token::AgentToken;
 use otf_core::artifacts::{ConfigStatus, ConfigurationVersion, StateVersion, Variable};
 use otf_core::clock::Timestamp;
@@ -13,6 +12,7 @@ use otf_core::pool::AgentPool;
 use otf_core::run::{Phase, Run, RunStatus};
 use otf_core::scheduler::WaitReason;
 use otf_core::services::{AgentView, QueuedJob};
+use otf_core::state_file::{StateOutput, StateSummary};
 use otf_core::workspace::Workspace;
 use serde_json::{json, Map, Value};
 
@@ -196,14 +196,6 @@ pub fn queued_job(q: &QueuedJob) -> Value {
     )
 }
 
-/// Agent statuses a client may filter on.
-pub fn agent_matches(v: &AgentView, filter: Option<&str>) -> bool {
-    filter.is_none_or(|f| f.split(',').any(|s| s.trim() == v.agent.status.as_str()))
-        || filter == Some("")
-        || (filter == Some("live")
-            && matches!(v.agent.status, AgentStatus::Idle | AgentStatus::Busy))
-}
-
 /// An agent token; the secret only when just created.
 pub fn token(t: &AgentToken, secret: Option<&str>) -> Value {
     resource(
@@ -341,44 +333,9 @@ pub fn apply(r: &Run, log_url: &str) -> Value {
     phase("applies", &apply_id(&r.id), &r.apply, log_url, None)
 }
 
-/// Outputs of a state file, sorted by name: (name, value, type, sensitive).
-pub fn state_outputs(state: &[u8]) -> Vec<(String, Value, Value, bool)> {
-    let parsed: Value = serde_json::from_slice(state).unwrap_or(Value::Null);
-    let mut out: Vec<(String, Value, Value, bool)> = parsed
-        .get("outputs")
-        .and_then(Value::as_object)
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.get("value").cloned().unwrap_or(Value::Null),
-                        v.get("type").cloned().unwrap_or(Value::Null),
-                        v.get("sensitive").and_then(Value::as_bool).unwrap_or(false),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-/// The id of the `index`th output of a state version.
-pub fn output_id(sv: &StateVersion, index: usize) -> String {
-    format!("wsout-{}-{index}", &sv.id.as_str()[3..])
-}
-
-/// The state version and index an output id refers to.
-pub fn parse_output_id(id: &str) -> Option<(String, usize)> {
-    let rest = id.strip_prefix("wsout-")?;
-    let (sv, index) = rest.rsplit_once('-')?;
-    Some((format!("sv-{sv}"), index.parse().ok()?))
-}
-
-/// `value: None` when sensitive values must be hidden.
-pub fn output(id: &str, name: &str, value: Option<&Value>, ty: &Value, sensitive: bool) -> Value {
-    let simple = match ty {
+/// A state version output; `value` null when hidden.
+pub fn output(o: &StateOutput) -> Value {
+    let simple = match &o.ty {
         Value::String(s) => s.clone(),
         Value::Array(a) => a
             .first()
@@ -389,21 +346,20 @@ pub fn output(id: &str, name: &str, value: Option<&Value>, ty: &Value, sensitive
     };
     resource(
         "state-version-outputs",
-        id,
+        &o.id.to_string(),
         json!({
-            "name": name,
-            "sensitive": sensitive,
+            "name": o.name,
+            "sensitive": o.sensitive,
             "type": simple,
-            "value": value.cloned().unwrap_or(Value::Null),
-            "detailed-type": ty,
+            "value": o.value.clone().unwrap_or(Value::Null),
+            "detailed-type": o.ty,
         }),
         json!({}),
     )
 }
 
-pub fn state_version(sv: &StateVersion, download_url: &str, state: &[u8]) -> Value {
-    let outputs = state_outputs(state);
-    let parsed: Value = serde_json::from_slice(state).unwrap_or(Value::Null);
+pub fn state_version(sv: &StateVersion, download_url: &str, summary: &StateSummary) -> Value {
+    let outputs: Vec<String> = summary.outputs.iter().map(|o| o.id.to_string()).collect();
     resource(
         "state-versions",
         sv.id.as_str(),
@@ -414,14 +370,14 @@ pub fn state_version(sv: &StateVersion, download_url: &str, state: &[u8]) -> Val
             "size": sv.size,
             "created-at": ts(sv.created_at),
             "status": "finalized",
-            "state-version": parsed.get("version").and_then(Value::as_i64).unwrap_or(4),
-            "terraform-version": parsed.get("terraform_version").and_then(Value::as_str).unwrap_or(""),
+            "state-version": summary.format_version,
+            "terraform-version": summary.terraform_version,
             "resources-processed": true,
             "hosted-state-download-url": download_url,
             "hosted-json-state-download-url": download_url,
         }),
         json!({
-            "outputs": rel_many("state-version-outputs", outputs.iter().enumerate().map(|(i, _)| output_id(sv, i)).collect::<Vec<_>>().iter().map(String::as_str)),
+            "outputs": rel_many("state-version-outputs", outputs.iter().map(String::as_str)),
             "run": rel_one("runs", sv.run.as_ref().map(|r| r.as_str())),
             "workspace": rel_one("workspaces", Some(sv.workspace.as_str())),
         }),

@@ -43,7 +43,7 @@ impl From<Exit> for ExitCode {
 struct Flags {
     /// otfd's address: a URL, or host[:port] (HTTPS, except plain HTTP on
     /// loopback hosts).
-    #[arg(long, env = "OTF_ADDRESS", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "OTF_ADDRESS", default_value = otf_client::DEFAULT_ADDRESS)]
     address: String,
     /// A site administrator or organization token.
     #[arg(long, env = "OTF_TOKEN", hide_env_values = true)]

@@ -12,7 +12,9 @@ use otf_core::run::RunStatus;
 use otf_core::services::{JobOutcome, PingAnswer};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-use super::{JobOffer, Registration, Started, TResult, Transport, TransportError};
+use super::{
+    JobOffer, Registration, RunTask, Started, TResult, Transport, TransportError, WorkspaceTask,
+};
 use crate::protocol::*;
 
 /// A client of one otfd.
@@ -182,8 +184,8 @@ impl Transport for HttpTransport {
         Ok(Started {
             token: r.token,
             job: offer(&r.job)?,
-            run: r.run,
-            workspace: r.workspace,
+            run: run_task(r.run)?,
+            workspace: workspace_task(r.workspace)?,
         })
     }
 
@@ -328,6 +330,34 @@ fn offer(j: &JobSummary) -> TResult<JobOffer> {
         workspace: wire(&j.workspace_id)?,
         phase: wire(&j.phase)?,
         attempt: j.attempt,
+    })
+}
+
+/// The run of a start answer, its ids parsed once.
+fn run_task(r: RunSpec) -> TResult<RunTask> {
+    Ok(RunTask {
+        id: wire(&r.id)?,
+        is_destroy: r.is_destroy,
+        refresh: r.refresh,
+        refresh_only: r.refresh_only,
+        plan_only: r.plan_only,
+        target_addrs: r.target_addrs,
+        replace_addrs: r.replace_addrs,
+        terraform_version: r.terraform_version,
+        configuration_version: (!r.configuration_version_id.is_empty())
+            .then(|| wire(&r.configuration_version_id))
+            .transpose()?,
+    })
+}
+
+/// The workspace of a start answer, its ids parsed once.
+fn workspace_task(w: WorkspaceSpec) -> TResult<WorkspaceTask> {
+    Ok(WorkspaceTask {
+        id: wire(&w.id)?,
+        name: w.name,
+        organization: wire(&w.organization)?,
+        working_directory: w.working_directory,
+        terraform_version: w.terraform_version,
     })
 }
 

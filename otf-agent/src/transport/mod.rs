@@ -12,7 +12,9 @@ use otf_core::artifacts::ArtifactKind;
 use std::time::Duration;
 
 use otf_core::agent::AgentStatus;
-use otf_core::ids::{AgentId, JobId, PoolId, RunId, WorkspaceId};
+use otf_core::ids::{
+    AgentId, ConfigVersionId, JobId, OrganizationName, PoolId, RunId, WorkspaceId,
+};
 use otf_core::job::{JobPhase, Signal};
 use otf_core::run::RunStatus;
 use otf_core::services::{JobOutcome, PingAnswer};
@@ -76,6 +78,60 @@ impl From<&otf_core::job::Job> for JobOffer {
     }
 }
 
+/// What a runner needs to know of the run it executes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTask {
+    pub id: RunId,
+    pub is_destroy: bool,
+    pub refresh: bool,
+    pub refresh_only: bool,
+    pub plan_only: bool,
+    pub target_addrs: Vec<String>,
+    pub replace_addrs: Vec<String>,
+    pub terraform_version: String,
+    /// None from an otfd too old to say.
+    pub configuration_version: Option<ConfigVersionId>,
+}
+
+impl From<&otf_core::run::Run> for RunTask {
+    fn from(r: &otf_core::run::Run) -> Self {
+        RunTask {
+            id: r.id.clone(),
+            is_destroy: r.options.is_destroy,
+            refresh: r.options.refresh,
+            refresh_only: r.options.refresh_only,
+            plan_only: r.options.plan_only,
+            target_addrs: r.options.target_addrs.clone(),
+            replace_addrs: r.options.replace_addrs.clone(),
+            terraform_version: r.terraform_version.clone(),
+            configuration_version: Some(r.configuration_version.clone()),
+        }
+    }
+}
+
+/// What a runner needs to know of the run's workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceTask {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub organization: OrganizationName,
+    /// The configuration's subdirectory to run in (empty: its root).
+    pub working_directory: String,
+    pub terraform_version: String,
+}
+
+impl From<&otf_core::workspace::Workspace> for WorkspaceTask {
+    fn from(w: &otf_core::workspace::Workspace) -> Self {
+        WorkspaceTask {
+            id: w.id.clone(),
+            name: w.name.clone(),
+            organization: w.organization.clone(),
+            working_directory: w.working_directory.clone(),
+            terraform_version: w.terraform_version.clone(),
+        }
+    }
+}
+
 /// A started job: the token of its attempt and what the runner needs of
 /// its run and workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +139,8 @@ pub struct Started {
     /// The job token of this attempt: valid while the attempt runs.
     pub token: String,
     pub job: JobOffer,
-    pub run: RunSpec,
-    pub workspace: WorkspaceSpec,
+    pub run: RunTask,
+    pub workspace: WorkspaceTask,
 }
 
 impl From<&otf_core::services::StartedJob> for Started {
@@ -92,8 +148,8 @@ impl From<&otf_core::services::StartedJob> for Started {
         Started {
             token: s.token.expose().to_string(),
             job: JobOffer::from(&s.job),
-            run: RunSpec::from(&s.run),
-            workspace: WorkspaceSpec::from(&s.workspace),
+            run: RunTask::from(&s.run),
+            workspace: WorkspaceTask::from(&s.workspace),
         }
     }
 }

@@ -3,7 +3,9 @@
 
 use super::waiters::WaitKey;
 use super::{allow, found, Core, Error};
-use crate::agent::{agent_transition, Agent, AgentEvent, AgentStatus, ReportedStatus};
+use crate::agent::{
+    agent_transition, Agent, AgentEvent, AgentStatus, AgentStatusFilter, ReportedStatus,
+};
 use crate::auth::{authorize_agent, authorize_organization, Access, Subject};
 use crate::clock::Timestamp;
 use crate::events::Event;
@@ -314,9 +316,12 @@ impl<S: Store> Core<S> {
         &self,
         subject: &Subject,
         pool: &PoolId,
+        filter: &AgentStatusFilter,
     ) -> Result<Vec<AgentView>, Error> {
         let pool = self.get_pool(subject, pool).await?;
-        self.agent_views(Some(&pool.id)).await
+        let mut views = self.agent_views(Some(&pool.id)).await?;
+        views.retain(|v| filter.allows(v.agent.status));
+        Ok(views)
     }
 
     /// The server runner's agents (site administrator only).

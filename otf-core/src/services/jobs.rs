@@ -503,6 +503,16 @@ impl<S: Store> Core<S> {
             ArtifactKind::JsonPlan => JobAction::UploadJsonPlan,
             ArtifactKind::LockFile => JobAction::UploadLockFile,
         };
+        if data.len() > self.config.max_upload_bytes {
+            return Err(Error::Invalid {
+                field: "artifact",
+                reason: format!(
+                    "the {kind} is {} bytes; the limit is {} bytes",
+                    data.len(),
+                    self.config.max_upload_bytes
+                ),
+            });
+        }
         let mut tx = self.begin().await?;
         let (_, run, _) = job_context_in(&mut tx, subject, action).await?;
         tx.put_artifact(&run.id, kind, data).await?;

@@ -31,7 +31,7 @@ pub use pools::{PoolFilter, PoolSpec, PoolUpdate, PoolView};
 pub use queue::QueuedJob;
 pub use runs::{ConfigSpec, RunSpec, LOG_END, LOG_START};
 pub use state::{StateSpec, VariableSpec};
-pub use workspaces::{ModeRequest, WorkspaceSpec, WorkspaceUpdate};
+pub use workspaces::{ModeRequest, WorkspaceFilter, WorkspaceSpec, WorkspaceUpdate};
 
 use crate::agent::LivenessConfig;
 use crate::auth::Denied;
@@ -52,8 +52,9 @@ pub struct CoreConfig {
     pub site_token: Option<SecretHash>,
     /// Minimum time between two durable updates of a token's `last_used_at`.
     pub token_touch_interval: Duration,
-    /// Largest configuration tarball accepted.
-    pub max_config_bytes: usize,
+    /// Largest upload accepted (configuration tarball, plan files); otfd
+    /// refuses a larger request body before reading it.
+    pub max_upload_bytes: usize,
     /// Limits on what a configuration tarball unpacks to.
     pub tarball_limits: crate::tarball::TarballLimits,
     /// Bytes a job's log may hold ([`crate::log_limit`]).
@@ -69,7 +70,7 @@ impl Default for CoreConfig {
             force_cancel_cool_off: Duration::from_secs(10),
             site_token: None,
             token_touch_interval: Duration::from_secs(60),
-            max_config_bytes: 100 * 1024 * 1024,
+            max_upload_bytes: 100 * 1024 * 1024,
             tarball_limits: crate::tarball::TarballLimits::default(),
             max_log_bytes: 50 * 1024 * 1024,
             job_timers: crate::job::JobTimers::default(),

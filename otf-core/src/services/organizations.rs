@@ -116,6 +116,30 @@ impl<S: Store> Core<S> {
         Ok(tx.list_org_tokens(&org).await?)
     }
 
+    /// The organization's newest token; None when it has none.
+    pub async fn newest_org_token(
+        &self,
+        subject: &Subject,
+        org: &OrganizationName,
+    ) -> Result<Option<OrganizationToken>, Error> {
+        let tokens = self.list_org_tokens(subject, org).await?;
+        Ok(tokens.into_iter().max_by_key(|t| t.created_at))
+    }
+
+    /// Revoke every token of the organization at once, in one transaction.
+    pub async fn delete_org_tokens(
+        &self,
+        subject: &Subject,
+        org: &OrganizationName,
+    ) -> Result<(), Error> {
+        let org = org_scope(subject, org, Access::Write)?;
+        let mut tx = self.begin().await?;
+        for token in tx.list_org_tokens(&org).await? {
+            tx.delete_org_token(&token.id).await?;
+        }
+        self.commit(tx, vec![]).await
+    }
+
     /// Revoke an organization token at once.
     pub async fn delete_org_token(&self, subject: &Subject, id: &OrgTokenId) -> Result<(), Error> {
         let mut tx = self.begin().await?;

@@ -126,13 +126,13 @@ impl<S: Store> Core<S> {
         id: ConfigVersionId,
         tarball: &[u8],
     ) -> Result<ConfigurationVersion, Error> {
-        if tarball.len() > self.config.max_config_bytes {
+        if tarball.len() > self.config.max_upload_bytes {
             return Err(Error::Invalid {
                 field: "configuration",
                 reason: format!(
                     "the archive is {} bytes; the limit is {} bytes",
                     tarball.len(),
-                    self.config.max_config_bytes
+                    self.config.max_upload_bytes
                 ),
             });
         }

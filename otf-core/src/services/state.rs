@@ -6,6 +6,7 @@ use crate::artifacts::{md5_hex, StateVersion, Variable, VariableCategory};
 use crate::auth::{authorize_organization, Access, Subject};
 use crate::events::Event;
 use crate::ids::{RunId, StateVersionId, VariableId, WorkspaceId};
+use crate::state_file::{self, Redaction, StateOutput, StateOutputId, StateSummary};
 use crate::store::{StateRepo, Store, VariableRepo, WorkspaceRepo};
 use crate::workspace::WorkspaceLock;
 
@@ -194,6 +195,52 @@ impl<S: Store> Core<S> {
         let sv = self.get_state_version(subject, id).await?;
         let mut tx = self.begin().await?;
         found(tx.get_state_bytes(&sv.id).await?, "state version", &sv.id)
+    }
+
+    /// A state version with what its file says, sensitive output values
+    /// hidden or shown as `redaction` asks.
+    pub async fn read_state_version(
+        &self,
+        subject: &Subject,
+        id: &StateVersionId,
+        redaction: Redaction,
+    ) -> Result<(StateVersion, StateSummary), Error> {
+        let sv = self.get_state_version(subject, id).await?;
+        let bytes = self.download_state(subject, &sv.id).await?;
+        let summary = state_file::summarize(&sv.id, &bytes, redaction);
+        Ok((sv, summary))
+    }
+
+    /// The outputs of the workspace's current state, sensitive values
+    /// hidden; empty when it has no state.
+    pub async fn current_outputs(
+        &self,
+        subject: &Subject,
+        workspace: &WorkspaceId,
+    ) -> Result<Vec<StateOutput>, Error> {
+        let Some(sv) = self.current_state_version(subject, workspace).await? else {
+            return Ok(Vec::new());
+        };
+        let (_, summary) = self
+            .read_state_version(subject, &sv.id, Redaction::HideSensitive)
+            .await?;
+        Ok(summary.outputs)
+    }
+
+    /// One output of a state version, its value shown.
+    pub async fn get_state_output(
+        &self,
+        subject: &Subject,
+        id: &StateOutputId,
+    ) -> Result<StateOutput, Error> {
+        let (_, summary) = self
+            .read_state_version(subject, &id.state_version, Redaction::ShowAll)
+            .await?;
+        found(
+            summary.outputs.into_iter().nth(id.index),
+            "state version output",
+            id,
+        )
     }
 
     pub async fn create_variable(

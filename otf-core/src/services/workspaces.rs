@@ -10,6 +10,14 @@ use crate::labels::Labels;
 use crate::store::{JobRepo, OrganizationRepo, PoolRepo, Store, StoreError, Tx, WorkspaceRepo};
 use crate::workspace::{ExecutionMode, Workspace, WorkspaceLock};
 
+/// Which workspaces of an organization a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceFilter {
+    /// Workspaces whose name contains this (TFE's `search[name]`); empty
+    /// matches every name.
+    pub name_contains: Option<String>,
+}
+
 /// A new workspace. Unset fields take the defaults (remote execution, no
 /// auto-apply, terraform 1.0.3, root directory).
 #[derive(Debug, Clone, Default)]
@@ -246,11 +254,16 @@ impl<S: Store> Core<S> {
         &self,
         subject: &Subject,
         org: &OrganizationName,
+        filter: &WorkspaceFilter,
     ) -> Result<Vec<Workspace>, Error> {
         let org = org_scope(subject, org, Access::Read)?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
-        Ok(tx.list_workspaces(&org).await?)
+        let mut all = tx.list_workspaces(&org).await?;
+        if let Some(name) = filter.name_contains.as_deref() {
+            all.retain(|w| w.name.contains(name));
+        }
+        Ok(all)
     }
 
     /// Change settings, including the execution mode: assigning a workspace

@@ -129,10 +129,8 @@ pub async fn show_token<S: Store>(
     let org = req.org()?;
     let token = app
         .core
-        .list_org_tokens(subject, &org)
+        .newest_org_token(subject, &org)
         .await?
-        .into_iter()
-        .max_by_key(|t| t.created_at)
         .ok_or_else(|| ApiError::not_found(format!("organization {org} has no token")))?;
     Ok(response::jsonapi(
         StatusCode::OK,
@@ -145,8 +143,6 @@ pub async fn delete_tokens<S: Store>(
     req: &Req,
     subject: &Subject,
 ) -> Result<Resp, ApiError> {
-    for t in app.core.list_org_tokens(subject, &req.org()?).await? {
-        app.core.delete_org_token(subject, &t.id).await?;
-    }
+    app.core.delete_org_tokens(subject, &req.org()?).await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }

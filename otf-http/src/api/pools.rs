@@ -1,6 +1,7 @@
 //! Agent pools, their agents and their tokens.
 
 use hyper::StatusCode;
+use otf_core::agent::AgentStatusFilter;
 use otf_core::auth::Subject;
 use otf_core::ids::WorkspaceId;
 use otf_core::pool::AgentPool;
@@ -151,12 +152,11 @@ pub async fn agents<S: Store>(
     subject: &Subject,
 ) -> Result<Resp, ApiError> {
     let page = req.page()?;
-    let mut agents = app
+    let filter = AgentStatusFilter::parse(req.query("filter[status]"));
+    let agents = app
         .core
-        .list_agents(subject, &req.param("id").parse()?)
+        .list_agents(subject, &req.param("id").parse()?, &filter)
         .await?;
-    let filter = req.query("filter[status]");
-    agents.retain(|a| wire::agent_matches(a, filter));
     let (agents, total) = page.slice(agents);
     Ok(response::jsonapi(
         StatusCode::OK,

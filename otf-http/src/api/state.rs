@@ -2,10 +2,11 @@
 
 use base64::Engine;
 use hyper::StatusCode;
-use otf_core::artifacts::{StateVersion, Variable, VariableCategory};
+use otf_core::artifacts::{Variable, VariableCategory};
 use otf_core::auth::Subject;
-use otf_core::ids::WorkspaceId;
+use otf_core::ids::{StateVersionId, WorkspaceId};
 use otf_core::services::{StateSpec, VariableSpec};
+use otf_core::state_file::{Redaction, StateOutputId};
 use otf_core::store::Store;
 use serde_json::Value;
 
@@ -19,29 +20,14 @@ use crate::wire;
 async fn sv_doc<S: Store>(
     app: &App<S>,
     subject: &Subject,
-    sv: &StateVersion,
+    id: &StateVersionId,
 ) -> Result<Value, ApiError> {
-    let state = app.core.download_state(subject, &sv.id).await?;
+    let (sv, summary) = app
+        .core
+        .read_state_version(subject, id, Redaction::ShowAll)
+        .await?;
     let url = app.url(&format!("/api/v2/state-versions/{}/download", sv.id));
-    Ok(wire::state_version(sv, &url, &state))
-}
-
-/// Outputs of a state version; sensitive values hidden when `redact`.
-async fn outputs<S: Store>(
-    app: &App<S>,
-    subject: &Subject,
-    sv: &StateVersion,
-    redact: bool,
-) -> Result<Vec<Value>, ApiError> {
-    let state = app.core.download_state(subject, &sv.id).await?;
-    Ok(wire::state_outputs(&state)
-        .iter()
-        .enumerate()
-        .map(|(i, (name, value, ty, sensitive))| {
-            let shown = (!(redact && *sensitive)).then_some(value);
-            wire::output(&wire::output_id(sv, i), name, shown, ty, *sensitive)
-        })
-        .collect())
+    Ok(wire::state_version(&sv, &url, &summary))
 }
 
 fn variable_spec(data: &Data<'_>) -> Result<VariableSpec, ApiError> {
@@ -74,7 +60,7 @@ pub async fn current<S: Store>(
     {
         Some(sv) => Ok(response::jsonapi(
             StatusCode::OK,
-            one(sv_doc(app, subject, &sv).await?),
+            one(sv_doc(app, subject, &sv.id).await?),
         )),
         None => Err(ApiError::not_found(format!(
             "workspace {id} has no state yet"
@@ -88,11 +74,11 @@ pub async fn current_outputs<S: Store>(
     subject: &Subject,
 ) -> Result<Resp, ApiError> {
     let page = req.page()?;
-    let workspace = req.param("id").parse()?;
-    let Some(sv) = app.core.current_state_version(subject, &workspace).await? else {
-        return Ok(response::jsonapi(StatusCode::OK, many(vec![], page, 0)));
-    };
-    let (list, total) = page.slice(outputs(app, subject, &sv, true).await?);
+    let outputs = app
+        .core
+        .current_outputs(subject, &req.param("id").parse()?)
+        .await?;
+    let (list, total) = page.slice(outputs.iter().map(wire::output).collect());
     Ok(response::jsonapi(StatusCode::OK, many(list, page, total)))
 }
 
@@ -135,7 +121,7 @@ pub async fn create<S: Store>(
         .await?;
     Ok(response::jsonapi(
         StatusCode::CREATED,
-        one(sv_doc(app, subject, &sv).await?),
+        one(sv_doc(app, subject, &sv.id).await?),
     ))
 }
 
@@ -150,7 +136,7 @@ async fn list_of<S: Store>(
     let (list, total) = page.slice(app.core.list_state_versions(subject, workspace).await?);
     let mut docs = Vec::new();
     for sv in &list {
-        docs.push(sv_doc(app, subject, sv).await?);
+        docs.push(sv_doc(app, subject, &sv.id).await?);
     }
     Ok(response::jsonapi(StatusCode::OK, many(docs, page, total)))
 }
@@ -182,14 +168,8 @@ pub async fn list_by_name<S: Store>(
 }
 
 pub async fn show<S: Store>(app: &App<S>, req: &Req, subject: &Subject) -> Result<Resp, ApiError> {
-    let sv = app
-        .core
-        .get_state_version(subject, &req.param("id").parse()?)
-        .await?;
-    Ok(response::jsonapi(
-        StatusCode::OK,
-        one(sv_doc(app, subject, &sv).await?),
-    ))
+    let doc = sv_doc(app, subject, &req.param("id").parse()?).await?;
+    Ok(response::jsonapi(StatusCode::OK, one(doc)))
 }
 
 pub async fn download<S: Store>(
@@ -210,11 +190,11 @@ pub async fn list_outputs<S: Store>(
     subject: &Subject,
 ) -> Result<Resp, ApiError> {
     let page = req.page()?;
-    let sv = app
+    let (_, summary) = app
         .core
-        .get_state_version(subject, &req.param("id").parse()?)
+        .read_state_version(subject, &req.param("id").parse()?, Redaction::ShowAll)
         .await?;
-    let (list, total) = page.slice(outputs(app, subject, &sv, false).await?);
+    let (list, total) = page.slice(summary.outputs.iter().map(wire::output).collect());
     Ok(response::jsonapi(StatusCode::OK, many(list, page, total)))
 }
 
@@ -224,15 +204,11 @@ pub async fn output<S: Store>(
     subject: &Subject,
 ) -> Result<Resp, ApiError> {
     let id = req.param("id");
-    let (sv, index) = wire::parse_output_id(id)
-        .ok_or_else(|| ApiError::not_found(format!("output {id} not found")))?;
-    let sv = app.core.get_state_version(subject, &sv.parse()?).await?;
-    let out = outputs(app, subject, &sv, false)
-        .await?
-        .into_iter()
-        .nth(index)
-        .ok_or_else(|| ApiError::not_found(format!("output {id} not found")))?;
-    Ok(response::jsonapi(StatusCode::OK, one(out)))
+    let id: StateOutputId = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("output {id} not found")))?;
+    let out = app.core.get_state_output(subject, &id).await?;
+    Ok(response::jsonapi(StatusCode::OK, one(wire::output(&out))))
 }
 
 pub async fn vars<S: Store>(app: &App<S>, req: &Req, subject: &Subject) -> Result<Resp, ApiError> {

@@ -3,7 +3,7 @@
 use hyper::StatusCode;
 use otf_core::auth::Subject;
 use otf_core::ids::PoolId;
-use otf_core::services::{ModeRequest, WorkspaceSpec, WorkspaceUpdate};
+use otf_core::services::{ModeRequest, WorkspaceFilter, WorkspaceSpec, WorkspaceUpdate};
 use otf_core::store::Store;
 use otf_core::workspace::{ExecutionMode, ExecutionModeKind, Workspace};
 
@@ -88,10 +88,13 @@ async fn named_to_change<S: Store>(
 
 pub async fn list<S: Store>(app: &App<S>, req: &Req, subject: &Subject) -> Result<Resp, ApiError> {
     let page = req.page()?;
-    let mut all = app.core.list_workspaces(subject, &req.org()?).await?;
-    if let Some(search) = req.query("search[name]").filter(|s| !s.is_empty()) {
-        all.retain(|w| w.name.contains(search));
-    }
+    let filter = WorkspaceFilter {
+        name_contains: req.query("search[name]").map(str::to_string),
+    };
+    let all = app
+        .core
+        .list_workspaces(subject, &req.org()?, &filter)
+        .await?;
     let (list, total) = page.slice(all);
     Ok(response::jsonapi(
         StatusCode::OK,
