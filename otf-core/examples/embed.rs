@@ -18,7 +18,7 @@ use otf_core::random::OsRandom;
 use otf_core::run::{ResourceCounts, RunOptions, RunStatus};
 use otf_core::secret::SecretHash;
 use otf_core::services::{ConfigSpec, JobOutcome, PoolSpec, RegisterAgent, RunSpec, WorkspaceSpec};
-use otf_core::workspace::ExecutionMode;
+use otf_core::workspace::{ExecutionMode, Workspace};
 use otf_core::{Core, CoreConfig, Dispatcher};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -94,6 +94,86 @@ async fn fake_runner(core: Core<MemoryStore>, token: Subject) -> Result<()> {
     }
 }
 
+/// An organization, an agent pool, a workspace running on it, and a token
+/// of the pool: the workspace and the token's subject.
+async fn set_up(core: &Core<MemoryStore>, admin: &Subject) -> Result<(Workspace, Subject)> {
+    let org = core
+        .create_organization(
+            admin,
+            &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
+            "ops@acme.test",
+        )
+        .await?;
+    let pool = core
+        .create_pool(
+            admin,
+            &org.name,
+            PoolSpec {
+                name: "private".into(),
+                ..PoolSpec::default()
+            },
+        )
+        .await?;
+    let ws = core
+        .create_workspace(
+            admin,
+            &org.name,
+            WorkspaceSpec {
+                name: "dev".into(),
+                execution_mode: Some(ExecutionMode::Agent(pool.id.clone())),
+                ..WorkspaceSpec::default()
+            },
+        )
+        .await?;
+    println!(
+        "organization {}, workspace {} ({}), pool {}",
+        org.name, ws.name, ws.id, pool.id
+    );
+    let (token, secret) = core
+        .create_agent_token(admin, &pool.id, "embedded runner")
+        .await?;
+    println!(
+        "agent token {} created (secret shown once, {} characters)",
+        token.id,
+        secret.expose().len()
+    );
+    let agent_subject = core.authenticate(secret.expose()).await?;
+    Ok((ws, agent_subject))
+}
+
+/// Print the run's status changes, confirming its plan, until it ends.
+async fn follow(
+    core: &Core<MemoryStore>,
+    admin: &Subject,
+    runs: &mut otf_core::events::Subscription,
+    run: &otf_core::run::Run,
+) -> Result<RunStatus> {
+    let mut last = run.status;
+    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match runs.recv().await {
+                Ok(Event::Run(r)) if r.id == run.id && r.status != last => {
+                    println!("run {}: {} -> {}", r.id, last, r.status);
+                    last = r.status;
+                    match r.status {
+                        RunStatus::Planned => {
+                            core.confirm_run(admin, &r.id).await?;
+                        }
+                        s if s.is_final() => {
+                            return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
+    .await??;
+    Ok(outcome)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let site_token = "embedded-site-token";
@@ -112,47 +192,7 @@ async fn main() -> Result<()> {
     let mut runs = bus.subscribe();
     let leader = tokio::spawn(lead(core.clone(), bus.clone()));
 
-    let org = core
-        .create_organization(
-            &admin,
-            &"acme".parse::<otf_core::ids::OrganizationName>().unwrap(),
-            "ops@acme.test",
-        )
-        .await?;
-    let pool = core
-        .create_pool(
-            &admin,
-            &org.name,
-            PoolSpec {
-                name: "private".into(),
-                ..PoolSpec::default()
-            },
-        )
-        .await?;
-    let ws = core
-        .create_workspace(
-            &admin,
-            &org.name,
-            WorkspaceSpec {
-                name: "dev".into(),
-                execution_mode: Some(ExecutionMode::Agent(pool.id.clone())),
-                ..WorkspaceSpec::default()
-            },
-        )
-        .await?;
-    println!(
-        "organization {}, workspace {} ({}), pool {}",
-        org.name, ws.name, ws.id, pool.id
-    );
-    let (token, secret) = core
-        .create_agent_token(&admin, &pool.id, "embedded runner")
-        .await?;
-    println!(
-        "agent token {} created (secret shown once, {} characters)",
-        token.id,
-        secret.expose().len()
-    );
-    let agent_subject = core.authenticate(secret.expose()).await?;
+    let (ws, agent_subject) = set_up(&core, &admin).await?;
     let runner = tokio::spawn(fake_runner(core.clone(), agent_subject));
 
     let cv = core
@@ -168,8 +208,8 @@ async fn main() -> Result<()> {
         .create_run(
             &admin,
             RunSpec {
-                workspace: ws.id.to_string(),
-                configuration_version: Some(cv.id.to_string()),
+                workspace: ws.id.clone(),
+                configuration_version: Some(cv.id.clone()),
                 options: RunOptions {
                     refresh: true,
                     ..RunOptions::default()
@@ -179,29 +219,7 @@ async fn main() -> Result<()> {
         .await?;
     println!("run {} created: {}", run.id, run.status);
 
-    let mut last = run.status;
-    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match runs.recv().await {
-                Ok(Event::Run(r)) if r.id == run.id && r.status != last => {
-                    println!("run {}: {} -> {}", r.id, last, r.status);
-                    last = r.status;
-                    match r.status {
-                        RunStatus::Planned => {
-                            core.confirm_run(&admin, &r.id).await?;
-                        }
-                        s if s.is_final() => {
-                            return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    })
-    .await??;
+    let outcome = follow(&core, &admin, &mut runs, &run).await?;
     let log = core
         .read_log(&admin, &run.id, JobPhase::Apply, 0, 4096)
         .await?;

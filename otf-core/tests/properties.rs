@@ -285,7 +285,7 @@ impl Model {
                 let ws = self.ws(w).unwrap().clone();
                 let cv = self.w.upload(&ws).await;
                 let spec = otf_core::services::RunSpec {
-                    workspace: ws.id.to_string(),
+                    workspace: ws.id.clone(),
                     configuration_version: Some(cv),
                     options: RunOptions {
                         plan_only: speculative,

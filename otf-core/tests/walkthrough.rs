@@ -131,7 +131,7 @@ async fn local_workspaces_get_no_runs() {
         .create_run(
             &w.site,
             otf_core::services::RunSpec {
-                workspace: ws.id.to_string(),
+                workspace: ws.id.clone(),
                 configuration_version: Some(cv),
                 options: Default::default(),
             },

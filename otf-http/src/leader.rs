@@ -5,13 +5,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use otf_core::events::{Event, EventBus, LeaderElection, RecvError};
+use otf_core::events::{Event, EventBus, LeaderElection, LeaderLease, RecvError};
 use otf_core::job::JobStatus;
 use otf_core::store::Store;
 use otf_core::{Core, Dispatcher};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
+
+/// What the leader loop does next.
+enum Next {
+    /// Take part in the election again.
+    Again,
+    /// Shut down.
+    Stop,
+}
+
+/// Wait `pause`, unless shutdown comes first.
+async fn pause(pause: Duration, shutdown: &mut watch::Receiver<bool>) -> Next {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => Next::Again,
+        _ = shutdown.changed() => Next::Stop,
+    }
+}
 
 /// Lead whenever this replica holds the leader lock, until shutdown.
 pub async fn lead<S: Store>(
@@ -22,81 +38,104 @@ pub async fn lead<S: Store>(
     tick: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let leader = Leader {
+        core,
+        bus,
+        metrics,
+        tick,
+    };
     loop {
-        let mut lease = tokio::select! {
-            l = election.acquire() => match l {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot take part in the leader election; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(tick) => continue,
-                        _ = shutdown.changed() => return,
-                    }
-                }
-            },
-            _ = shutdown.changed() => return,
+        let next = match win(&leader, &*election, &mut shutdown).await {
+            Ok((lease, epoch)) => leader.reign(lease, epoch, &mut shutdown).await,
+            Err(next) => next,
         };
-        // A deposed leader notices within the lease's detection bound; wait
-        // that long, so two replicas never both act as (or report being)
-        // the leader.
-        tokio::select! {
-            _ = tokio::time::sleep(election.takeover_delay()) => {}
-            _ = shutdown.changed() => return,
+        if let Next::Stop = next {
+            return;
         }
-        // A new reign fences the previous leader's transactions out.
-        let epoch = match core.begin_reign().await {
-            Ok(e) => e,
+    }
+}
+
+/// Take the leader lock and start a reign: the lease and the reign's
+/// epoch, or what to do instead.
+async fn win<S: Store>(
+    leader: &Leader<S>,
+    election: &dyn LeaderElection,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(Box<dyn LeaderLease>, u64), Next> {
+    let lease = tokio::select! {
+        l = election.acquire() => match l {
+            Ok(l) => l,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot start a leader reign; retrying");
-                drop(lease);
-                tokio::select! {
-                    _ = tokio::time::sleep(tick) => continue,
-                    _ = shutdown.changed() => return,
-                }
+                tracing::warn!(error = %e, "cannot take part in the leader election; retrying");
+                return Err(pause(leader.tick, shutdown).await);
             }
-        };
+        },
+        _ = shutdown.changed() => return Err(Next::Stop),
+    };
+    // A deposed leader notices within the lease's detection bound; wait
+    // that long, so two replicas never both act as (or report being) the
+    // leader.
+    if let Next::Stop = pause(election.takeover_delay(), shutdown).await {
+        return Err(Next::Stop);
+    }
+    // A new reign fences the previous leader's transactions out.
+    match leader.core.begin_reign().await {
+        Ok(epoch) => Ok((lease, epoch)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a leader reign; retrying");
+            drop(lease);
+            Err(pause(leader.tick, shutdown).await)
+        }
+    }
+}
+
+/// What a reign needs.
+struct Leader<S: Store> {
+    core: Core<S>,
+    bus: Arc<dyn EventBus>,
+    metrics: Arc<Metrics>,
+    tick: Duration,
+}
+
+impl<S: Store> Leader<S> {
+    /// Dispatch while the lease holds and no other replica took over.
+    async fn reign(
+        &self,
+        mut lease: Box<dyn LeaderLease>,
+        epoch: u64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Next {
         tracing::info!(
             reign = epoch,
             "leading: running the scheduler and the liveness manager"
         );
-        metrics.set_leader(true);
+        self.metrics.set_leader(true);
         // One watch of the lease for the whole reign: a new `lost()` per
         // loop pass would restart its check interval on every event and
         // tick, and never check at all.
         let lost = lease.lost();
         tokio::pin!(lost);
-        let mut events = bus.subscribe();
-        let mut dispatcher = Dispatcher::new(core.fenced(epoch));
+        let mut events = self.bus.subscribe();
+        let mut dispatcher = Dispatcher::new(self.core.fenced(epoch));
         if let Err(e) = dispatcher.rebuild().await {
             tracing::warn!(error = %e, "rebuilding the scheduler failed; retrying on the next tick");
         }
-        let mut interval = tokio::time::interval(tick);
+        let mut interval = tokio::time::interval(self.tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        let next = loop {
             let result = tokio::select! {
                 _ = &mut lost => {
                     tracing::warn!("lost the leader lock; no longer dispatching");
-                    metrics.set_leader(false);
-                    break;
+                    break Next::Again;
                 }
-                _ = shutdown.changed() => {
-                    metrics.set_leader(false);
-                    return;
-                }
+                _ = shutdown.changed() => break Next::Stop,
                 e = events.recv() => match e {
                     Ok(e) => {
-                        if let Event::Job(j) = &e {
-                            if j.status == JobStatus::Allocated {
-                                metrics.observe_scheduling(core.now().since(j.queued_at));
-                            }
-                        }
+                        self.observe(&e);
                         dispatcher.handle(&e).await
                     }
                     Err(RecvError::Lagged) => dispatcher.rebuild().await,
-                    Err(RecvError::Closed) => {
-                        metrics.set_leader(false);
-                        return;
-                    }
+                    Err(RecvError::Closed) => break Next::Stop,
                 },
                 _ = interval.tick() => dispatcher.tick().await,
             };
@@ -110,11 +149,22 @@ pub async fn lead<S: Store>(
             match result {
                 Err(e) if is_deposed(&e) => {
                     tracing::warn!(error = %e, "another replica leads now; no longer dispatching");
-                    metrics.set_leader(false);
-                    break;
+                    break Next::Again;
                 }
                 Err(e) => tracing::warn!(error = %e, "rebuilding the scheduler failed"),
                 Ok(()) => {}
+            }
+        };
+        self.metrics.set_leader(false);
+        next
+    }
+
+    /// Scheduling latency: queued to allocated.
+    fn observe(&self, e: &Event) {
+        if let Event::Job(j) = e {
+            if j.status == JobStatus::Allocated {
+                self.metrics
+                    .observe_scheduling(self.core.now().since(j.queued_at));
             }
         }
     }

@@ -197,52 +197,10 @@ pub async fn serve<S: Store>(
             continue;
         };
         refused = 0;
-        let app = app.clone();
-        let tls = tls.clone();
-        let watcher = graceful.watcher();
+        let (app, tls, watcher) = (app.clone(), tls.clone(), graceful.watcher());
         tokio::spawn(async move {
             let _slot = slot;
-            let (result, shared) = match tls {
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream))
-                            .await;
-                    let s = match handshake {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let shared = conn_guard::Shared::new(!h2);
-                    let io = conn_guard::GuardedIo::new(s, shared.clone());
-                    (
-                        Box::pin(connection(app, io, peer, shared.clone(), watcher)) as Served,
-                        shared,
-                    )
-                }
-                None => {
-                    let shared = conn_guard::Shared::new(true);
-                    let io = conn_guard::GuardedIo::new(stream, shared.clone());
-                    (
-                        Box::pin(connection(app, io, peer, shared.clone(), watcher)) as Served,
-                        shared,
-                    )
-                }
-            };
-            tokio::select! {
-                r = result => if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                },
-                _ = conn_guard::expired(shared, limits.header_read_timeout, limits.idle_timeout) => {
-                    tracing::debug!(%peer, "closing a connection past its header or idle timeout");
-                }
-            }
+            serve_connection(app, stream, peer, tls, watcher).await;
         });
     }
     if tokio::time::timeout(grace, graceful.shutdown())
@@ -250,6 +208,58 @@ pub async fn serve<S: Store>(
         .is_err()
     {
         tracing::info!("closing connections still open after the grace period");
+    }
+}
+
+/// One accepted connection, until it ends or outlives its header or idle
+/// timeout: the TLS handshake (bounded), then its requests.
+async fn serve_connection<S: Store>(
+    app: Arc<App<S>>,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<TlsAcceptor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let limits = app.limits;
+    let (result, shared) = match tls {
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await;
+            let s = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+            let shared = conn_guard::Shared::new(!h2);
+            let io = conn_guard::GuardedIo::new(s, shared.clone());
+            (
+                Box::pin(connection(app, io, peer, shared.clone(), watcher)) as Served,
+                shared,
+            )
+        }
+        None => {
+            let shared = conn_guard::Shared::new(true);
+            let io = conn_guard::GuardedIo::new(stream, shared.clone());
+            (
+                Box::pin(connection(app, io, peer, shared.clone(), watcher)) as Served,
+                shared,
+            )
+        }
+    };
+    tokio::select! {
+        r = result => if let Err(e) = r {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        },
+        _ = conn_guard::expired(shared, limits.header_read_timeout, limits.idle_timeout) => {
+            tracing::debug!(%peer, "closing a connection past its header or idle timeout");
+        }
     }
 }
 

@@ -16,11 +16,14 @@ use ratatui::Terminal;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::app::{update, Action, App, Effect, Loaded, PoolDetail, QueueView, Request, RunDetail};
+use crate::app::{
+    update, Action, App, Effect, Failure, Loaded, PoolDetail, QueueView, Request, Res, RunDetail,
+};
 use crate::client::{Api, ClientError, PhaseKind};
 use crate::keys;
 use crate::model::PhaseStatus;
 use crate::theme::Theme;
+use otf_core::tarball::config_dir;
 
 /// How often live views refresh.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -153,8 +156,8 @@ pub async fn run<B: Backend>(
     result
 }
 
-fn msg(e: ClientError) -> String {
-    e.to_string()
+fn msg(e: ClientError) -> Failure {
+    Failure::of(e)
 }
 
 /// Carry out one request; its answer.
@@ -173,20 +176,7 @@ pub async fn perform(api: &dyn Api, request: Request) -> Loaded {
             Loaded::PoolCreated { org, result }
         }
         Request::PoolDetail { org, id } => {
-            // The queue numbers are extra: the screen shows the pool
-            // without them (say, before otfd's first reading).
-            let (detail, queue) = tokio::join!(
-                async { tokio::try_join!(api.pool(&id), api.agents(&id), api.workspaces(&org)) },
-                api.pool_queue(&id)
-            );
-            let result = detail
-                .map(|(pool, agents, workspaces)| PoolDetail {
-                    pool,
-                    agents,
-                    workspaces,
-                    queue: queue.ok(),
-                })
-                .map_err(msg);
+            let result = pool_detail(api, &org, &id).await.map_err(msg);
             Loaded::PoolDetail { id, result }
         }
         Request::SetGrants {
@@ -286,16 +276,38 @@ pub async fn perform(api: &dyn Api, request: Request) -> Loaded {
             }
         }
         Request::Jobs { org } => {
-            let result = tokio::try_join!(api.jobs(&org), api.workspaces(&org), api.pools(&org))
-                .map(|(jobs, workspaces, pools)| QueueView {
-                    jobs,
-                    workspaces,
-                    pools,
-                })
-                .map_err(msg);
+            let result = queue_view(api, &org).await.map_err(msg);
             Loaded::Jobs { org, result }
         }
     }
+}
+
+/// A pool with its agents and the organization's workspaces; the queue
+/// numbers are extra: the screen shows the pool without them (say, before
+/// otfd's first reading).
+async fn pool_detail(api: &dyn Api, org: &str, id: &str) -> crate::client::Result<PoolDetail> {
+    let (detail, queue) = tokio::join!(
+        async { tokio::try_join!(api.pool(id), api.agents(id), api.workspaces(org)) },
+        api.pool_queue(id)
+    );
+    let (pool, agents, workspaces) = detail?;
+    Ok(PoolDetail {
+        pool,
+        agents,
+        workspaces,
+        queue: queue.ok(),
+    })
+}
+
+/// The organization's jobs with the workspaces and pools they name.
+async fn queue_view(api: &dyn Api, org: &str) -> crate::client::Result<QueueView> {
+    let (jobs, workspaces, pools) =
+        tokio::try_join!(api.jobs(org), api.workspaces(org), api.pools(org))?;
+    Ok(QueueView {
+        jobs,
+        workspaces,
+        pools,
+    })
 }
 
 async fn run_detail(
@@ -335,26 +347,18 @@ async fn run_detail(
     })
 }
 
-/// Files above this size in total are not packed.
-const MAX_CONFIG_BYTES: u64 = 100 * 1024 * 1024;
-
-/// Pack the directory's files (without `.terraform` and `.git`), upload them
-/// as a configuration version and start a run.
-async fn start_run(api: &dyn Api, workspace: &str, dir: &str) -> Result<crate::model::Run, String> {
+/// Pack the directory's configuration (see
+/// [`otf_core::tarball::config_dir`]), upload it as a configuration
+/// version and start a run.
+async fn start_run(api: &dyn Api, workspace: &str, dir: &str) -> Res<crate::model::Run> {
     let root = expand_home(dir);
-    let files = tokio::task::spawn_blocking(move || read_config_dir(&root))
+    let shown = dir.to_string();
+    let tarball = tokio::task::spawn_blocking(move || config_dir::pack_dir(&root, &shown))
         .await
-        .map_err(|e| format!("reading the directory failed: {e}"))??;
-    if !files
-        .iter()
-        .any(|(p, _)| p.ends_with(".tf") || p.ends_with(".tf.json"))
-    {
-        return Err(format!("{dir} holds no terraform configuration (*.tf)"));
-    }
-    let tarball = otf_core::tarball::pack(files.iter().map(|(p, d)| (p.as_str(), d.as_slice())));
-    api.start_run(workspace, tarball, "Queued from otf-tui")
-        .await
-        .map_err(msg)
+        .map_err(|e| Failure::new(format!("reading the directory failed: {e}")))??;
+    Ok(api
+        .start_run(workspace, tarball, "Queued from otf-tui")
+        .await?)
 }
 
 fn expand_home(dir: &str) -> PathBuf {
@@ -362,47 +366,4 @@ fn expand_home(dir: &str) -> PathBuf {
         (Some(rest), Some(home)) => Path::new(&home).join(rest),
         _ => PathBuf::from(dir),
     }
-}
-
-/// The regular files under `root`, by relative path with `/`.
-pub fn read_config_dir(root: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let mut out = Vec::new();
-    let mut total = 0u64;
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?;
-        let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let name = entry.file_name();
-            let rel = rel.join(&name);
-            let kind = entry
-                .file_type()
-                .map_err(|e| format!("cannot read {}: {e}", rel.display()))?;
-            if kind.is_dir() {
-                if name != ".terraform" && name != ".git" {
-                    stack.push(rel);
-                }
-            } else if kind.is_file() {
-                let data = std::fs::read(entry.path())
-                    .map_err(|e| format!("cannot read {}: {e}", rel.display()))?;
-                total += data.len() as u64;
-                if total > MAX_CONFIG_BYTES {
-                    return Err(format!(
-                        "the configuration is over {} MiB",
-                        MAX_CONFIG_BYTES >> 20
-                    ));
-                }
-                let path = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                out.push((path, data));
-            }
-        }
-    }
-    Ok(out)
 }

@@ -26,10 +26,10 @@ pub struct ConfigSpec {
 
 /// A new run. Without a configuration version, the workspace's newest
 /// uploaded one is used.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunSpec {
-    pub workspace: String,
-    pub configuration_version: Option<String>,
+    pub workspace: WorkspaceId,
+    pub configuration_version: Option<ConfigVersionId>,
     pub options: RunOptions,
 }
 
@@ -160,8 +160,8 @@ impl<S: Store> Core<S> {
             self.create_run(
                 queue_as,
                 RunSpec {
-                    workspace: cv.workspace.to_string(),
-                    configuration_version: Some(cv.id.to_string()),
+                    workspace: cv.workspace.clone(),
+                    configuration_version: Some(cv.id.clone()),
                     options: RunOptions {
                         refresh: true,
                         plan_only: cv.speculative,
@@ -177,7 +177,7 @@ impl<S: Store> Core<S> {
     /// Create a run. A speculative run starts planning at once; any other run
     /// waits in the workspace's queue until it is the workspace's active run.
     pub async fn create_run(&self, subject: &Subject, spec: RunSpec) -> Result<Run, Error> {
-        let ws_id: WorkspaceId = spec.workspace.parse()?;
+        let ws_id = spec.workspace.clone();
         let mut tx = self.begin().await?;
         let mut ws = found(tx.lock_workspace(&ws_id).await?, "workspace", &ws_id)?;
         allow(
@@ -190,11 +190,10 @@ impl<S: Store> Core<S> {
         }
         let cv = match &spec.configuration_version {
             Some(id) => {
-                let id: ConfigVersionId = id.parse()?;
                 let cv = found(
-                    tx.get_config_version(&id).await?,
+                    tx.get_config_version(id).await?,
                     "configuration version",
-                    &id,
+                    id,
                 )?;
                 if cv.workspace != ws.id {
                     return Err(Error::NotFound {

@@ -11,6 +11,7 @@
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+pub mod config_dir;
 mod tree;
 mod walker;
 

@@ -183,7 +183,7 @@ impl World {
         a
     }
 
-    pub async fn upload(&self, ws: &Workspace) -> String {
+    pub async fn upload(&self, ws: &Workspace) -> otf_core::ids::ConfigVersionId {
         let cv = self
             .core
             .create_configuration_version(&self.site, &ws.id, ConfigSpec::default())
@@ -193,7 +193,7 @@ impl World {
             .upload_configuration(&self.site, &cv.id, &config_tarball())
             .await
             .expect("upload");
-        cv.id.to_string()
+        cv.id
     }
 
     pub async fn run_with(&mut self, ws: &Workspace, options: RunOptions) -> Run {
@@ -203,7 +203,7 @@ impl World {
             .create_run(
                 &self.site,
                 RunSpec {
-                    workspace: ws.id.to_string(),
+                    workspace: ws.id.clone(),
                     configuration_version: Some(cv),
                     options,
                 },

@@ -147,8 +147,11 @@ pub async fn create<S: Store>(
         .rel_id("workspace")?
         .ok_or_else(|| ApiError::unprocessable("relationship `workspace` is required"))?;
     let spec = RunSpec {
-        workspace,
-        configuration_version: data.rel_id("configuration-version")?,
+        workspace: workspace.parse()?,
+        configuration_version: data
+            .rel_id("configuration-version")?
+            .map(|id| id.parse())
+            .transpose()?,
         options: run_options(&data)?,
     };
     let run = app.core.create_run(subject, spec).await?;

@@ -17,8 +17,79 @@ use crate::model::{
     Workspace,
 };
 
-/// An answer from otfd: the value, or the message to show.
-pub type Res<T> = Result<T, String>;
+/// Why something asked of otfd did not happen: the message to show, and
+/// the error behind it kept as the source (failures compare by message, so
+/// answers stay comparable in tests).
+#[derive(Debug, Clone)]
+pub struct Failure {
+    message: String,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Failure {
+    /// A failure with no error behind it.
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error, said as itself and kept whole.
+    pub fn of(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Failure {
+            message: e.to_string(),
+            source: Some(std::sync::Arc::new(e)),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl PartialEq for Failure {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for Failure {}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<crate::client::ClientError> for Failure {
+    fn from(e: crate::client::ClientError) -> Self {
+        Failure::of(e)
+    }
+}
+
+impl From<otf_core::tarball::config_dir::PackDirError> for Failure {
+    fn from(e: otf_core::tarball::config_dir::PackDirError) -> Self {
+        Failure::of(e)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        Failure::new(message)
+    }
+}
+
+/// An answer from otfd: the value, or why not.
+pub type Res<T> = Result<T, Failure>;
 
 /// The whole state of the TUI.
 #[derive(Debug, Clone)]

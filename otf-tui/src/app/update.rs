@@ -28,18 +28,18 @@ pub(crate) fn info(app: &mut App, text: impl Into<String>) {
     });
 }
 
-pub(crate) fn error(app: &mut App, text: impl Into<String>) {
+pub(crate) fn error(app: &mut App, text: impl std::fmt::Display) {
     app.flash = Some(Flash {
-        text: text.into(),
+        text: text.to_string(),
         error: true,
     });
 }
 
-pub(crate) fn refusal(app: &mut App, title: &str, detail: String) {
+pub(crate) fn refusal(app: &mut App, title: &str, detail: impl std::fmt::Display) {
     app.flash = None;
     app.modal = Some(Modal::Error {
         title: title.to_string(),
-        detail,
+        detail: detail.to_string(),
     });
 }
 
