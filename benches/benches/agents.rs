@@ -1,24 +1,38 @@
-//! 1,000 simulated agents long-polling one real `otfd` (SQLite) while runs
-//! are created through the TFE API. Prints, from one run of the bench:
+//! Dispatch through one real `otfd` and simulated agents, on SQLite and (when
+//! `OTF_TEST_DATABASE_URL` or `OTF_BENCH_DATABASE_URL` names a server; a
+//! fresh database is created and dropped) PostgreSQL. Prints, from one run
+//! of the bench, per database:
 //!
-//! * a bare loopback HTTP round trip to the same otfd (`GET /api/v2/ping`
-//!   on a kept-alive connection): the baseline;
-//! * p50/p99 of run creation (just before `POST /api/v2/runs`) to job start
-//!   (the agent's `POST /api/agent/jobs/{id}/start` answered), and the p50
-//!   as a multiple of the baseline;
-//! * otfd's CPU (from `/proc/<pid>/stat` over a few seconds) and RSS (from
-//!   `/proc/<pid>/status`) while the 1,000 agents are connected and idle.
+//! * the floor of dispatching one run: the database's raw durable
+//!   single-row commit p50 (`BEGIN; UPDATE; COMMIT` on a plain connection to
+//!   the same database, measured here) x the 3 commits on the path (create
+//!   the run, allocate its job, start it), plus a bare loopback HTTP round
+//!   trip to the same otfd (`GET /api/v2/ping`, kept alive) x the 3 round
+//!   trips on it (the run's POST, the long-poll's answer, the job start);
+//! * single-run dispatch on an idle otfd with one agent: `POST /api/v2/runs`
+//!   sent -> the agent's `POST /api/agent/jobs/{id}/start` answered, p50 and
+//!   p99, and the p50 as a multiple of the floor (target <= 2x);
+//! * a burst of 20 runs (one per workspace, created at once) over 1,000
+//!   agents, 10 rounds: p50 and p99 (targets p50 <= 10 ms, p99 <= 30 ms);
+//! * sustained dispatch for 10 s over 1,000 agents (each workspace's next
+//!   run created as soon as its last one finished): runs created and
+//!   started per second, beside the raw commit rate;
+//! * otfd's CPU (from `/proc/<pid>/stat`) and RSS (`/proc/<pid>/status`)
+//!   with 1,000 idle agents, and with 10,000 agents long-polling and pinging
+//!   every 10 s (targets < 25 % of one core, < 300 MB).
 //!
 //! Run: `cargo bench -p otf-benches --bench agents`. The bench builds otfd
 //! itself with `cargo build --release -p otf-http --bin otfd` into the same
 //! target directory (a no-op when it is fresh), or uses the binary named by
-//! `OTF_BENCH_OTFD`. `OTF_BENCH_AGENTS` changes the number of agents.
+//! `OTF_BENCH_OTFD`. `OTF_BENCH_AGENTS` changes the number of agents of the
+//! burst (default 1,000), `OTF_BENCH_MANY_AGENTS` that of the ping load
+//! (default 10,000; 0 skips it).
 //!
-//! Every agent is a tokio task with its own HTTP/1.1 client, so 1,000 agents
-//! hold 1,000 loopback connections in this process and 1,000 in otfd; the
-//! bench raises its RLIMIT_NOFILE soft limit to the hard limit first (otfd,
-//! its child, inherits it). Only loopback addresses are used; every wait has
-//! a deadline.
+//! Every agent is a tokio task with its own HTTP/1.1 client, so N agents
+//! hold N loopback connections in this process and N in otfd; the bench
+//! raises its RLIMIT_NOFILE soft limit to the hard limit first (otfd, its
+//! child, inherits it). Only loopback addresses are used; every wait has a
+//! deadline.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -34,31 +48,151 @@ use tokio::sync::mpsc;
 
 const WORKSPACES: usize = 20;
 const ROUNDS: usize = 10;
+/// Runs dispatched one at a time to the single agent.
+const SINGLE_RUNS: usize = 60;
+const SUSTAINED: Duration = Duration::from_secs(10);
 const SITE_TOKEN: &str = "bench-site-token";
 /// otfd's long-poll wait; agents ping between polls, well within the
 /// ping timeout given to otfd below.
 const LONG_POLL_SECS: u64 = 8;
 const IDLE_WINDOW: Duration = Duration::from_secs(5);
+/// The ping load's window: two ping periods.
+const PING_WINDOW: Duration = Duration::from_secs(20);
+/// Commits and round trips on the path of one dispatch.
+const PATH_COMMITS: u32 = 3;
+const PATH_ROUND_TRIPS: u32 = 3;
+
+fn count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; nothing to parse.
-    let agents: usize = std::env::var("OTF_BENCH_AGENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let agents = count("OTF_BENCH_AGENTS", 1000).max(1);
+    let many = count("OTF_BENCH_MANY_AGENTS", 10_000);
     raise_nofile();
     let otfd = otfd_binary()?;
-    let data = tempfile::tempdir()?;
-    let mut server = Otfd::start(&otfd, data.path())?;
-    let pid = server.child.id();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(bench(&server.url, pid, agents));
-    server.stop();
-    let report = result?;
-    println!("{report}");
+    let sqlite = runtime.block_on(on_sqlite(&otfd, agents, many))?;
+    println!("{sqlite}");
+    let url = std::env::var("OTF_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("OTF_TEST_DATABASE_URL"))
+        .ok()
+        .filter(|u| !u.is_empty());
+    match url {
+        Some(url) => println!(
+            "{}",
+            runtime.block_on(on_postgres(&otfd, &url, agents, many))?
+        ),
+        None => println!(
+            "dispatch/postgres: not measured (set OTF_BENCH_DATABASE_URL or OTF_TEST_DATABASE_URL)"
+        ),
+    }
     Ok(())
+}
+
+/// The bench on an otfd with its embedded SQLite; the floor's commits go
+/// to another file in the same directory (the same disk).
+async fn on_sqlite(otfd: &std::path::Path, agents: usize, many: usize) -> Result<String> {
+    use sqlx::ConnectOptions;
+    let data = tempfile::tempdir()?;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data.path().join("floor.db"))
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+        .connect()
+        .await?;
+    let commit = commit_p50(&mut conn).await?;
+    let mut server = Otfd::start(otfd, data.path(), None)?;
+    let result = bench(
+        "sqlite",
+        &server.url,
+        server.child.id(),
+        commit,
+        agents,
+        many,
+    )
+    .await;
+    server.stop();
+    result
+}
+
+/// The bench on an otfd using a fresh PostgreSQL database (dropped after).
+async fn on_postgres(
+    otfd: &std::path::Path,
+    url: &str,
+    agents: usize,
+    many: usize,
+) -> Result<String> {
+    use sqlx::{ConnectOptions, Executor};
+    use std::str::FromStr;
+    let admin = sqlx::postgres::PgConnectOptions::from_str(url)?;
+    let name = format!("otf_dispatch_{}", std::process::id());
+    let mut conn = admin.connect().await?;
+    conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await?;
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
+    let (base, _) = url.split_once('?').unwrap_or((url, ""));
+    let db_url = match base.rfind('/') {
+        Some(i) if i > base.find("://").map_or(0, |s| s + 2) => format!("{}/{name}", &base[..i]),
+        _ => format!("{base}/{name}"),
+    };
+    let result = async {
+        let mut floor = admin.clone().database(&name).connect().await?;
+        let commit = commit_p50(&mut floor).await?;
+        let data = tempfile::tempdir()?;
+        let mut server = Otfd::start(otfd, data.path(), Some(&db_url))?;
+        let r = bench(
+            "postgres",
+            &server.url,
+            server.child.id(),
+            commit,
+            agents,
+            many,
+        )
+        .await;
+        server.stop();
+        r
+    }
+    .await;
+    conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await?;
+    result
+}
+
+/// p50 of raw durable single-row commits (`BEGIN; UPDATE; COMMIT`) on a
+/// plain connection.
+async fn commit_p50<C>(conn: &mut C) -> Result<Duration>
+where
+    for<'c> &'c mut C: sqlx::Executor<'c>,
+{
+    use sqlx::Executor;
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS bench_floor (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
+    )
+    .await?;
+    conn.execute("INSERT INTO bench_floor (id, n) VALUES (1, 0)")
+        .await?;
+    let mut took = Vec::with_capacity(300);
+    for i in 0..330 {
+        let t = Instant::now();
+        conn.execute("BEGIN").await?;
+        conn.execute("UPDATE bench_floor SET n = n + 1 WHERE id = 1")
+            .await?;
+        conn.execute("COMMIT").await?;
+        if i >= 30 {
+            took.push(t.elapsed());
+        }
+    }
+    took.sort();
+    Ok(percentile(&took, 0.5))
 }
 
 /// Raise the soft limit of open files to the hard limit: 1,000 agents need
@@ -113,17 +247,29 @@ struct Otfd {
 }
 
 impl Otfd {
-    fn start(bin: &std::path::Path, data: &std::path::Path) -> Result<Otfd> {
-        let mut child = Command::new(bin)
-            .args(["--address", "127.0.0.1:0", "--site-token", SITE_TOKEN])
+    /// otfd on `data`, with its embedded SQLite or the `database` URL.
+    fn start(
+        bin: &std::path::Path,
+        data: &std::path::Path,
+        database: Option<&str>,
+    ) -> Result<Otfd> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["--address", "127.0.0.1:0", "--site-token", SITE_TOKEN])
             .arg("--data-dir")
             .arg(data)
             .args(["--concurrency", "0"])
             .args(["--long-poll", &LONG_POLL_SECS.to_string()])
             .args(["--ping-interval", "10", "--ping-timeout", "60"])
+            // 10,000 agents and the bench's own clients.
+            .args(["--max-connections", "16000"])
             .env("RUST_LOG", "info")
+            .env_remove("OTF_DATABASE")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(url) = database {
+            cmd.env("OTF_DATABASE", url);
+        }
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
@@ -213,6 +359,7 @@ async fn agent(
     name: String,
     gate: Arc<tokio::sync::Semaphore>,
     notes: mpsc::UnboundedSender<Note>,
+    ping_every: Duration,
 ) -> Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(LONG_POLL_SECS + 30))
@@ -290,7 +437,7 @@ async fn agent(
                 run: run.to_string(),
             });
         }
-        if last_ping.elapsed() > Duration::from_secs(5) {
+        if last_ping.elapsed() > ping_every {
             post(
                 "/api/agent/status".into(),
                 token.clone(),
@@ -335,27 +482,119 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .ok_or_else(|| anyhow!("no VmRSS for {pid}"))
 }
 
-async fn bench(base: &str, pid: u32, agents: usize) -> Result<String> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()?;
-    let api = |p: &str| format!("{base}/api/v2{p}");
-    use reqwest::Method;
+/// The agents of one phase: their tasks, and the notes they send.
+struct Fleet {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    notes: mpsc::UnboundedReceiver<Note>,
+    failures: Arc<AtomicUsize>,
+}
 
-    // Set up: an organization, a pool, its token, workspaces assigned to it,
-    // each with an uploaded configuration.
-    call(&http, Method::POST, api("/organizations"),
+impl Fleet {
+    /// Start `n` agents and wait until all registered.
+    async fn start(
+        base: &str,
+        token: &str,
+        n: usize,
+        ping_every: Duration,
+    ) -> Result<(Fleet, Duration)> {
+        let (notes_tx, notes) = mpsc::unbounded_channel();
+        let gate = Arc::new(tokio::sync::Semaphore::new(64));
+        let failures = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let (base, token, tx, gate, failures) = (
+                base.to_string(),
+                token.to_string(),
+                notes_tx.clone(),
+                gate.clone(),
+                failures.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let name = format!("agent-{i}");
+                if let Err(e) = agent(base, token, name, gate, tx, ping_every).await {
+                    if failures.fetch_add(1, Ordering::Relaxed) < 3 {
+                        eprintln!("agent-{i} failed: {e:#}");
+                    }
+                }
+            }));
+        }
+        drop(notes_tx);
+        let mut fleet = Fleet {
+            tasks,
+            notes,
+            failures,
+        };
+        let t = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut registered = 0;
+        while registered < n {
+            match tokio::time::timeout_at(deadline.into(), fleet.notes.recv()).await {
+                Ok(Some(Note::Registered)) => registered += 1,
+                Ok(Some(_)) => {}
+                _ => {
+                    let failed = fleet.stop().await;
+                    bail!("only {registered} of {n} agents registered ({failed} failed)")
+                }
+            }
+        }
+        Ok((fleet, t.elapsed()))
+    }
+
+    async fn stop(self) -> usize {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
+/// Create a run of `ws`; its id and when its POST was sent.
+async fn create_run(http: &reqwest::Client, base: &str, ws: &str) -> Result<(String, Instant)> {
+    let t = Instant::now();
+    let doc = call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/api/v2/runs"),
+        Some(json!({"data": {"type": "runs", "attributes": {},
+        "relationships": {"workspace": {"data": {"type": "workspaces", "id": ws}}}}})),
+    )
+    .await?;
+    Ok((id_of(&doc)?, t))
+}
+
+/// otfd's CPU (% of one core) over `window` and its RSS (MiB) after it.
+async fn load(pid: u32, window: Duration) -> Result<(f64, f64)> {
+    let ticks_per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let (c0, t0) = (cpu_ticks(pid)?, Instant::now());
+    tokio::time::sleep(window).await;
+    let (c1, took) = (cpu_ticks(pid)?, t0.elapsed());
+    let cpu = (c1.saturating_sub(c0)) as f64 / ticks_per_sec / took.as_secs_f64() * 100.0;
+    Ok((cpu, rss_kib(pid)? as f64 / 1024.0))
+}
+
+/// Set up: an organization, a pool, its token, workspaces assigned to it,
+/// each with an uploaded configuration. The token and the workspaces.
+async fn set_up(http: &reqwest::Client, base: &str) -> Result<(String, String, Vec<String>)> {
+    use reqwest::Method;
+    let api = |p: &str| format!("{base}/api/v2{p}");
+    call(http, Method::POST, api("/organizations"),
          Some(json!({"data": {"type": "organizations", "attributes": {"name": "bench", "email": "b@example.test"}}}))).await?;
     let pool = id_of(
         &call(
-            &http,
+            http,
             Method::POST,
             api("/organizations/bench/agent-pools"),
             Some(json!({"data": {"type": "agent-pools", "attributes": {"name": "pool"}}})),
         )
         .await?,
     )?;
-    let token = call(&http, Method::POST, api(&format!("/agent-pools/{pool}/authentication-tokens")),
+    let token = call(http, Method::POST, api(&format!("/agent-pools/{pool}/authentication-tokens")),
          Some(json!({"data": {"type": "authentication-tokens", "attributes": {"description": "bench"}}}))).await?;
     let token = token["data"]["attributes"]["token"]
         .as_str()
@@ -366,7 +605,7 @@ async fn bench(base: &str, pid: u32, agents: usize) -> Result<String> {
     for i in 0..WORKSPACES {
         let ws = id_of(
             &call(
-                &http,
+                http,
                 Method::POST,
                 api("/organizations/bench/workspaces"),
                 Some(json!({"data": {"type": "workspaces", "attributes": {
@@ -374,7 +613,7 @@ async fn bench(base: &str, pid: u32, agents: usize) -> Result<String> {
             )
             .await?,
         )?;
-        let cv = call(&http, Method::POST, api(&format!("/workspaces/{ws}/configuration-versions")),
+        let cv = call(http, Method::POST, api(&format!("/workspaces/{ws}/configuration-versions")),
             Some(json!({"data": {"type": "configuration-versions", "attributes": {"auto-queue-runs": false}}}))).await?;
         let url = cv["data"]["attributes"]["upload-url"]
             .as_str()
@@ -386,143 +625,234 @@ async fn bench(base: &str, pid: u32, agents: usize) -> Result<String> {
             .error_for_status()?;
         workspaces.push(ws);
     }
+    Ok((pool, token, workspaces))
+}
 
-    // The baseline: a bare loopback round trip to the same server.
+/// p50 and p99 of bare loopback round trips to otfd.
+async fn round_trips(base: &str) -> Result<Vec<Duration>> {
     let ping = reqwest::Client::builder().build()?;
+    let url = format!("{base}/api/v2/ping");
     for _ in 0..200 {
-        ping.get(api("/ping")).send().await?.error_for_status()?;
+        ping.get(&url).send().await?.error_for_status()?;
     }
     let mut rtt = Vec::with_capacity(2000);
     for _ in 0..2000 {
         let t = Instant::now();
-        ping.get(api("/ping")).send().await?.error_for_status()?;
+        ping.get(&url).send().await?.error_for_status()?;
         rtt.push(t.elapsed());
     }
     rtt.sort();
+    Ok(rtt)
+}
 
-    // The agents: register (a bounded number at a time), then long-poll.
-    let (notes_tx, mut notes) = mpsc::unbounded_channel();
-    let gate = Arc::new(tokio::sync::Semaphore::new(64));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::with_capacity(agents);
-    for i in 0..agents {
-        let (base, token, tx, gate, failures) = (
-            base.to_string(),
-            token.clone(),
-            notes_tx.clone(),
-            gate.clone(),
-            failures.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = agent(base, token, format!("agent-{i}"), gate, tx).await {
-                if failures.fetch_add(1, Ordering::Relaxed) < 3 {
-                    eprintln!("agent-{i} failed: {e:#}");
-                }
+/// Wait for the notes of the runs in `created` until all finished; the
+/// latency of each from creation to job start.
+async fn until_finished(
+    fleet: &mut Fleet,
+    created: &HashMap<String, Instant>,
+    what: &str,
+) -> Result<Vec<Duration>> {
+    let mut started: HashMap<String, Instant> = HashMap::new();
+    let mut finished = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while finished < created.len() {
+        match tokio::time::timeout_at(deadline.into(), fleet.notes.recv()).await {
+            Ok(Some(Note::Started { run, at })) => {
+                started.insert(run, at);
             }
-        }));
-    }
-    drop(notes_tx);
-    let registration = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut registered = 0;
-    while registered < agents {
-        match tokio::time::timeout_at(deadline.into(), notes.recv()).await {
-            Ok(Some(Note::Registered)) => registered += 1,
+            Ok(Some(Note::Finished { run })) if created.contains_key(&run) => finished += 1,
             Ok(Some(_)) => {}
-            _ => bail!("only {registered} of {agents} agents registered"),
+            _ => bail!(
+                "{what}: {finished} of {} runs finished in time",
+                created.len()
+            ),
         }
     }
-    let registration = registration.elapsed();
+    started
+        .into_iter()
+        .filter_map(|(run, at)| created.get(&run).map(|t| at.saturating_duration_since(*t)))
+        .map(Ok)
+        .collect()
+}
+
+/// Runs created and started per second over [`SUSTAINED`]: each workspace's
+/// next run is created as soon as its last one finished.
+async fn sustained(
+    http: &reqwest::Client,
+    base: &str,
+    fleet: &mut Fleet,
+    workspaces: &[String],
+) -> Result<f64> {
+    let (made_tx, mut made) = mpsc::unbounded_channel::<Result<(String, String)>>();
+    let spawn = |ws: String| {
+        let (http, base, tx) = (http.clone(), base.to_string(), made_tx.clone());
+        tokio::spawn(async move {
+            let r = create_run(&http, &base, &ws)
+                .await
+                .map(|(run, _)| (run, ws));
+            let _ = tx.send(r);
+        });
+    };
+    let mut run_ws: HashMap<String, String> = HashMap::new();
+    let mut pending_finish: HashMap<String, ()> = HashMap::new();
+    for ws in workspaces {
+        spawn(ws.clone());
+    }
+    let t0 = Instant::now();
+    let end = t0 + SUSTAINED;
+    let mut started = 0usize;
+    while Instant::now() < end {
+        tokio::select! {
+            m = made.recv() => {
+                let (run, ws) = m.ok_or_else(|| anyhow!("creations stopped"))??;
+                if pending_finish.remove(&run).is_some() {
+                    spawn(ws);
+                } else {
+                    run_ws.insert(run, ws);
+                }
+            }
+            n = fleet.notes.recv() => match n {
+                Some(Note::Started { .. }) => started += 1,
+                Some(Note::Finished { run }) => match run_ws.remove(&run) {
+                    Some(ws) => spawn(ws),
+                    // Finished before its creation's answer came back.
+                    None => { pending_finish.insert(run, ()); }
+                },
+                Some(Note::Registered) => {}
+                None => bail!("the agents stopped"),
+            },
+            _ = tokio::time::sleep_until(end.into()) => {}
+        }
+    }
+    let rate = started as f64 / t0.elapsed().as_secs_f64();
+    // Let what is in flight finish, so the next phase starts idle.
+    let settle = Instant::now() + Duration::from_secs(30);
+    while (!run_ws.is_empty() || !made.is_empty()) && Instant::now() < settle {
+        tokio::select! {
+            m = made.recv() => if let Some(Ok((run, ws))) = m {
+                if pending_finish.remove(&run).is_none() { run_ws.insert(run, ws); }
+            },
+            n = fleet.notes.recv() => if let Some(Note::Finished { run }) = n { run_ws.remove(&run); },
+            _ = tokio::time::sleep_until(settle.into()) => {}
+        }
+    }
+    Ok(rate)
+}
+
+/// `many` agents long-polling, each pinging after every long-poll (every
+/// 8 s, more often than the 10 s asked): otfd's CPU and RSS.
+async fn ping_load(base: &str, token: &str, pid: u32, many: usize) -> Result<String> {
+    let (fleet, took) = Fleet::start(base, token, many, Duration::ZERO).await?;
+    tokio::time::sleep(Duration::from_secs(LONG_POLL_SECS + 2)).await;
+    let (cpu, rss) = load(pid, PING_WINDOW).await?;
+    let lost = fleet.stop().await;
+    Ok(format!(
+        "{many} agents long-polling and pinging every {LONG_POLL_SECS} s (registered in {took:.1?}, {lost} failures): otfd CPU {cpu:.1}% of one core over {PING_WINDOW:?} (target < 25%), RSS {rss:.1} MiB (target < 300 MB)"
+    ))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn bench(
+    db: &str,
+    base: &str,
+    pid: u32,
+    commit: Duration,
+    agents: usize,
+    many: usize,
+) -> Result<String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let (pool, token, workspaces) = set_up(&http, base).await?;
+    let rtt = round_trips(base).await?;
+    let (r50, r99) = (percentile(&rtt, 0.5), percentile(&rtt, 0.99));
+    let floor = commit * PATH_COMMITS + r50 * PATH_ROUND_TRIPS;
+
+    // Single-run dispatch: one agent, one run at a time.
+    let (mut fleet, _) = Fleet::start(base, &token, 1, Duration::from_secs(5)).await?;
+    let mut single = Vec::with_capacity(SINGLE_RUNS);
+    for i in 0..SINGLE_RUNS + 5 {
+        let (run, t) = create_run(&http, base, &workspaces[i % WORKSPACES]).await?;
+        let took = until_finished(&mut fleet, &HashMap::from([(run, t)]), "single run").await?;
+        if i >= 5 {
+            single.extend(took);
+        }
+    }
+    single.sort();
+    let failed_single = fleet.stop().await;
+    let (s50, s99) = (percentile(&single, 0.5), percentile(&single, 0.99));
+
+    // The burst: `agents` agents, idle first.
+    let (mut fleet, registration) =
+        Fleet::start(base, &token, agents, Duration::from_secs(5)).await?;
     let pool_doc = call(
         &http,
-        Method::GET,
-        api(&format!("/agent-pools/{pool}")),
+        reqwest::Method::GET,
+        format!("{base}/api/v2/agent-pools/{pool}"),
         None,
     )
     .await?;
     let connected = pool_doc["data"]["attributes"]["agent-count"]
         .as_u64()
         .unwrap_or(0);
-
-    // Idle: every agent connected and long-polling, no runs. Let the
-    // registrations' last polls arrive, then measure a window.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ticks_per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    let (c0, t0) = (cpu_ticks(pid)?, Instant::now());
-    tokio::time::sleep(IDLE_WINDOW).await;
-    let (c1, window) = (cpu_ticks(pid)?, t0.elapsed());
-    let idle_cpu = (c1.saturating_sub(c0)) as f64 / ticks_per_sec / window.as_secs_f64() * 100.0;
-    let idle_rss = rss_kib(pid)?;
-
-    // Runs: each round creates one run per workspace at once, then waits
-    // until the agents started and finished them all.
-    let mut latencies = Vec::with_capacity(WORKSPACES * ROUNDS);
+    let (idle_cpu, idle_rss) = load(pid, IDLE_WINDOW).await?;
+    let mut burst = Vec::with_capacity(WORKSPACES * ROUNDS);
     for round in 0..ROUNDS {
-        let mut created: HashMap<String, Instant> = HashMap::new();
         let mut creations = Vec::new();
         for ws in &workspaces {
-            let (http, url, ws) = (http.clone(), api("/runs"), ws.clone());
-            creations.push(tokio::spawn(async move {
-                let t = Instant::now();
-                let doc = call(
-                    &http,
-                    Method::POST,
-                    url,
-                    Some(json!({"data": {"type": "runs", "attributes": {},
-                    "relationships": {"workspace": {"data": {"type": "workspaces", "id": ws}}}}})),
-                )
-                .await?;
-                Ok::<_, anyhow::Error>((id_of(&doc)?, t))
-            }));
+            let (http, base, ws) = (http.clone(), base.to_string(), ws.clone());
+            creations.push(tokio::spawn(
+                async move { create_run(&http, &base, &ws).await },
+            ));
         }
-        let mut started: HashMap<String, Instant> = HashMap::new();
-        let mut finished = 0;
+        let mut created = HashMap::new();
         for c in creations {
             let (run, t) = c.await??;
             created.insert(run, t);
         }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while finished < WORKSPACES {
-            match tokio::time::timeout_at(deadline.into(), notes.recv()).await {
-                Ok(Some(Note::Started { run, at })) => {
-                    started.insert(run, at);
-                }
-                Ok(Some(Note::Finished { run })) if created.contains_key(&run) => finished += 1,
-                Ok(Some(Note::Finished { .. })) => {}
-                Ok(Some(Note::Registered)) => {}
-                _ => bail!("round {round}: {finished} of {WORKSPACES} runs finished in time"),
-            }
-        }
-        for (run, at) in started {
-            let t = created
-                .get(&run)
-                .ok_or_else(|| anyhow!("an unknown run {run} started"))?;
-            latencies.push(at.saturating_duration_since(*t));
-        }
+        burst.extend(until_finished(&mut fleet, &created, &format!("burst round {round}")).await?);
     }
-    latencies.sort();
-    for t in &tasks {
-        t.abort();
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let failed = failures.load(Ordering::Relaxed);
+    burst.sort();
+    let (b50, b99) = (percentile(&burst, 0.5), percentile(&burst, 0.99));
+    let rate = sustained(&http, base, &mut fleet, &workspaces).await?;
+    let failed = failed_single + fleet.stop().await;
 
-    let (r50, r99) = (percentile(&rtt, 0.5), percentile(&rtt, 0.99));
-    let (l50, l99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
-    let ratio = l50.as_secs_f64() / r50.as_secs_f64().max(1e-9);
+    // The ping load: `many` agents long-polling, each pinging after every
+    // long-poll (every 8 s, more often than the 10 s asked).
+    let many_line = if many > 0 {
+        match ping_load(base, &token, pid, many).await {
+            Ok(line) => line,
+            Err(e) => format!("{many} agents: not measured: {e:#}"),
+        }
+    } else {
+        "ping load: not measured (OTF_BENCH_MANY_AGENTS=0)".into()
+    };
+
     Ok(format!(
-        "agents bench: {agents} simulated agents long-polling one otfd (SQLite), {connected} counted by the pool, {failed} agent failures\n\
-         registration of {agents} agents: {registration:.2?}\n\
-         bare loopback HTTP round trip (GET /api/v2/ping, keep-alive, n={}): p50 {r50:.1?}, p99 {r99:.1?}\n\
-         run creation -> job start (n={}): p50 {l50:.2?}, p99 {l99:.2?}; p50 = {ratio:.1}x the bare round trip\n\
-         idle otfd with {connected} agents connected: CPU {idle_cpu:.1}% of one core over {window:.1?}, RSS {:.1} MiB",
+        "dispatch/{db}: raw durable single-row commit p50 {:.3} ms ({:.0}/s); bare loopback round trip (GET /api/v2/ping, n={}) p50 {:.3} ms, p99 {:.3} ms\n\
+         dispatch/{db}: floor = {PATH_COMMITS} commits + {PATH_ROUND_TRIPS} round trips = {:.2} ms\n\
+         dispatch/{db}: single run, idle otfd, one agent (n={}): p50 {:.2} ms, p99 {:.2} ms; p50 = {:.1}x the floor (target <= 2x)\n\
+         dispatch/{db}: burst of {WORKSPACES} runs over {agents} agents ({connected} counted by the pool, registered in {registration:.1?}), {ROUNDS} rounds (n={}): p50 {:.2} ms (target <= 10), p99 {:.2} ms (target <= 30)\n\
+         dispatch/{db}: sustained over {agents} agents: {rate:.0} runs created and started per second for {SUSTAINED:?} ({:.1}% of the raw commit rate; a run is {PATH_COMMITS}+ commits)\n\
+         dispatch/{db}: idle otfd with {connected} agents: CPU {idle_cpu:.1}% of one core over {IDLE_WINDOW:?}, RSS {idle_rss:.1} MiB; {failed} agent failures\n\
+         dispatch/{db}: {many_line}",
+        ms(commit),
+        1.0 / commit.as_secs_f64().max(1e-9),
         rtt.len(),
-        latencies.len(),
-        idle_rss as f64 / 1024.0,
+        ms(r50),
+        ms(r99),
+        ms(floor),
+        single.len(),
+        ms(s50),
+        ms(s99),
+        s50.as_secs_f64() / floor.as_secs_f64().max(1e-9),
+        burst.len(),
+        ms(b50),
+        ms(b99),
+        rate * commit.as_secs_f64() * 100.0,
     ))
 }

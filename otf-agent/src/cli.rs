@@ -125,6 +125,10 @@ struct Flags {
     /// agent-selector pairs are all among an agent's labels run on it.
     #[arg(long = "label", value_name = "KEY=VALUE", env = "OTF_LABELS", value_delimiter = ',', value_parser = label_pair)]
     labels: Vec<(String, String)>,
+    /// Plans' initialised work directories kept on this agent for their
+    /// applies (warm applies; default: twice --concurrency); 0 keeps none.
+    #[arg(long, env = "OTF_KEEP_PLANS")]
+    keep_plans: Option<usize>,
     /// A PEM CA certificate to trust besides the system's.
     #[arg(long, env = "OTF_CA_CERT")]
     ca_cert: Option<PathBuf>,
@@ -261,6 +265,11 @@ async fn setup(flags: &Flags) -> Result<(HttpTransport, RunnerConfig), String> {
     let sandbox = Sandbox::setup(flags.sandbox, &env, &flags.sandbox_read)
         .await
         .map_err(|e| e.to_string())?;
+    let plugins = crate::plugin_cache::PluginCache::for_runner(&env, work_dir.join("plugins"));
+    let sandbox = match &plugins {
+        Some(p) => sandbox.with_read(p.shared().to_path_buf()),
+        None => sandbox,
+    };
     let cfg = RunnerConfig {
         name: flags.name.clone().unwrap_or_else(hostname),
         // A single-execution agent runs one job at a time.
@@ -289,6 +298,13 @@ async fn setup(flags: &Flags) -> Result<(HttpTransport, RunnerConfig), String> {
         exit_when_drained: flags.exit_when_drained,
         single: flags.single.then_some(flags.single_wait),
         labels,
+        plugins,
+        warm: Arc::new(crate::warm::WarmPlans::new(
+            work_dir.join("warm"),
+            flags
+                .keep_plans
+                .unwrap_or(2 * flags.concurrency.max(1) as usize),
+        )),
         hooks: crate::hooks::Hooks {
             dir: Some(
                 flags

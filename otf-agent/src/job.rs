@@ -16,6 +16,7 @@ use crate::operation::JobRun;
 use crate::process::Stop;
 use crate::runtime::{RunnerConfig, KILL_AFTER};
 use crate::transport::{JobOffer, Started, Transport, TransportError};
+use crate::warm::WarmPlan;
 
 /// How a job ended, as the runner's loop needs to know.
 pub(crate) struct JobEnd {
@@ -78,7 +79,7 @@ pub(crate) async fn execute_job(
     ))
     .await;
     let timer = phase_timer(&cfg, start.job.phase, stop_tx.clone(), log.clone());
-    let finish = run_phase(&transport, &cfg, &start, &dir, &log, stop_rx).await;
+    let (finish, warm) = run_phase(&transport, &cfg, &start, &dir, &log, stop_rx).await;
     if let Some(t) = timer {
         // Awaited, so its log handle is gone before the log is closed.
         t.abort();
@@ -99,7 +100,15 @@ pub(crate) async fn execute_job(
     tracing::info!(job.id = %job.id, outcome = %finish.name(), "job finished");
     watcher.abort();
     forwarder.abort();
-    let _ = tokio::fs::remove_dir_all(&dir).await;
+    // A plan whose run goes on keeps its directory for the apply (on this
+    // runner); every other job's directory goes.
+    let keep = match (warm, &reported) {
+        (Some(w), Ok(status)) if !status.is_final() => cfg.warm.keep(&start.run.id, w),
+        _ => false,
+    };
+    if !keep {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
     JobEnd {
         phase: start.job.phase,
         run_status: reported.ok(),
@@ -175,7 +184,8 @@ fn phase_timer(
 }
 
 /// Resolve the engine (a download stops on a cancel too), make the work
-/// directory and run the phase.
+/// directory (an apply's is its plan's when this runner kept it) and run
+/// the phase; the outcome, and what a plan's directory is kept on.
 async fn run_phase(
     transport: &Arc<dyn Transport>,
     cfg: &RunnerConfig,
@@ -183,22 +193,28 @@ async fn run_phase(
     dir: &std::path::Path,
     log: &LogSink,
     stop: watch::Receiver<Stop>,
-) -> JobOutcome {
+) -> (JobOutcome, Option<WarmPlan>) {
     let resolved = {
         let mut stop = stop.clone();
         tokio::select! {
             r = cfg.engine.resolve(&start.run.terraform_version) => r,
-            _ = stop.wait_for(|s| *s != Stop::Run) => return JobOutcome::Canceled,
+            _ = stop.wait_for(|s| *s != Stop::Run) => return (JobOutcome::Canceled, None),
         }
     };
     let engine = match resolved {
         Ok(engine) => engine,
-        Err(message) => return JobOutcome::Errored { message },
+        Err(message) => return (JobOutcome::Errored { message }, None),
+    };
+    let warm = match start.job.phase {
+        JobPhase::Apply => cfg
+            .warm
+            .take(&start.run.id)
+            .and_then(|w| w.move_to(dir).ok()),
+        JobPhase::Plan => None,
     };
     if let Err(e) = crate::workdir::create_private(dir) {
-        return JobOutcome::Errored {
-            message: format!("cannot create the work directory {}: {e}", dir.display()),
-        };
+        let message = format!("cannot create the work directory {}: {e}", dir.display());
+        return (JobOutcome::Errored { message }, None);
     }
     JobRun {
         transport: transport.clone(),
@@ -213,6 +229,8 @@ async fn run_phase(
         log,
         stop,
         hooks: &cfg.hooks,
+        plugins: cfg.plugins.as_ref(),
+        warm,
     }
     .execute()
     .await

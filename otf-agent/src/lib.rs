@@ -17,6 +17,7 @@ mod job;
 pub mod job_env;
 mod logs;
 pub mod operation;
+pub mod plugin_cache;
 mod process;
 pub mod protocol;
 pub mod recovery;
@@ -24,6 +25,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod transport;
 mod unpack;
+pub mod warm;
 pub mod workdir;
 
 pub use runtime::{run, AgentError, PhaseTimeouts, RunnerConfig};

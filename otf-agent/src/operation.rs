@@ -16,9 +16,10 @@ use otf_core::artifacts::ArtifactKind;
 use otf_core::run::ResourceCounts;
 use otf_core::services::JobOutcome;
 
-use crate::protocol::StateUpload;
+use crate::protocol::{StateUpload, VariableSpec};
 use crate::sandbox::Sandbox;
 use crate::transport::{Started, Transport, TransportError};
+use crate::warm::{self, ApplyInputs, WarmPlan};
 use crate::workdir::write_private;
 
 /// Makes any `backend`/`cloud` block local, so state stays in the work dir.
@@ -47,6 +48,12 @@ pub struct JobRun<'a> {
     pub stop: watch::Receiver<Stop>,
     /// The operator's hooks around plan and apply.
     pub hooks: &'a crate::hooks::Hooks,
+    /// The runner's shared provider plugin cache.
+    pub plugins: Option<&'a crate::plugin_cache::PluginCache>,
+    /// In: for an apply, the run's plan kept on this runner (its directory
+    /// is already `dir`). Out: for a plan that may be applied, what it
+    /// depended on, to keep its directory for the apply.
+    pub warm: Option<WarmPlan>,
 }
 
 /// Why a job failed before or between terraform commands.
@@ -181,22 +188,21 @@ impl JobRun<'_> {
         &self.start.token
     }
 
-    /// Unpack, write variables and the backend override, fetch the state.
-    /// Returns the directory terraform runs in, its environment and the
-    /// state it started from.
-    async fn prepare(
-        &self,
-    ) -> Result<(PathBuf, Vec<(OsString, OsString)>, Option<Vec<u8>>), Failure> {
+    /// Download the configuration and unpack it into `config`, with the
+    /// job's private temp dir beside it.
+    async fn unpack_config(&self) -> Result<(), Failure> {
         let tarball = self.transport.config(self.token()).await?;
-        let tmp = self.dir.join("tmp");
-        crate::workdir::create_private(&tmp)
-            .map_err(|e| Failure::Setup(format!("cannot create the job's temp dir: {e}")))?;
         let root = self.dir.join("config");
-        let unpack_root = root.clone();
-        tokio::task::spawn_blocking(move || crate::unpack::unpack(&tarball, &unpack_root))
+        tokio::task::spawn_blocking(move || crate::unpack::unpack(&tarball, &root))
             .await
             .map_err(|e| Failure::Setup(e.to_string()))?
-            .map_err(Failure::Setup)?;
+            .map_err(Failure::Setup)
+    }
+
+    /// The directory terraform runs in: the workspace's working directory
+    /// inside the unpacked configuration.
+    fn cwd(&self) -> Result<PathBuf, Failure> {
+        let root = self.dir.join("config");
         let wd = &self.start.workspace.working_directory;
         let cwd = match otf_core::tarball::safe_relative_path(Path::new(wd)) {
             Ok(Some(rel)) => root.join(rel),
@@ -212,29 +218,55 @@ impl JobRun<'_> {
                 "the configuration has no directory {wd:?} (the workspace's working directory)"
             )));
         }
+        Ok(cwd)
+    }
+
+    /// The run's variables and the workspace's current state, from otfd.
+    async fn inputs(&self) -> Result<(Vec<VariableSpec>, Option<Vec<u8>>), Failure> {
+        let variables = self.transport.variables(self.token()).await?;
+        let state = self.transport.current_state(self.token()).await?;
+        Ok((variables, state))
+    }
+
+    /// Write the backend override, the variables and the state into `cwd`
+    /// (a state file left from before goes when there is no state); the
+    /// environment of the job's commands.
+    fn write_inputs(
+        &self,
+        cwd: &Path,
+        variables: &[VariableSpec],
+        state: Option<&[u8]>,
+    ) -> Result<Vec<(OsString, OsString)>, Failure> {
+        let tmp = self.dir.join("tmp");
+        crate::workdir::create_private(&tmp)
+            .map_err(|e| Failure::Setup(format!("cannot create the job's temp dir: {e}")))?;
         let write = |name: &str, data: &[u8]| -> Result<(), Failure> {
             write_private(&cwd.join(name), data).map_err(|e| Failure::Setup(e.to_string()))
         };
         write(OVERRIDE_FILE, BACKEND_OVERRIDE.as_bytes())?;
         let mut env = Vec::new();
         let mut tfvars = String::new();
-        for v in self.transport.variables(self.token()).await? {
+        for v in variables {
             match v.category.as_str() {
-                "env" => env.push((v.key, v.value)),
+                "env" => env.push((v.key.clone(), v.value.clone())),
                 _ if v.hcl => tfvars.push_str(&format!("{} = {}\n", v.key, v.value)),
                 _ => tfvars.push_str(&format!("{} = {}\n", v.key, hcl_string(&v.value))),
             }
         }
         if !tfvars.is_empty() {
             write(TFVARS_FILE, tfvars.as_bytes())?;
+        } else {
+            let _ = std::fs::remove_file(cwd.join(TFVARS_FILE));
         }
-        let state = self.transport.current_state(self.token()).await?;
-        if let Some(s) = &state {
-            write("terraform.tfstate", s)?;
+        match state {
+            Some(s) => write("terraform.tfstate", s)?,
+            None => {
+                let _ = std::fs::remove_file(cwd.join("terraform.tfstate"));
+            }
         }
         // HCP Terraform's run variables, over the workspace's.
         env.extend(crate::job_env::run_variables(self.start));
-        Ok((cwd, crate::job_env::for_job(self.env, &env, &tmp), state))
+        Ok(crate::job_env::for_job(self.env, &env, &tmp))
     }
 
     async fn terraform(
@@ -260,15 +292,36 @@ impl JobRun<'_> {
         }
     }
 
+    /// `terraform init`, with the job's own plugin cache seeded from the
+    /// runner's shared one, and what it installed shared afterwards.
     async fn init(&mut self, cwd: &Path, env: &[(OsString, OsString)]) -> Result<(), Failure> {
+        let mut env = env.to_vec();
+        let job_cache = self.dir.join("plugins");
+        let cache = self.plugins.filter(|c| match c.seed(&job_cache) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot seed the job's plugin cache; init downloads every provider");
+                false
+            }
+        });
+        if cache.is_some() {
+            env.retain(|(k, _)| k != "TF_PLUGIN_CACHE_DIR");
+            env.push((
+                "TF_PLUGIN_CACHE_DIR".into(),
+                job_cache.clone().into_os_string(),
+            ));
+        }
         self.terraform(
             cwd,
-            env,
+            &env,
             vec!["init".into(), "-input=false".into(), "-no-color".into()],
             true,
         )
-        .await
-        .map(|_| ())
+        .await?;
+        if let Some(cache) = cache {
+            cache.promote(&job_cache);
+        }
+        Ok(())
     }
 
     async fn hook(
@@ -285,7 +338,10 @@ impl JobRun<'_> {
 
     async fn plan(&mut self) -> Result<JobOutcome, Failure> {
         use crate::hooks::HookPoint;
-        let (cwd, mut env, _) = self.prepare().await?;
+        self.unpack_config().await?;
+        let cwd = self.cwd()?;
+        let (variables, state) = self.inputs().await?;
+        let mut env = self.write_inputs(&cwd, &variables, state.as_deref())?;
         self.init(&cwd, &env).await?;
         self.hook(HookPoint::PrePlan, &cwd, &mut env).await?;
         let run = &self.start.run;
@@ -319,11 +375,27 @@ impl JobRun<'_> {
         let plan = std::fs::read(cwd.join("plan.out"))
             .map_err(|e| Failure::Setup(format!("cannot read the plan: {e}")))?;
         let token = self.token().to_string();
+        let plan_digest = warm::digest(&plan);
         let mut artifacts = vec![
             (ArtifactKind::Plan, plan),
             (ArtifactKind::JsonPlan, json.clone()),
         ];
-        if let Ok(lock) = std::fs::read(cwd.join(".terraform.lock.hcl")) {
+        let lock = std::fs::read(cwd.join(".terraform.lock.hcl")).ok();
+        if !self.start.run.plan_only {
+            self.warm = Some(WarmPlan {
+                dir: self.dir.to_path_buf(),
+                origin: self.dir.to_path_buf(),
+                cwd: cwd.strip_prefix(self.dir).unwrap_or(&cwd).to_path_buf(),
+                engine: self.engine.to_path_buf(),
+                configuration_version: self.start.run.configuration_version.clone(),
+                working_directory: self.start.workspace.working_directory.clone(),
+                variables,
+                state: state.as_deref().map(warm::digest),
+                plan: plan_digest,
+                lock_file: lock.as_deref().map(warm::digest),
+            });
+        }
+        if let Some(lock) = lock {
             artifacts.push((ArtifactKind::LockFile, lock));
         }
         for (kind, data) in artifacts {
@@ -339,23 +411,58 @@ impl JobRun<'_> {
 
     async fn apply(&mut self) -> Result<JobOutcome, Failure> {
         use crate::hooks::HookPoint;
-        let (cwd, mut env, before) = self.prepare().await?;
         let token = self.token().to_string();
-        if let Some(lock) = self
+        let lock = self
             .transport
             .get_artifact(&token, ArtifactKind::LockFile)
-            .await?
-        {
-            write_private(&cwd.join(".terraform.lock.hcl"), &lock)
-                .map_err(|e| Failure::Setup(e.to_string()))?;
-        }
+            .await?;
         let plan = self
             .transport
             .get_artifact(&token, ArtifactKind::Plan)
             .await?
             .ok_or_else(|| Failure::Setup("the run has no saved plan to apply".into()))?;
+        let (variables, before) = self.inputs().await?;
+        let now = ApplyInputs {
+            engine: self.engine,
+            configuration_version: self.start.run.configuration_version.as_ref(),
+            working_directory: &self.start.workspace.working_directory,
+            variables: &variables,
+            state: before.as_deref(),
+            plan: &plan,
+            lock_file: lock.as_deref(),
+        };
+        let warm = match self.warm.take().map(|w| (w.mismatch(&now), w)) {
+            Some((None, w)) => Some(w),
+            Some((Some(why), _)) => {
+                self.log
+                    .line(&format!("[otf] the plan ran on this runner, but {why}: its work directory is not reused"))
+                    .await;
+                None
+            }
+            None => None,
+        };
+        if warm.is_none() {
+            // A kept directory that cannot serve starts over empty.
+            let _ = std::fs::remove_dir_all(self.dir.join("config"));
+            self.unpack_config().await?;
+        }
+        let cwd = self.cwd()?;
+        let mut env = self.write_inputs(&cwd, &variables, before.as_deref())?;
+        match &lock {
+            Some(lock) => write_private(&cwd.join(".terraform.lock.hcl"), lock)
+                .map_err(|e| Failure::Setup(e.to_string()))?,
+            None => {
+                let _ = std::fs::remove_file(cwd.join(".terraform.lock.hcl"));
+            }
+        }
         write_private(&cwd.join("plan.out"), &plan).map_err(|e| Failure::Setup(e.to_string()))?;
-        self.init(&cwd, &env).await?;
+        if warm.is_some() {
+            self.log
+                .line("[otf] the plan ran on this runner and nothing it depends on changed: its initialised work directory is reused (no init)")
+                .await;
+        } else {
+            self.init(&cwd, &env).await?;
+        }
         self.hook(HookPoint::PreApply, &cwd, &mut env).await?;
         // The apply output is both streamed and kept, for its closing counts.
         let step = Step {
@@ -430,13 +537,17 @@ impl JobRun<'_> {
         }
     }
 
-    /// Execute the job; the outcome to report.
-    pub async fn execute(mut self) -> JobOutcome {
+    /// Execute the job; the outcome to report, and for a plan that
+    /// finished and may be applied, what its directory is kept on.
+    pub async fn execute(mut self) -> (JobOutcome, Option<WarmPlan>) {
         let result = match self.start.job.phase {
             otf_core::job::JobPhase::Apply => self.apply().await,
             otf_core::job::JobPhase::Plan => self.plan().await,
         };
-        result.unwrap_or_else(outcome_of)
+        match result {
+            Ok(outcome) => (outcome, self.warm.take()),
+            Err(f) => (outcome_of(f), None),
+        }
     }
 }
 

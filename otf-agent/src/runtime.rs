@@ -58,6 +58,11 @@ pub struct RunnerConfig {
     pub single: Option<Duration>,
     /// Labels it registers with.
     pub labels: otf_core::labels::Labels,
+    /// Plans' directories kept for their applies ([`crate::warm`]).
+    pub warm: Arc<crate::warm::WarmPlans>,
+    /// The provider plugin cache its jobs share ([`crate::plugin_cache`]);
+    /// None when the operator set `TF_PLUGIN_CACHE_DIR` (theirs is used).
+    pub plugins: Option<crate::plugin_cache::PluginCache>,
 }
 
 /// A runner's own plan and apply timeouts: past one, the job is interrupted

@@ -523,14 +523,23 @@ impl Otfd {
         if engine.bin.is_none() {
             engine.cache_dir = data.join("engines");
         }
+        let plugins = otf_agent::plugin_cache::PluginCache::for_runner(
+            &self.runner_env,
+            data.join("plugins"),
+        );
+        let sandbox = match &plugins {
+            Some(p) => self.sandbox.clone().with_read(p.shared().to_path_buf()),
+            None => self.sandbox.clone(),
+        };
         let cfg = otf_agent::RunnerConfig {
             labels: Default::default(),
+            plugins,
             name: "server".into(),
             concurrency: self.config.concurrency,
             engine,
             work_dir: data.join("work"),
             server: true,
-            sandbox: self.sandbox.clone(),
+            sandbox,
             env: self.runner_env.clone(),
             spool_dir: data.join("spool"),
             patience: otf_agent::acked::Patience::default(),
@@ -540,6 +549,10 @@ impl Otfd {
             hooks: self.config.hooks.clone(),
             exit_when_drained: false,
             single: None,
+            warm: Arc::new(otf_agent::warm::WarmPlans::new(
+                data.join("warm"),
+                2 * self.config.concurrency as usize,
+            )),
         };
         Some(tokio::spawn(otf_agent::run(transport, cfg, signals)))
     }

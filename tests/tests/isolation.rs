@@ -201,9 +201,16 @@ async fn hostile_configurations_on_the_server_runner_reach_nothing() {
             data.join("otf.db"),
             data.join("secret"),
         ],
-        dirs: vec![data.clone()],
+        // Other runs' kept plan directories hold their variables and state.
+        dirs: vec![data.clone(), data.join("warm")],
         pid: server.pid(),
-        writes: vec![data.join("pwned"), outside.path().join("pwned")],
+        // The runner's shared plugin cache is read-only to jobs.
+        writes: vec![
+            data.join("pwned"),
+            outside.path().join("pwned"),
+            data.join("plugins").join("pwned"),
+            data.join("plugins/registry.terraform.io/hashicorp/null/2.1.2/linux_amd64/pwned"),
+        ],
     };
     attack(
         &api,

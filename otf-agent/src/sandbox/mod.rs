@@ -157,6 +157,13 @@ impl Sandbox {
         })
     }
 
+    /// The same sandbox, letting every job also read `path` (the runner's
+    /// shared plugin cache).
+    pub fn with_read(mut self, path: PathBuf) -> Sandbox {
+        self.read.push(path);
+        self
+    }
+
     /// One line for the start log: which confinement is active.
     pub fn describe(&self) -> String {
         match &self.confinement {

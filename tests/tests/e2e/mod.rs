@@ -346,6 +346,20 @@ impl Agent {
         env: &[(&str, &str)],
     ) -> Agent {
         let work = tempfile::tempdir().expect("work dir");
+        Agent::start_in(work, url, token, name, engine, extra, env)
+    }
+
+    /// Start an agent on the work directory `work` (say, an earlier
+    /// agent's, from [`Agent::into_work_dir`]).
+    pub fn start_in(
+        work: tempfile::TempDir,
+        url: &str,
+        token: &str,
+        name: &str,
+        engine: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_otf-agent-e2e"));
         cmd.arg("--address")
             .arg(url)
@@ -407,6 +421,16 @@ impl Agent {
     /// The agent's `--work-dir`.
     pub fn work_dir(&self) -> &std::path::Path {
         self._work.path()
+    }
+
+    /// Stop the agent (killed if it still runs) and keep its work directory.
+    pub fn into_work_dir(mut self) -> tempfile::TempDir {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let empty = tempfile::tempdir().expect("a placeholder dir");
+        std::mem::replace(&mut self._work, empty)
     }
 
     pub fn pid(&self) -> i32 {
