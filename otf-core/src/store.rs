@@ -330,4 +330,11 @@ pub trait Tx:
 pub trait Store: Send + Sync + 'static {
     type Tx: Tx + 'static;
     async fn begin(&self) -> StoreResult<Self::Tx>;
+
+    /// A transaction that only reads: it sees one consistent snapshot of
+    /// what was committed, and need not wait behind writers (SQLite's WAL
+    /// readers). Writing in it is an error of the caller.
+    async fn begin_read(&self) -> StoreResult<Self::Tx> {
+        self.begin().await
+    }
 }

@@ -129,10 +129,10 @@ impl<S: Store> Leader<S> {
                     break Next::Again;
                 }
                 _ = shutdown.changed() => break Next::Stop,
-                e = events.recv() => match e {
-                    Ok(e) => {
-                        self.observe(&e);
-                        dispatcher.handle(&e).await
+                e = events.recv() => match burst(e, &mut events) {
+                    Ok(burst) => {
+                        burst.iter().for_each(|e| self.observe(e));
+                        dispatcher.handle_all(&burst).await
                     }
                     Err(RecvError::Lagged) => dispatcher.rebuild().await,
                     Err(RecvError::Closed) => break Next::Stop,
@@ -168,6 +168,25 @@ impl<S: Store> Leader<S> {
             }
         }
     }
+}
+
+/// The event `first` and those already waiting behind it: a burst the
+/// dispatcher takes in at once (one allocation transaction for all).
+fn burst(
+    first: Result<Event, RecvError>,
+    events: &mut otf_core::events::Subscription,
+) -> Result<Vec<Event>, RecvError> {
+    /// Enough for a burst of run creations; the rest waits for the next.
+    const MAX_BURST: usize = 256;
+    let mut burst = vec![first?];
+    while burst.len() < MAX_BURST {
+        match events.try_recv() {
+            Some(Ok(e)) => burst.push(e),
+            Some(Err(e)) => return Err(e),
+            None => break,
+        }
+    }
+    Ok(burst)
 }
 
 fn is_deposed(e: &otf_core::Error) -> bool {

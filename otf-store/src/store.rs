@@ -37,6 +37,10 @@ const MIGRATION_LOCK: i64 = 0x006f_7466_6d69_6772;
 /// statement fails with a conflict.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Read-only SQLite connections: reads of this many requests go on at once,
+/// beside the one writer.
+const SQLITE_READERS: u32 = 4;
+
 /// Connections of a PostgreSQL store's pool.
 const PG_MAX_CONNECTIONS: u32 = 16;
 
@@ -53,6 +57,9 @@ pub struct DbStore {
     /// PostgreSQL only: the pool behind `db`, and how to open dedicated
     /// connections (LISTEN, the leader lock).
     pg: Option<(PgPool, PgConnectOptions)>,
+    /// SQLite only: read-only connections for [`Store::begin_read`]; WAL
+    /// lets them read a snapshot while the writer writes.
+    readers: Option<DatabaseConnection>,
 }
 
 impl std::fmt::Debug for DbStore {
@@ -117,16 +124,24 @@ impl DbStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(sqlx_err)?;
         let db = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
         Migrator::up(&db, None).await.map_err(db_err)?;
+        // Opened after the migrations, so they see the whole schema.
+        let readers = SqlitePoolOptions::new()
+            .max_connections(SQLITE_READERS)
+            .test_before_acquire(false)
+            .connect_with(options.read_only(true).create_if_missing(false))
+            .await
+            .map_err(sqlx_err)?;
         Ok(Self {
             db,
             backend: Backend::Sqlite,
             writer: Some(writer_for(&path)),
             pg: None,
+            readers: Some(SqlxSqliteConnector::from_sqlx_sqlite_pool(readers)),
         })
     }
 
@@ -160,6 +175,7 @@ impl DbStore {
             backend: Backend::Postgres,
             writer: None,
             pg: Some((pool, options)),
+            readers: None,
         })
     }
 
@@ -174,6 +190,9 @@ impl DbStore {
 
     /// Close every connection of the pool (clones of this store stop working).
     pub async fn close(self) {
+        if let Some(readers) = self.readers {
+            let _ = readers.close().await;
+        }
         let _ = self.db.close().await;
     }
 }
@@ -233,6 +252,17 @@ impl Store for DbStore {
             tx,
             backend: self.backend,
             _writer: writer,
+        })
+    }
+
+    async fn begin_read(&self) -> StoreResult<DbTx> {
+        let Some(readers) = &self.readers else {
+            return self.begin().await;
+        };
+        Ok(DbTx {
+            tx: readers.begin().await.map_err(db_err)?,
+            backend: self.backend,
+            _writer: None,
         })
     }
 }

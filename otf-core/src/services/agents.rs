@@ -253,7 +253,7 @@ impl<S: Store> Core<S> {
             // Wait before looking, so nothing slips between the two.
             let mut wait = self.wait_on(WaitKey::Agent(id.clone()));
             {
-                let mut tx = self.begin().await?;
+                let mut tx = self.read().await?;
                 self.agent_for(&mut tx, subject, id).await?;
                 let jobs: Vec<Job> = tx
                     .list_jobs_of_agent(id)
@@ -284,7 +284,7 @@ impl<S: Store> Core<S> {
         loop {
             let mut wait = self.wait_on(WaitKey::Job(job_id.clone()));
             {
-                let mut tx = self.begin().await?;
+                let mut tx = self.read().await?;
                 let agent = found(tx.get_agent(agent_id).await?, "agent", agent_id)?;
                 allow(
                     authorize_agent(subject, agent.pool.as_ref(), agent.token.as_ref()),
@@ -335,7 +335,7 @@ impl<S: Store> Core<S> {
     }
 
     async fn agent_views(&self, pool: Option<&PoolId>) -> Result<Vec<AgentView>, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let mut out = Vec::new();
         for agent in tx.list_agents_in_pool(pool).await? {
             let current_jobs = tx.list_jobs_of_agent(&agent.id).await?.len() as u32;
@@ -348,7 +348,7 @@ impl<S: Store> Core<S> {
     }
 
     pub async fn get_agent(&self, subject: &Subject, id: &AgentId) -> Result<AgentView, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let agent = found(tx.get_agent(id).await?, "agent", id)?;
         authorize_agent_view(subject, &agent, Access::Read)?;
         let current_jobs = tx.list_jobs_of_agent(id).await?.len() as u32;

@@ -20,9 +20,13 @@ impl<S: Store> Core<S> {
         }
         let id = token_id_part(bearer).ok_or(Error::Unauthorized)?;
         let now = self.now();
+        // Tokens are looked up in a read transaction; the rare touch of
+        // `last_used_at` (at most once per touch interval) writes on its own.
         if let Ok(id) = id.parse::<AgentTokenId>() {
-            let mut tx = self.begin().await?;
-            let mut token = tx.get_agent_token(&id).await?.ok_or(Error::Unauthorized)?;
+            let token = {
+                let mut tx = self.read().await?;
+                tx.get_agent_token(&id).await?.ok_or(Error::Unauthorized)?
+            };
             if !token.hash.verify(bearer) {
                 return Err(Error::Unauthorized);
             }
@@ -32,15 +36,20 @@ impl<S: Store> Core<S> {
                 token: token.id.clone(),
             };
             if self.due_for_touch(token.last_used_at, now) {
-                token.last_used_at = Some(now);
-                tx.update_agent_token(&token).await?;
-                self.commit(tx, vec![]).await?;
+                let mut tx = self.begin().await?;
+                if let Some(mut token) = tx.get_agent_token(&id).await? {
+                    token.last_used_at = Some(now);
+                    tx.update_agent_token(&token).await?;
+                    self.commit(tx, vec![]).await?;
+                }
             }
             return Ok(subject);
         }
         if let Ok(id) = id.parse::<OrgTokenId>() {
-            let mut tx = self.begin().await?;
-            let mut token = tx.get_org_token(&id).await?.ok_or(Error::Unauthorized)?;
+            let token = {
+                let mut tx = self.read().await?;
+                tx.get_org_token(&id).await?.ok_or(Error::Unauthorized)?
+            };
             if !token.hash.verify(bearer) {
                 return Err(Error::Unauthorized);
             }
@@ -49,14 +58,17 @@ impl<S: Store> Core<S> {
                 credential: OrgCredential::Token(token.id.clone()),
             };
             if self.due_for_touch(token.last_used_at, now) {
-                token.last_used_at = Some(now);
-                tx.update_org_token(&token).await?;
-                self.commit(tx, vec![]).await?;
+                let mut tx = self.begin().await?;
+                if let Some(mut token) = tx.get_org_token(&id).await? {
+                    token.last_used_at = Some(now);
+                    tx.update_org_token(&token).await?;
+                    self.commit(tx, vec![]).await?;
+                }
             }
             return Ok(subject);
         }
         if let Ok(id) = id.parse::<JobId>() {
-            let mut tx = self.begin().await?;
+            let mut tx = self.read().await?;
             let job = tx.get_job(&id).await?.ok_or(Error::Unauthorized)?;
             // The token lives exactly as long as its attempt runs, and a
             // given-up apply's until it delivered its state (late).

@@ -17,6 +17,21 @@ use crate::store::{AgentRepo, JobRepo, RunRepo, Store};
 
 const GONE: LossCause = LossCause::AgentLost { gone: true };
 
+/// Which pools a burst of events may let allocate.
+#[derive(Default)]
+struct Touched {
+    all: bool,
+    pools: Vec<PoolKey>,
+}
+
+impl Touched {
+    fn pool(&mut self, pool: &PoolKey) {
+        if !self.pools.contains(pool) {
+            self.pools.push(pool.clone());
+        }
+    }
+}
+
 pub struct Dispatcher<S: Store> {
     core: Core<S>,
     scheduler: Scheduler,
@@ -43,7 +58,7 @@ impl<S: Store> Dispatcher<S> {
     /// left behind by lost agents, then allocates what it can.
     pub async fn rebuild(&mut self) -> Result<(), Error> {
         let (agents, jobs) = {
-            let mut tx = self.core.begin().await?;
+            let mut tx = self.core.read().await?;
             (tx.list_agents().await?, tx.list_active_jobs().await?)
         };
         self.scheduler = Scheduler::new();
@@ -70,18 +85,42 @@ impl<S: Store> Dispatcher<S> {
 
     /// React to one event.
     pub async fn handle(&mut self, event: &Event) -> Result<(), Error> {
+        self.handle_all(std::slice::from_ref(event)).await
+    }
+
+    /// React to a burst of events (those that arrived together): the index
+    /// takes them all in, then what became allocatable is allocated in one
+    /// transaction.
+    pub async fn handle_all(&mut self, events: &[Event]) -> Result<(), Error> {
+        let mut touched = Touched::default();
+        for event in events {
+            self.absorb(event, &mut touched).await?;
+        }
+        let allocations = match touched {
+            Touched { all: true, .. } => self.scheduler.allocate_all(),
+            Touched { pools, .. } => pools
+                .iter()
+                .flat_map(|p| self.scheduler.allocate(p))
+                .collect(),
+        };
+        self.persist(allocations).await
+    }
+
+    /// Take one event into the index (recovering what a lost agent held);
+    /// note which pools may now allocate.
+    async fn absorb(&mut self, event: &Event, touched: &mut Touched) -> Result<(), Error> {
         match event {
             Event::Agent(a) => {
                 self.scheduler.upsert_agent(AgentSlot::from(a));
                 if !a.status.is_schedulable() {
                     self.recover(a).await?;
                 }
-                self.allocate(&a.pool).await
+                touched.pool(&a.pool);
             }
             Event::AgentDeleted(id) => {
                 self.scheduler.remove_agent(id);
                 let jobs = {
-                    let mut tx = self.core.begin().await?;
+                    let mut tx = self.core.read().await?;
                     tx.list_jobs_of_agent(id).await?
                 };
                 for j in jobs {
@@ -90,14 +129,15 @@ impl<S: Store> Dispatcher<S> {
                         .await?;
                     self.refresh_job(&j.id).await?;
                 }
-                self.allocate_all().await
+                touched.all = true;
             }
             Event::Job(j) => {
                 self.scheduler.upsert_job(JobSlot::from(j));
-                self.allocate(&j.pool).await
+                touched.pool(&j.pool);
             }
-            _ => Ok(()),
+            _ => {}
         }
+        Ok(())
     }
 
     /// Flush batched pings, apply the liveness manager's decisions, re-read
@@ -106,7 +146,7 @@ impl<S: Store> Dispatcher<S> {
     pub async fn tick(&mut self) -> Result<(), Error> {
         self.core.flush_last_seen().await?;
         let agents = {
-            let mut tx = self.core.begin().await?;
+            let mut tx = self.core.read().await?;
             tx.list_agents().await?
         };
         let now = self.core.now();
@@ -118,7 +158,7 @@ impl<S: Store> Dispatcher<S> {
         // Read after the liveness changes: jobs they moved (and allocated
         // again) must not be synced back to what they were before.
         let jobs = {
-            let mut tx = self.core.begin().await?;
+            let mut tx = self.core.read().await?;
             tx.list_active_jobs().await?
         };
         self.scheduler
@@ -136,7 +176,7 @@ impl<S: Store> Dispatcher<S> {
     /// Move the jobs of an agent that is not schedulable.
     async fn recover(&mut self, agent: &Agent) -> Result<(), Error> {
         let jobs = {
-            let mut tx = self.core.begin().await?;
+            let mut tx = self.core.read().await?;
             tx.list_jobs_of_agent(&agent.id).await?
         };
         let cause = LossCause::AgentLost {
@@ -155,7 +195,7 @@ impl<S: Store> Dispatcher<S> {
     /// Feed the job's stored state (and that of its run's retry, if any) back
     /// into the index.
     async fn refresh_job(&mut self, id: &crate::ids::JobId) -> Result<(), Error> {
-        let mut tx = self.core.begin().await?;
+        let mut tx = self.core.read().await?;
         let Some(job) = tx.get_job(id).await? else {
             return Ok(());
         };
@@ -165,36 +205,35 @@ impl<S: Store> Dispatcher<S> {
         Ok(())
     }
 
-    async fn allocate(&mut self, pool: &PoolKey) -> Result<(), Error> {
-        let allocations = self.scheduler.allocate(pool);
-        self.persist(allocations).await
-    }
-
     async fn allocate_all(&mut self) -> Result<(), Error> {
         let allocations = self.scheduler.allocate_all();
         self.persist(allocations).await
     }
 
+    /// Store the allocations, all in one transaction, and take back what
+    /// the store holds.
     async fn persist(
         &mut self,
         allocations: Vec<crate::scheduler::Allocation>,
     ) -> Result<(), Error> {
-        for a in allocations {
-            match self.core.allocate_job(&a.job, &a.agent).await {
-                Ok(job) => self.scheduler.upsert_job(JobSlot::from(&job)),
-                Err(Error::NotFound { .. }) => {
-                    // Deleted meanwhile (its workspace went away).
-                    self.scheduler.upsert_job(JobSlot {
-                        id: a.job,
-                        pool: None,
-                        status: crate::job::JobStatus::Canceled,
-                        agent: None,
-                        queued_at: crate::clock::Timestamp(0),
-                        affinity: None,
-                        selector: Default::default(),
-                    });
-                }
-                Err(e) => return Err(e),
+        let pairs: Vec<(JobId, AgentId)> = allocations
+            .iter()
+            .map(|a| (a.job.clone(), a.agent.clone()))
+            .collect();
+        let stored = self.core.allocate_jobs(&pairs).await?;
+        for (a, job) in allocations.into_iter().zip(stored) {
+            match job {
+                Some(job) => self.scheduler.upsert_job(JobSlot::from(&job)),
+                // Deleted meanwhile (its workspace went away).
+                None => self.scheduler.upsert_job(JobSlot {
+                    id: a.job,
+                    pool: None,
+                    status: crate::job::JobStatus::Canceled,
+                    agent: None,
+                    queued_at: crate::clock::Timestamp(0),
+                    affinity: None,
+                    selector: Default::default(),
+                }),
             }
         }
         Ok(())

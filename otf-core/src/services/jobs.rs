@@ -105,21 +105,48 @@ async fn job_context_in<T: crate::store::Tx>(
 }
 
 impl<S: Store> Core<S> {
-    /// Give an unallocated job to an agent (the dispatcher's decision).
-    /// Returns the job as it now is; it is unchanged if it was no longer
-    /// unallocated.
-    pub async fn allocate_job(&self, job: &JobId, agent: &AgentId) -> Result<Job, Error> {
-        let mut tx = self.begin().await?;
-        let peek = found(tx.get_job(job).await?, "job", job)?;
-        tx.lock_workspace(&peek.workspace).await?;
-        let mut j = found(tx.get_job(job).await?, "job", job)?;
-        if j.status != JobStatus::Unallocated {
-            return Ok(j);
+    /// Allocate jobs to agents in one transaction: the scheduler's decisions
+    /// of one burst of events, one commit for all. Each job still
+    /// unallocated is allocated to its agent; a job another transaction
+    /// moved meanwhile is returned as it is, one that is gone as None. The
+    /// workspaces are locked in id order (no lock-order deadlock with
+    /// another burst).
+    pub async fn allocate_jobs(
+        &self,
+        allocations: &[(JobId, AgentId)],
+    ) -> Result<Vec<Option<Job>>, Error> {
+        if allocations.is_empty() {
+            return Ok(Vec::new());
         }
-        j.apply(JobEvent::Allocate(agent.clone()), self.now())?;
-        tx.update_job(&j).await?;
-        self.commit(tx, vec![Event::Job(j.clone())]).await?;
-        Ok(j)
+        let mut tx = self.begin().await?;
+        let mut workspaces = Vec::new();
+        for (job, _) in allocations {
+            if let Some(j) = tx.get_job(job).await? {
+                workspaces.push(j.workspace);
+            }
+        }
+        workspaces.sort();
+        workspaces.dedup();
+        for ws in &workspaces {
+            tx.lock_workspace(ws).await?;
+        }
+        let now = self.now();
+        let mut jobs = Vec::with_capacity(allocations.len());
+        let mut events = Vec::new();
+        for (job, agent) in allocations {
+            let Some(mut j) = tx.get_job(job).await? else {
+                jobs.push(None);
+                continue;
+            };
+            if j.status == JobStatus::Unallocated {
+                j.apply(JobEvent::Allocate(agent.clone()), now)?;
+                tx.update_job(&j).await?;
+                events.push(Event::Job(j.clone()));
+            }
+            jobs.push(Some(j));
+        }
+        self.commit(tx, events).await?;
+        Ok(jobs)
     }
 
     /// The agent starts a job allocated to it and receives the job token of
@@ -414,7 +441,7 @@ impl<S: Store> Core<S> {
         subject: &Subject,
         action: JobAction,
     ) -> Result<(Job, Run, Workspace), Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         job_context_in(&mut tx, subject, action).await
     }
 
@@ -460,7 +487,7 @@ impl<S: Store> Core<S> {
 
     /// The configuration tarball of the job's run.
     pub async fn job_config(&self, subject: &Subject) -> Result<Vec<u8>, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let (_, run, _) = job_context_in(&mut tx, subject, JobAction::DownloadConfig).await?;
         let cv = &run.configuration_version;
         found(
@@ -472,7 +499,7 @@ impl<S: Store> Core<S> {
 
     /// The workspace's variables, sensitive values included (for the runner).
     pub async fn job_variables(&self, subject: &Subject) -> Result<Vec<Variable>, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let (_, _, ws) = job_context_in(&mut tx, subject, JobAction::ReadVariables).await?;
         Ok(tx.list_variables(&ws.id).await?)
     }
@@ -482,7 +509,7 @@ impl<S: Store> Core<S> {
         &self,
         subject: &Subject,
     ) -> Result<Option<(StateVersion, Vec<u8>)>, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let (_, _, ws) = job_context_in(&mut tx, subject, JobAction::ReadCurrentState).await?;
         let Some(sv) = tx.current_state_version(&ws.id).await? else {
             return Ok(None);
@@ -529,7 +556,7 @@ impl<S: Store> Core<S> {
             ArtifactKind::LockFile => JobAction::DownloadLockFile,
             _ => JobAction::DownloadPlan,
         };
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let (_, run, _) = job_context_in(&mut tx, subject, action).await?;
         Ok(tx.get_artifact(&run.id, kind).await?)
     }
@@ -674,7 +701,7 @@ impl<S: Store> Core<S> {
             ));
         }
         let j = {
-            let mut tx = self.begin().await?;
+            let mut tx = self.read().await?;
             found(tx.get_job(job).await?, "job", job)?
         };
         if j.pool.is_some() || j.attempt != attempt {
@@ -703,7 +730,7 @@ impl<S: Store> Core<S> {
         run: &RunId,
     ) -> Result<Option<Job>, Error> {
         let run = self.get_run(subject, run).await?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         active_job(&mut tx, &run.id).await
     }
 }

@@ -157,6 +157,12 @@ impl<S: Store> Core<S> {
         Ok(tx)
     }
 
+    /// A transaction that only reads (no fencing: a deposed leader's reads
+    /// change nothing, and its next write fails).
+    async fn read(&self) -> Result<S::Tx, Error> {
+        Ok(self.store.begin_read().await?)
+    }
+
     /// Start a new leader reign (on taking the leader lock): from now on
     /// only transactions of a core [`Core::fenced`] with the returned epoch
     /// count as the leader's, and those of earlier reigns fail with
@@ -183,6 +189,11 @@ impl<S: Store> Core<S> {
         crate::store::Tx::commit(tx).await?;
         let events = last_per_aggregate(events);
         if !events.is_empty() {
+            // Long-polls of this process wake at once; the bus (another
+            // replica's, or a later wake-up here) follows.
+            if self.waiters.routing() {
+                events.iter().for_each(|e| self.waiters.wake(e));
+            }
             self.bus.publish(events).await;
         }
         Ok(())

@@ -49,13 +49,13 @@ impl<S: Store> Core<S> {
             "organization",
             name,
         )?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         found(tx.get_organization(name).await?, "organization", name)
     }
 
     /// The organizations the subject can see.
     pub async fn list_organizations(&self, subject: &Subject) -> Result<Vec<Organization>, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         Ok(tx
             .list_organizations()
             .await?
@@ -112,7 +112,7 @@ impl<S: Store> Core<S> {
         org: &OrganizationName,
     ) -> Result<Vec<OrganizationToken>, Error> {
         let org = org_scope(subject, org, Access::Read)?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         Ok(tx.list_org_tokens(&org).await?)
     }
 

@@ -154,7 +154,7 @@ impl<S: Store> Core<S> {
     }
 
     pub async fn get_pool(&self, subject: &Subject, id: &PoolId) -> Result<AgentPool, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let pool = found(tx.get_pool(id).await?, "agent pool", id)?;
         allow(
             authorize_organization(subject, &pool.organization, Access::Read),
@@ -170,14 +170,14 @@ impl<S: Store> Core<S> {
         org: &OrganizationName,
     ) -> Result<Vec<AgentPool>, Error> {
         let org = org_scope(subject, org, Access::Read)?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         Ok(tx.list_pools(&org).await?)
     }
 
     /// The pool with its assigned workspaces and live agent count.
     pub async fn pool_view(&self, subject: &Subject, id: &PoolId) -> Result<PoolView, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let pool = found(tx.get_pool(id).await?, "agent pool", id)?;
         allow(
             authorize_organization(subject, &pool.organization, Access::Read),
@@ -196,7 +196,7 @@ impl<S: Store> Core<S> {
         filter: &PoolFilter,
     ) -> Result<Vec<PoolView>, Error> {
         let org = org_scope(subject, org, Access::Read)?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         let mut pools = tx.list_pools(&org).await?;
         if let Some(q) = filter.name_contains.as_deref() {
@@ -224,7 +224,7 @@ impl<S: Store> Core<S> {
         id: &PoolId,
     ) -> Result<Vec<Workspace>, Error> {
         let pool = self.get_pool(subject, id).await?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         Ok(tx.list_workspaces_in_pool(&pool.id).await?)
     }
 

@@ -34,7 +34,7 @@ impl<S: Store> Core<S> {
         org: &OrganizationName,
     ) -> Result<Vec<QueuedJob>, Error> {
         let org = org_scope(subject, org, Access::Read)?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         let jobs = tx.list_active_jobs().await?;
         let mut pools: Vec<PoolKey> = jobs

@@ -79,7 +79,7 @@ impl<S: Store> Core<S> {
         id: &ConfigVersionId,
         access: Access,
     ) -> Result<ConfigurationVersion, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let cv = found(
             tx.get_config_version(id).await?,
             "configuration version",
@@ -255,7 +255,7 @@ impl<S: Store> Core<S> {
     }
 
     pub async fn get_run(&self, subject: &Subject, id: &RunId) -> Result<Run, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let run = found(tx.get_run(id).await?, "run", id)?;
         allow(
             authorize_organization(subject, &run.organization, Access::Read),
@@ -274,14 +274,14 @@ impl<S: Store> Core<S> {
         limit: u64,
     ) -> Result<(Vec<Run>, u64), Error> {
         let ws = self.get_workspace(subject, workspace).await?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         Ok(tx.list_runs(&ws.id, offset, limit).await?)
     }
 
     /// The jobs of a run, oldest attempt first.
     pub async fn run_jobs(&self, subject: &Subject, run: &RunId) -> Result<Vec<Job>, Error> {
         let run = self.get_run(subject, run).await?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         Ok(tx.list_jobs_of_run(&run.id).await?)
     }
 
@@ -294,7 +294,7 @@ impl<S: Store> Core<S> {
     ) -> Result<Option<Vec<u8>>, Error> {
         use crate::store::ArtifactRepo;
         let run = self.get_run(subject, run).await?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         Ok(tx.get_artifact(&run.id, kind).await?)
     }
 
@@ -308,7 +308,7 @@ impl<S: Store> Core<S> {
         limit: u64,
     ) -> Result<Vec<u8>, Error> {
         let run = self.get_run(subject, run).await?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         Ok(tx.read_log(&run.id, phase, offset, limit).await?)
     }
 
@@ -322,7 +322,7 @@ impl<S: Store> Core<S> {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<u8>, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         found(tx.get_run(run).await?, "run", run)?;
         Ok(tx.read_log(run, phase, offset, limit).await?)
     }

@@ -156,7 +156,7 @@ impl<S: Store> Core<S> {
         workspace: &WorkspaceId,
     ) -> Result<Option<StateVersion>, Error> {
         let ws = self.get_workspace(subject, workspace).await?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         Ok(tx.current_state_version(&ws.id).await?)
     }
 
@@ -167,7 +167,7 @@ impl<S: Store> Core<S> {
         workspace: &WorkspaceId,
     ) -> Result<Vec<StateVersion>, Error> {
         let ws = self.get_workspace(subject, workspace).await?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         Ok(tx.list_state_versions(&ws.id).await?)
     }
 
@@ -176,7 +176,7 @@ impl<S: Store> Core<S> {
         subject: &Subject,
         id: &StateVersionId,
     ) -> Result<StateVersion, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let sv = found(tx.get_state_version(id).await?, "state version", id)?;
         allow(
             authorize_organization(subject, &sv.organization, Access::Read),
@@ -193,7 +193,7 @@ impl<S: Store> Core<S> {
         id: &StateVersionId,
     ) -> Result<Vec<u8>, Error> {
         let sv = self.get_state_version(subject, id).await?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         found(tx.get_state_bytes(&sv.id).await?, "state version", &sv.id)
     }
 
@@ -290,7 +290,7 @@ impl<S: Store> Core<S> {
         workspace: &WorkspaceId,
     ) -> Result<Vec<Variable>, Error> {
         let ws = self.get_workspace(subject, workspace).await?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         Ok(tx
             .list_variables(&ws.id)
             .await?
@@ -321,7 +321,7 @@ impl<S: Store> Core<S> {
         subject: &Subject,
         id: &VariableId,
     ) -> Result<Variable, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         Ok(redacted(
             self.variable_for(&mut tx, subject, id, Access::Read)
                 .await?,

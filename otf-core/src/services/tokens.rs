@@ -43,7 +43,7 @@ impl<S: Store> Core<S> {
         pool: &PoolId,
     ) -> Result<Vec<AgentToken>, Error> {
         let pool = self.get_pool(subject, pool).await?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         Ok(tx.list_agent_tokens(&pool.id).await?)
     }
 
@@ -52,7 +52,7 @@ impl<S: Store> Core<S> {
         subject: &Subject,
         id: &AgentTokenId,
     ) -> Result<AgentToken, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let token = found(tx.get_agent_token(id).await?, "agent token", id)?;
         allow(
             authorize_organization(subject, &token.organization, Access::Read),

@@ -140,7 +140,7 @@ impl Waiters {
     }
 
     /// Wake the waiters an event concerns: O(1) per event.
-    fn wake(&self, e: &Event) {
+    pub(crate) fn wake(&self, e: &Event) {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         if matches!(e, Event::TokenRevoked(_)) {
             slots.values().for_each(Self::bump);

@@ -182,7 +182,7 @@ impl<S: Store> Core<S> {
         subject: &Subject,
         id: &WorkspaceId,
     ) -> Result<Workspace, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let ws = found(tx.get_workspace(id).await?, "workspace", id)?;
         allow(
             authorize_organization(subject, &ws.organization, Access::Read),
@@ -200,7 +200,7 @@ impl<S: Store> Core<S> {
         subject: &Subject,
         id: &WorkspaceId,
     ) -> Result<Workspace, Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         let ws = found(tx.get_workspace(id).await?, "workspace", id)?;
         allow(
             authorize_organization(subject, &ws.organization, Access::Write),
@@ -246,7 +246,7 @@ impl<S: Store> Core<S> {
             "workspace",
             &id,
         )?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         found(tx.get_workspace_by_name(org, name).await?, "workspace", &id)
     }
 
@@ -257,7 +257,7 @@ impl<S: Store> Core<S> {
         filter: &WorkspaceFilter,
     ) -> Result<Vec<Workspace>, Error> {
         let org = org_scope(subject, org, Access::Read)?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.read().await?;
         found(tx.get_organization(&org).await?, "organization", &org)?;
         let mut all = tx.list_workspaces(&org).await?;
         if let Some(name) = filter.name_contains.as_deref() {

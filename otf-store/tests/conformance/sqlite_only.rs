@@ -46,6 +46,37 @@ async fn data_survives_reopening_the_file() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_see_the_last_commit_without_waiting_for_an_open_writer() {
+    let db = SqliteDb::new();
+    let store = db.open().await;
+    let o = org("acme");
+    let mut tx = begin(&store).await;
+    tx.insert_organization(&o).await.unwrap();
+    commit(tx).await;
+    // A writer holds the store's one write transaction, uncommitted.
+    let mut writer = begin(&store).await;
+    let w = workspace(&o, "ws");
+    writer.insert_workspace(&w).await.unwrap();
+    // A read neither waits for it nor sees its changes.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut tx = store.begin_read().await.unwrap();
+        let org = tx.get_organization(&o.name).await.unwrap();
+        let ws = tx.get_workspace(&w.id).await.unwrap();
+        (org, ws)
+    })
+    .await
+    .expect("a read does not wait behind the open writer");
+    assert_eq!(read, (Some(o.clone()), None));
+    // Nor can it write.
+    let mut tx = store.begin_read().await.unwrap();
+    assert!(tx.insert_workspace(&workspace(&o, "other")).await.is_err());
+    drop(tx);
+    commit(writer).await;
+    let mut tx = store.begin_read().await.unwrap();
+    assert_eq!(tx.get_workspace(&w.id).await.unwrap(), Some(w));
+}
+
 /// Env var that turns `child_writer` into the writer process.
 const CHILD_DB: &str = "OTF_STORE_TEST_CHILD_DB";
 
