@@ -188,23 +188,29 @@ impl<S: Store> Core<S> {
     ) -> Result<PingAnswer, Error> {
         let id = agent;
         let now = self.now();
-        let mut tx = self.begin().await?;
-        let current = self.agent_for(&mut tx, subject, id).await?;
+        // Most pings change nothing: they only read (beside the writer),
+        // and their last-seen time is written in a batch.
+        let (current, held) = {
+            let mut tx = self.read().await?;
+            let current = self.agent_for(&mut tx, subject, id).await?;
+            let held = match running {
+                Some(_) => tx.list_jobs_of_agent(id).await?,
+                None => Vec::new(),
+            };
+            (current, held)
+        };
         let target = agent_transition(id, current.status, AgentEvent::Ping(status))?;
         let (cancel, unreported) = match running {
-            Some(reported) => {
-                let held = tx.list_jobs_of_agent(id).await?;
-                reconcile(&held, reported, now, self.config.liveness.ping_interval)
-            }
+            Some(reported) => reconcile(&held, reported, now, self.config.liveness.ping_interval),
             None => (Vec::new(), Vec::new()),
         };
         let status = if target == current.status {
-            drop(tx);
             let mut seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
             let at = seen.entry(id.clone()).or_insert(now);
             *at = (*at).max(now);
             target
         } else {
+            let mut tx = self.begin().await?;
             let mut agent = found(tx.lock_agent(id).await?, "agent", id)?;
             agent.apply(AgentEvent::Ping(status), now)?;
             tx.update_agent(&agent).await?;

@@ -91,6 +91,8 @@ pub struct Core<S: Store> {
     last_seen: Arc<Mutex<HashMap<AgentId, Timestamp>>>,
     /// Long-polls waiting for jobs and signals.
     waiters: Arc<waiters::Waiters>,
+    /// Agent tokens recently looked up ([`auth::AGENT_TOKEN_CACHE_FOR`]).
+    tokens: Arc<auth::TokenCache>,
     /// The leader's reign this core writes for ([`Core::fenced`]): every
     /// transaction first checks it is still current.
     reign: Option<u64>,
@@ -106,6 +108,7 @@ impl<S: Store> Clone for Core<S> {
             config: self.config.clone(),
             last_seen: self.last_seen.clone(),
             waiters: self.waiters.clone(),
+            tokens: self.tokens.clone(),
             reign: self.reign,
         }
     }
@@ -127,6 +130,7 @@ impl<S: Store> Core<S> {
             config: Arc::new(config),
             last_seen: Arc::default(),
             waiters: Arc::default(),
+            tokens: Arc::default(),
             reign: None,
         }
     }
@@ -189,6 +193,7 @@ impl<S: Store> Core<S> {
         crate::store::Tx::commit(tx).await?;
         let events = last_per_aggregate(events);
         if !events.is_empty() {
+            events.iter().for_each(|e| self.tokens.forget(e));
             // Long-polls of this process wake at once; the bus (another
             // replica's, or a later wake-up here) follows.
             if self.waiters.routing() {

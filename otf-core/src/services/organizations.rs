@@ -78,7 +78,11 @@ impl<S: Store> Core<S> {
         let mut tx = self.begin().await?;
         found(tx.get_organization(name).await?, "organization", name)?;
         tx.delete_organization(name).await?;
-        self.commit(tx, vec![]).await
+        self.commit(tx, vec![]).await?;
+        // Its agent tokens went with it (other replicas trust theirs for at
+        // most [`super::auth::AGENT_TOKEN_CACHE_FOR`]).
+        self.tokens.clear();
+        Ok(())
     }
 
     /// Issue an organization token; its secret is returned once.

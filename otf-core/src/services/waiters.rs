@@ -214,8 +214,14 @@ impl<S: Store> Core<S> {
         loop {
             tokio::select! {
                 e = sub.recv() => match e {
-                    Ok(e) => self.waiters.wake(&e),
-                    Err(RecvError::Lagged) => self.waiters.wake_all(),
+                    Ok(e) => {
+                        self.tokens.forget(&e);
+                        self.waiters.wake(&e);
+                    }
+                    Err(RecvError::Lagged) => {
+                        self.tokens.clear();
+                        self.waiters.wake_all();
+                    }
                     Err(RecvError::Closed) => break,
                 },
                 _ = &mut shutdown => break,
