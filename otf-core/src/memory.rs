@@ -111,7 +111,9 @@ impl MemoryTx {
         V: Clone + Send + 'static,
     {
         if table(&mut self.state).contains_key(&key) {
-            return Err(StoreError::Conflict(format!("{kind} {key} already exists")));
+            return Err(StoreError::Conflict(Cause::new(format!(
+                "{kind} {key} already exists"
+            ))));
         }
         self.write(table, key, Some(value));
         Ok(())
@@ -328,10 +330,10 @@ impl WorkspaceRepo for MemoryTx {
             .values()
             .any(|w| w.organization == ws.organization && w.name == ws.name)
         {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Cause::new(format!(
                 "workspace {} already exists in organization {}",
                 ws.name, ws.organization
-            )));
+            ))));
         }
         self.insert_new(
             |s| &mut s.workspaces,
@@ -347,10 +349,10 @@ impl WorkspaceRepo for MemoryTx {
             .values()
             .any(|w| w.id != ws.id && w.organization == ws.organization && w.name == ws.name)
         {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Cause::new(format!(
                 "workspace {} already exists in organization {}",
                 ws.name, ws.organization
-            )));
+            ))));
         }
         self.update_existing(
             |s| &mut s.workspaces,
@@ -748,10 +750,10 @@ impl VariableRepo for MemoryTx {
             .values()
             .any(|v| v.workspace == var.workspace && v.key == var.key && v.category == var.category)
         {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Cause::new(format!(
                 "variable {} already exists",
                 var.key
-            )));
+            ))));
         }
         self.insert_new(
             |s| &mut s.variables,

@@ -28,7 +28,7 @@ pub enum StoreError {
     NotFound { kind: &'static str, id: String },
     /// A uniqueness violation or a serialisation failure; retrying may help.
     #[error("conflicting change: {0}")]
-    Conflict(String),
+    Conflict(#[source] Cause),
     /// The database cannot be reached or failed.
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] Cause),

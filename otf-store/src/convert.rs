@@ -17,7 +17,7 @@ use otf_core::organization::{Organization, OrganizationToken};
 use otf_core::pool::AgentPool;
 use otf_core::run::{Phase, ResourceCounts, Run, RunOptions};
 use otf_core::secret::SecretHash;
-use otf_core::store::{StoreError, StoreResult};
+use otf_core::store::{Cause, StoreError, StoreResult};
 use otf_core::workspace::{ExecutionMode, ExecutionModeKind, Workspace, WorkspaceLock};
 use sea_orm::ActiveValue::Set;
 
@@ -54,7 +54,8 @@ fn unsigned(what: &str, v: i64) -> StoreResult<u64> {
 
 /// A size or offset as the database stores it.
 pub(crate) fn signed(v: u64) -> StoreResult<i64> {
-    i64::try_from(v).map_err(|_| StoreError::Conflict(format!("{v} is too large to store")))
+    i64::try_from(v)
+        .map_err(|_| StoreError::Conflict(Cause::new(format!("{v} is too large to store"))))
 }
 
 fn ts(v: Option<i64>) -> Option<Timestamp> {

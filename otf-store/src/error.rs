@@ -10,8 +10,12 @@ use sea_orm::{DbErr, RuntimeErr, SqlErr};
 /// everything else means the database is unavailable.
 pub(crate) fn db_err(e: DbErr) -> StoreError {
     match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(m)) => return StoreError::Conflict(m),
-        Some(SqlErr::ForeignKeyConstraintViolation(m)) => return StoreError::Conflict(m),
+        Some(SqlErr::UniqueConstraintViolation(m)) => {
+            return StoreError::Conflict(Cause::saying(m, e))
+        }
+        Some(SqlErr::ForeignKeyConstraintViolation(m)) => {
+            return StoreError::Conflict(Cause::saying(m, e))
+        }
         _ => {}
     }
     // A driver error says what it is without sea-orm's wrapping.
@@ -22,7 +26,7 @@ pub(crate) fn db_err(e: DbErr) -> StoreError {
         _ => (None, e.to_string()),
     };
     match conflict {
-        Some(m) => StoreError::Conflict(m),
+        Some(m) => StoreError::Conflict(Cause::saying(m, e)),
         None => StoreError::Unavailable(Cause::saying(message, e)),
     }
 }
@@ -31,7 +35,7 @@ pub(crate) fn db_err(e: DbErr) -> StoreError {
 /// directly); the error is kept as the source of an unavailable store.
 pub(crate) fn sqlx_err(e: sqlx::Error) -> StoreError {
     match conflict_of(&e) {
-        Some(m) => StoreError::Conflict(m),
+        Some(m) => StoreError::Conflict(Cause::saying(m, e)),
         None => StoreError::Unavailable(Cause::of(e)),
     }
 }

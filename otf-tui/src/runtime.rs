@@ -160,125 +160,79 @@ fn msg(e: ClientError) -> Failure {
     Failure::of(e)
 }
 
+/// `Loaded::$answer { fields.., result }` from awaiting `$call`: one line
+/// per request in [`perform`]'s table.
+macro_rules! answer {
+    ($answer:ident { $($field:ident),* } <- $call:expr) => {{
+        let result = $call.await.map_err(msg);
+        Loaded::$answer { $($field,)* result }
+    }};
+}
+
 /// Carry out one request; its answer.
 pub async fn perform(api: &dyn Api, request: Request) -> Loaded {
+    use Request as R;
     match request {
-        Request::Organizations => Loaded::Organizations(api.organizations().await.map_err(msg)),
-        Request::CreateOrganization { name } => {
+        R::Organizations => Loaded::Organizations(api.organizations().await.map_err(msg)),
+        R::CreateOrganization { name } => {
             Loaded::OrganizationCreated(api.create_organization(&name).await.map_err(msg))
         }
-        Request::Pools { org } => {
-            let result = api.pools(&org).await.map_err(msg);
-            Loaded::Pools { org, result }
-        }
-        Request::CreatePool { org, name } => {
-            let result = api.create_pool(&org, &name).await.map_err(msg);
-            Loaded::PoolCreated { org, result }
-        }
-        Request::PoolDetail { org, id } => {
-            let result = pool_detail(api, &org, &id).await.map_err(msg);
-            Loaded::PoolDetail { id, result }
-        }
-        Request::SetGrants {
+        R::Pools { org } => answer!(Pools { org } <- api.pools(&org)),
+        R::CreatePool { org, name } => answer!(PoolCreated { org } <- api.create_pool(&org, &name)),
+        R::PoolDetail { org, id } => answer!(PoolDetail { id } <- pool_detail(api, &org, &id)),
+        R::SetGrants {
             pool,
             organization_scoped,
             allowed,
             excluded,
         } => {
-            let result = api
-                .set_grants(&pool, organization_scoped, &allowed, &excluded)
-                .await
-                .map_err(msg);
-            Loaded::GrantsSaved { pool, result }
+            answer!(GrantsSaved { pool } <- api.set_grants(&pool, organization_scoped, &allowed, &excluded))
         }
-        Request::DeletePool { id } => {
-            let result = api.delete_pool(&id).await.map_err(msg);
-            Loaded::PoolDeleted { id, result }
+        R::DeletePool { id } => answer!(PoolDeleted { id } <- api.delete_pool(&id)),
+        R::DrainAgent { id, drained } => {
+            answer!(AgentDrained { drained } <- api.drain_agent(&id, drained))
         }
-        Request::DrainAgent { id, drained } => {
-            let result = api.drain_agent(&id, drained).await.map_err(msg);
-            Loaded::AgentDrained { drained, result }
+        R::DrainPool { id, drained } => {
+            answer!(PoolDrained { drained } <- api.drain_pool(&id, drained))
         }
-        Request::DrainPool { id, drained } => {
-            let result = api.drain_pool(&id, drained).await.map_err(msg);
-            Loaded::PoolDrained { drained, result }
+        R::Tokens { pool } => answer!(Tokens { pool } <- api.tokens(&pool)),
+        R::CreateToken { pool, description } => {
+            answer!(TokenCreated { pool } <- api.create_token(&pool, &description))
         }
-        Request::Tokens { pool } => {
-            let result = api.tokens(&pool).await.map_err(msg);
-            Loaded::Tokens { pool, result }
+        R::RevokeToken { pool, id } => answer!(TokenRevoked { pool } <- api.delete_token(&id)),
+        R::Workspaces { org } => {
+            answer!(Workspaces { org } <- async { tokio::try_join!(api.workspaces(&org), api.pools(&org)) })
         }
-        Request::CreateToken { pool, description } => {
-            let result = api.create_token(&pool, &description).await.map_err(msg);
-            Loaded::TokenCreated { pool, result }
+        R::CreateWorkspace { org, name } => {
+            answer!(WorkspaceCreated { org } <- api.create_workspace(&org, &name))
         }
-        Request::RevokeToken { pool, id } => {
-            let result = api.delete_token(&id).await.map_err(msg);
-            Loaded::TokenRevoked { pool, result }
-        }
-        Request::Workspaces { org } => {
-            let result = tokio::try_join!(api.workspaces(&org), api.pools(&org)).map_err(msg);
-            Loaded::Workspaces { org, result }
-        }
-        Request::CreateWorkspace { org, name } => {
-            let result = api.create_workspace(&org, &name).await.map_err(msg);
-            Loaded::WorkspaceCreated { org, result }
-        }
-        Request::SetMode {
+        R::SetMode {
             workspace,
             mode,
             pool,
         } => {
-            let result = api
-                .set_execution_mode(&workspace, mode, pool.as_deref())
-                .await
-                .map_err(msg);
-            Loaded::ModeSet { workspace, result }
+            answer!(ModeSet { workspace } <- api.set_execution_mode(&workspace, mode, pool.as_deref()))
         }
-        Request::SetSelector {
+        R::SetSelector {
             workspace,
             selector,
-        } => {
-            let result = api
-                .set_agent_selector(&workspace, &selector)
-                .await
-                .map_err(msg);
-            Loaded::SelectorSet { workspace, result }
-        }
-        Request::Runs { workspace } => {
-            let result = api.runs(&workspace).await.map_err(msg);
-            Loaded::Runs { workspace, result }
-        }
-        Request::StartRun { workspace, dir } => {
+        } => answer!(SelectorSet { workspace } <- api.set_agent_selector(&workspace, &selector)),
+        R::Runs { workspace } => answer!(Runs { workspace } <- api.runs(&workspace)),
+        R::StartRun { workspace, dir } => {
             let result = start_run(api, &workspace, &dir).await;
             Loaded::RunStarted { workspace, result }
         }
-        Request::RunDetail {
+        R::RunDetail {
             run,
             plan_offset,
             apply_offset,
         } => {
-            let result = run_detail(api, &run, plan_offset, apply_offset)
-                .await
-                .map_err(msg);
-            Loaded::RunDetail {
-                run,
-                plan_offset,
-                apply_offset,
-                result,
-            }
+            answer!(RunDetail { run, plan_offset, apply_offset } <- run_detail(api, &run, plan_offset, apply_offset))
         }
-        Request::RunAction { run, action } => {
-            let result = api.run_action(&run, action).await.map_err(msg);
-            Loaded::RunActionDone {
-                run,
-                action,
-                result,
-            }
+        R::RunAction { run, action } => {
+            answer!(RunActionDone { run, action } <- api.run_action(&run, action))
         }
-        Request::Jobs { org } => {
-            let result = queue_view(api, &org).await.map_err(msg);
-            Loaded::Jobs { org, result }
-        }
+        R::Jobs { org } => answer!(Jobs { org } <- queue_view(api, &org)),
     }
 }
 

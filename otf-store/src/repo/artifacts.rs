@@ -7,7 +7,7 @@ use otf_core::artifacts::{
 use otf_core::ids::{ConfigVersionId, RunId, StateVersionId, VariableId, WorkspaceId};
 use otf_core::job::JobPhase;
 use otf_core::store::{
-    ArtifactRepo, ConfigRepo, LogRepo, StateRepo, StoreError, StoreResult, VariableRepo,
+    ArtifactRepo, Cause, ConfigRepo, LogRepo, StateRepo, StoreError, StoreResult, VariableRepo,
 };
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::ActiveValue::Set;
@@ -193,10 +193,10 @@ impl VariableRepo for DbTx {
             .await
             .map_err(db_err)?;
         if taken > 0 {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Cause::new(format!(
                 "variable {} already exists",
                 var.key
-            )));
+            ))));
         }
         self.insert_row(convert::variable_row(var)).await
     }

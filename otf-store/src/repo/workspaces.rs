@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use otf_core::ids::{OrganizationName, PoolId, WorkspaceId};
-use otf_core::store::{StoreError, StoreResult, WorkspaceRepo};
+use otf_core::store::{Cause, StoreError, StoreResult, WorkspaceRepo};
 use otf_core::workspace::Workspace;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -23,10 +23,10 @@ impl DbTx {
             .await
             .map_err(db_err)?;
         if taken > 0 {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Cause::new(format!(
                 "workspace {} already exists in organization {}",
                 ws.name, ws.organization
-            )));
+            ))));
         }
         Ok(())
     }
