@@ -255,10 +255,24 @@ impl Store for DbStore {
         })
     }
 
+    /// On SQLite: on the writer's connection when no writer holds it (its
+    /// page cache is the warm one), else on a read-only connection, so a
+    /// read never waits for a writer.
     async fn begin_read(&self) -> StoreResult<DbTx> {
         let Some(readers) = &self.readers else {
             return self.begin().await;
         };
+        if let Some(idle) = self
+            .writer
+            .as_ref()
+            .and_then(|w| w.clone().try_lock_owned().ok())
+        {
+            return Ok(DbTx {
+                tx: self.db.begin().await.map_err(db_err)?,
+                backend: self.backend,
+                _writer: Some(idle),
+            });
+        }
         Ok(DbTx {
             tx: readers.begin().await.map_err(db_err)?,
             backend: self.backend,
