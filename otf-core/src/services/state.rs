@@ -65,6 +65,21 @@ fn redacted(mut v: Variable) -> Variable {
     v
 }
 
+/// A state version, if the subject may read it.
+async fn readable_state_version<T: StateRepo>(
+    tx: &mut T,
+    subject: &Subject,
+    id: &StateVersionId,
+) -> Result<StateVersion, Error> {
+    let sv = found(tx.get_state_version(id).await?, "state version", id)?;
+    allow(
+        authorize_organization(subject, &sv.organization, Access::Read),
+        "state version",
+        id,
+    )?;
+    Ok(sv)
+}
+
 impl<S: Store> Core<S> {
     /// Store a new state version for a workspace.
     pub async fn create_state_version(
@@ -177,13 +192,7 @@ impl<S: Store> Core<S> {
         id: &StateVersionId,
     ) -> Result<StateVersion, Error> {
         let mut tx = self.read().await?;
-        let sv = found(tx.get_state_version(id).await?, "state version", id)?;
-        allow(
-            authorize_organization(subject, &sv.organization, Access::Read),
-            "state version",
-            id,
-        )?;
-        Ok(sv)
+        readable_state_version(&mut tx, subject, id).await
     }
 
     /// The raw state file of a state version.
@@ -192,9 +201,7 @@ impl<S: Store> Core<S> {
         subject: &Subject,
         id: &StateVersionId,
     ) -> Result<Vec<u8>, Error> {
-        let sv = self.get_state_version(subject, id).await?;
-        let mut tx = self.read().await?;
-        found(tx.get_state_bytes(&sv.id).await?, "state version", &sv.id)
+        Ok(self.state_version_with_bytes(subject, id).await?.1)
     }
 
     /// A state version with what its file says, sensitive output values
@@ -205,10 +212,22 @@ impl<S: Store> Core<S> {
         id: &StateVersionId,
         redaction: Redaction,
     ) -> Result<(StateVersion, StateSummary), Error> {
-        let sv = self.get_state_version(subject, id).await?;
-        let bytes = self.download_state(subject, &sv.id).await?;
+        let (sv, bytes) = self.state_version_with_bytes(subject, id).await?;
         let summary = state_file::summarize(&sv.id, &bytes, redaction);
         Ok((sv, summary))
+    }
+
+    /// A state version the subject may read and its bytes, in one
+    /// transaction.
+    async fn state_version_with_bytes(
+        &self,
+        subject: &Subject,
+        id: &StateVersionId,
+    ) -> Result<(StateVersion, Vec<u8>), Error> {
+        let mut tx = self.read().await?;
+        let sv = readable_state_version(&mut tx, subject, id).await?;
+        let bytes = found(tx.get_state_bytes(&sv.id).await?, "state version", &sv.id)?;
+        Ok((sv, bytes))
     }
 
     /// The outputs of the workspace's current state, sensitive values
