@@ -225,6 +225,11 @@ impl Tx for MemoryTx {
         self.undo.clear();
         Ok(())
     }
+
+    fn serialized(&self) -> bool {
+        // The store's lock is held from begin to end.
+        true
+    }
 }
 
 #[async_trait]
@@ -616,6 +621,15 @@ impl RunRepo for MemoryTx {
                 .collect(),
             total,
         ))
+    }
+    async fn newest_run_created_at(&mut self, ws: &WorkspaceId) -> StoreResult<Option<Timestamp>> {
+        Ok(self
+            .state
+            .runs
+            .values()
+            .filter(|r| &r.workspace == ws)
+            .map(|r| r.created_at)
+            .max())
     }
     async fn next_pending_run(&mut self, ws: &WorkspaceId) -> StoreResult<Option<Run>> {
         Ok(self

@@ -203,6 +203,12 @@ pub trait RunRepo {
         offset: u64,
         limit: u64,
     ) -> StoreResult<(Vec<Run>, u64)>;
+    /// When the workspace's newest run was created (its runs' creation
+    /// times order its queue); None when it has none.
+    async fn newest_run_created_at(
+        &mut self,
+        ws: &WorkspaceId,
+    ) -> StoreResult<Option<crate::clock::Timestamp>>;
     /// The oldest `pending` non-speculative run of the workspace.
     async fn next_pending_run(&mut self, ws: &WorkspaceId) -> StoreResult<Option<Run>>;
     /// How many runs there are in each status (for metrics); statuses with
@@ -323,6 +329,15 @@ pub trait Tx:
     + Send
 {
     async fn commit(self) -> StoreResult<()>;
+
+    /// Whether this transaction runs alone: nothing else writes between its
+    /// first statement and its end (SQLite's single writer, the in-memory
+    /// store's lock). Then a row read before taking a row lock is still
+    /// what the lock would show, and need not be read again after it; on a
+    /// store with concurrent writers (PostgreSQL) it must be.
+    fn serialized(&self) -> bool {
+        false
+    }
 }
 
 /// A database: the source of transactions.

@@ -342,3 +342,45 @@ async fn a_job_token_authenticated_before_its_attempt_ended_writes_nothing_after
         Err(Error::Unauthorized)
     ));
 }
+
+#[tokio::test]
+async fn an_agent_token_used_again_soon_is_not_touched_again() {
+    // The token cache must learn the touch: else every use within its
+    // window would write `last_used_at` (a commit on every agent request).
+    let mut w = World::new(34).await;
+    w.org("acme").await;
+    let pool = w.pool("acme", "p").await;
+    let (subject, secret) = w.agent_subject(&pool).await;
+    let Subject::AgentToken { token, .. } = subject else {
+        panic!("not an agent token: {subject:?}")
+    };
+    let first = w
+        .core
+        .get_agent_token(&w.site, &token)
+        .await
+        .unwrap()
+        .last_used_at;
+    assert!(first.is_some(), "the first use is recorded");
+    w.clock.advance(std::time::Duration::from_millis(500));
+    w.core.authenticate(&secret).await.unwrap();
+    let second = w
+        .core
+        .get_agent_token(&w.site, &token)
+        .await
+        .unwrap()
+        .last_used_at;
+    assert_eq!(
+        second, first,
+        "a use within the touch interval writes nothing"
+    );
+    // After the touch interval (and the cache window) it is written again.
+    w.advance(std::time::Duration::from_secs(61)).await;
+    w.core.authenticate(&secret).await.unwrap();
+    let third = w
+        .core
+        .get_agent_token(&w.site, &token)
+        .await
+        .unwrap()
+        .last_used_at;
+    assert!(third > first, "{third:?} after {first:?}");
+}

@@ -287,4 +287,10 @@ impl Tx for DbTx {
         let DbTx { tx, _writer, .. } = self;
         tx.commit().await.map_err(db_err)
     }
+
+    fn serialized(&self) -> bool {
+        // One writer at a time (the process-wide writer lock; SQLite is
+        // one otfd's), and a reader sees one snapshot.
+        self.backend == Backend::Sqlite
+    }
 }

@@ -53,6 +53,15 @@ impl TokenCache {
         entries.insert(token.id.clone(), (token, now));
     }
 
+    /// The token's `last_used_at` was written: the cached copy says so too
+    /// (else every use within [`AGENT_TOKEN_CACHE_FOR`] would write it
+    /// again). An entry that is gone (revoked meanwhile) stays gone.
+    fn touched(&self, id: &AgentTokenId, at: Timestamp) {
+        if let Some((token, _)) = self.lock().get_mut(id) {
+            token.last_used_at = Some(at);
+        }
+    }
+
     /// Forget what an event makes stale (a revoked token).
     pub(crate) fn forget(&self, e: &crate::events::Event) {
         if let crate::events::Event::TokenRevoked(id) = e {
@@ -104,6 +113,7 @@ impl<S: Store> Core<S> {
                     token.last_used_at = Some(now);
                     tx.update_agent_token(&token).await?;
                     self.commit(tx, vec![]).await?;
+                    self.tokens.touched(&id, now);
                 }
             }
             return Ok(subject);

@@ -12,7 +12,7 @@ use crate::job::{lost_job_action, Job, JobEvent, JobPhase, JobStatus, LossCause,
 use crate::run::{ResourceCounts, Run, RunEvent, RunStatus};
 use crate::secret::IssuedSecret;
 use crate::store::{
-    ArtifactRepo, ConfigRepo, JobRepo, LogRepo, RunRepo, StateRepo, Store, VariableRepo,
+    ArtifactRepo, ConfigRepo, JobRepo, LogRepo, RunRepo, StateRepo, Store, Tx, VariableRepo,
     WorkspaceRepo,
 };
 use crate::workspace::Workspace;
@@ -119,22 +119,31 @@ impl<S: Store> Core<S> {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let mut workspaces = Vec::new();
+        let mut peeked = Vec::with_capacity(allocations.len());
         for (job, _) in allocations {
-            if let Some(j) = tx.get_job(job).await? {
-                workspaces.push(j.workspace);
-            }
+            peeked.push(tx.get_job(job).await?);
         }
-        workspaces.sort();
-        workspaces.dedup();
-        for ws in &workspaces {
-            tx.lock_workspace(ws).await?;
+        if !tx.serialized() {
+            // Lock, then read again what may have moved before the locks.
+            let mut workspaces: Vec<_> = peeked
+                .iter()
+                .flatten()
+                .map(|j| j.workspace.clone())
+                .collect();
+            workspaces.sort();
+            workspaces.dedup();
+            for ws in &workspaces {
+                tx.lock_workspace(ws).await?;
+            }
+            for (slot, (job, _)) in peeked.iter_mut().zip(allocations) {
+                *slot = tx.get_job(job).await?;
+            }
         }
         let now = self.now();
         let mut jobs = Vec::with_capacity(allocations.len());
         let mut events = Vec::new();
-        for (job, agent) in allocations {
-            let Some(mut j) = tx.get_job(job).await? else {
+        for (peeked, (_, agent)) in peeked.into_iter().zip(allocations) {
+            let Some(mut j) = peeked else {
                 jobs.push(None);
                 continue;
             };
@@ -161,14 +170,18 @@ impl<S: Store> Core<S> {
         let job_id = job;
         let now = self.now();
         let mut tx = self.begin().await?;
-        self.agent_for_start(&mut tx, subject, agent_id).await?;
+        let agent = self.agent_for_start(&mut tx, subject, agent_id).await?;
         let peek = found(tx.get_job(job_id).await?, "job", job_id)?;
         let ws = found(
             tx.lock_workspace(&peek.workspace).await?,
             "workspace",
             &peek.workspace,
         )?;
-        let mut job = found(tx.get_job(job_id).await?, "job", job_id)?;
+        let mut job = if tx.serialized() {
+            peek
+        } else {
+            found(tx.get_job(job_id).await?, "job", job_id)?
+        };
         if job.agent.as_ref() != Some(agent_id) {
             return Err(Error::NotFound {
                 kind: "job",
@@ -180,10 +193,10 @@ impl<S: Store> Core<S> {
         // A single-execution agent takes nothing more than this run: it is
         // drained from its first start on (the run's apply still reaches it
         // through its affinity).
-        {
+        if agent.single && !agent.drained {
             use crate::store::AgentRepo;
             if let Some(mut agent) = tx.lock_agent(agent_id).await? {
-                if agent.single && !agent.drained {
+                if !agent.drained {
                     agent.drained = true;
                     tx.update_agent(&agent).await?;
                     events.push(Event::Agent(agent));
@@ -193,14 +206,17 @@ impl<S: Store> Core<S> {
         let token = IssuedSecret::generate(job.id.as_str(), self.rng.as_ref());
         job.token_hash = Some(token.hash());
         let mut run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
+        let before = run.clone();
         let event = match job.phase {
             JobPhase::Plan => RunEvent::PlanStarted,
             JobPhase::Apply => RunEvent::ApplyStarted,
         };
         run.apply_event(event, now, self.config.force_cancel_cool_off)?;
         events.extend([Event::Job(job.clone()), Event::Run(run.clone())]);
-        // A phase log starts with STX (a retried plan continues the same log).
-        if tx.read_log(&run.id, job.phase, 0, 1).await?.is_empty() {
+        // A phase log starts with STX: the first attempt's start writes it
+        // (nothing writes a phase's log before), a retried plan continues
+        // the same log (and writes it only if no attempt did).
+        if job.attempt <= 1 || tx.read_log(&run.id, job.phase, 0, 1).await?.is_empty() {
             let chunk = tx
                 .append_log(&run.id, job.phase, &[super::runs::LOG_START])
                 .await?;
@@ -211,7 +227,8 @@ impl<S: Store> Core<S> {
             });
         }
         tx.update_job(&job).await?;
-        self.save_run(&mut tx, &run, &mut events).await?;
+        self.save_run_after(&mut tx, &before, &run, &mut events)
+            .await?;
         self.commit(tx, events).await?;
         Ok(StartedJob {
             job,
@@ -226,7 +243,7 @@ impl<S: Store> Core<S> {
         tx: &mut S::Tx,
         subject: &Subject,
         id: &AgentId,
-    ) -> Result<(), Error> {
+    ) -> Result<crate::agent::Agent, Error> {
         use crate::store::AgentRepo;
         let agent = found(tx.get_agent(id).await?, "agent", id)?;
         allow(
@@ -240,7 +257,7 @@ impl<S: Store> Core<S> {
                 status: agent.status,
             });
         }
-        Ok(())
+        Ok(agent)
     }
 
     /// The runner reports the end of its job (with the job token). The run
@@ -257,12 +274,17 @@ impl<S: Store> Core<S> {
             "workspace",
             &peek.workspace,
         )?;
-        let mut job = found(tx.get_job(job_id).await?, "job", job_id)?;
+        let mut job = if tx.serialized() {
+            peek
+        } else {
+            found(tx.get_job(job_id).await?, "job", job_id)?
+        };
         if job.attempt != attempt || job.status != JobStatus::Running {
             // The attempt is over or superseded: its token is dead.
             return Err(Error::Unauthorized);
         }
         let mut run = found(tx.get_run(&job.run).await?, "run", &job.run)?;
+        let before = run.clone();
         let mut events = Vec::new();
         match outcome {
             JobOutcome::Finished {
@@ -316,7 +338,8 @@ impl<S: Store> Core<S> {
             });
         }
         tx.update_job(&job).await?;
-        self.save_run(&mut tx, &run, &mut events).await?;
+        self.save_run_after(&mut tx, &before, &run, &mut events)
+            .await?;
         events.insert(0, Event::Job(job));
         events.push(Event::Run(run.clone()));
         if run.status.is_final() {

@@ -226,8 +226,8 @@ impl<S: Store> Core<S> {
         // Creation times strictly increase within a workspace: they order its
         // queue, also for runs created within the same millisecond.
         let mut created_at = self.now();
-        if let Some(newest) = tx.list_runs(&ws.id, 0, 1).await?.0.first() {
-            created_at = created_at.max(crate::clock::Timestamp(newest.created_at.0 + 1));
+        if let Some(newest) = tx.newest_run_created_at(&ws.id).await? {
+            created_at = created_at.max(crate::clock::Timestamp(newest.0 + 1));
         }
         let mut run = Run::new(
             RunId::generate(self.rng.as_ref()),
@@ -236,19 +236,39 @@ impl<S: Store> Core<S> {
             spec.options,
             created_at,
         );
-        tx.insert_run(&run).await?;
         let mut events = Vec::new();
-        if run.is_speculative() {
-            self.enqueue_plan(&mut tx, &ws, &mut run, &mut events)
-                .await?;
-            self.save_run(&mut tx, &run, &mut events).await?;
+        // A run that starts at once (speculative, or first in the queue of
+        // a free workspace) is written once, in its started state.
+        let starts_now = run.is_speculative()
+            || (ws.lock.is_none() && tx.next_pending_run(&ws.id).await?.is_none());
+        if starts_now {
+            let job = self.queue_phase_job(&ws, &mut run, JobPhase::Plan, None)?;
+            tx.insert_run(&run).await?;
+            if let Some(job) = job {
+                tx.insert_job(&job).await?;
+                events.push(Event::Job(job));
+            }
             events.push(Event::Run(run.clone()));
+            if !run.is_speculative() {
+                if !run.status.is_final() {
+                    ws.lock = Some(WorkspaceLock::Run(run.id.clone()));
+                }
+                ws.current_run = Some(run.id.clone());
+                events.push(Event::Workspace(ws.id.clone()));
+                tx.update_workspace(&ws).await?;
+            }
         } else {
+            tx.insert_run(&run).await?;
             events.push(Event::Run(run.clone()));
             self.start_next_run(&mut tx, &mut ws, &mut events).await?;
             tx.update_workspace(&ws).await?;
-            // The run may have started: return its current state.
-            run = found(tx.get_run(&run.id).await?, "run", &run.id)?;
+            // The run may have started: its current state is its last event.
+            if let Some(now) = events.iter().rev().find_map(|e| match e {
+                Event::Run(r) if r.id == run.id => Some(r),
+                _ => None,
+            }) {
+                run = now.clone();
+            }
         }
         self.commit(tx, events).await?;
         Ok(run)
@@ -466,6 +486,18 @@ impl<S: Store> Core<S> {
         events: &mut Vec<Event>,
     ) -> Result<(), Error> {
         let before = found(tx.get_run(&run.id).await?, "run", &run.id)?;
+        self.save_run_after(tx, &before, run, events).await
+    }
+
+    /// [`Self::save_run`] of a run whose stored state `before` the caller
+    /// read in this transaction (no second read).
+    pub(super) async fn save_run_after(
+        &self,
+        tx: &mut S::Tx,
+        before: &Run,
+        run: &Run,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
         tx.update_run(run).await?;
         for (phase, was, now) in [
             (JobPhase::Plan, before.plan.status, run.plan.status),
@@ -578,6 +610,23 @@ impl<S: Store> Core<S> {
         affinity: Option<crate::ids::AgentId>,
         events: &mut Vec<Event>,
     ) -> Result<(), Error> {
+        if let Some(job) = self.queue_phase_job(ws, run, phase, affinity)? {
+            tx.insert_job(&job).await?;
+            events.push(Event::Job(job));
+        }
+        Ok(())
+    }
+
+    /// [`Self::queue_phase`] without the writes: `run` moves on, and the
+    /// job to insert (after the run) is returned; None when the workspace
+    /// runs locally and the run errored instead.
+    fn queue_phase_job(
+        &self,
+        ws: &Workspace,
+        run: &mut Run,
+        phase: JobPhase,
+        affinity: Option<crate::ids::AgentId>,
+    ) -> Result<Option<Job>, Error> {
         let event = match phase {
             JobPhase::Plan => RunEvent::Enqueue,
             JobPhase::Apply => RunEvent::ApplyQueued,
@@ -591,15 +640,12 @@ impl<S: Store> Core<S> {
             }
             .to_string();
             run.apply_event(RunEvent::Error { message }, now, cool_off)?;
-            return Ok(());
+            return Ok(None);
         }
-        let job = Job {
+        Ok(Some(Job {
             affinity,
             ..self.new_job(ws, run, phase, 1, now)
-        };
-        tx.insert_job(&job).await?;
-        events.push(Event::Job(job));
-        Ok(())
+        }))
     }
 
     /// If the workspace is free, make its oldest pending run the active one.
@@ -616,8 +662,9 @@ impl<S: Store> Core<S> {
             };
             ws.lock = Some(WorkspaceLock::Run(run.id.clone()));
             ws.current_run = Some(run.id.clone());
+            let before = run.clone();
             self.enqueue_plan(tx, ws, &mut run, events).await?;
-            self.save_run(tx, &run, events).await?;
+            self.save_run_after(tx, &before, &run, events).await?;
             if run.status.is_final() {
                 ws.lock = None;
             }

@@ -1,6 +1,7 @@
 //! Runs (with their plan and apply).
 
 use async_trait::async_trait;
+use otf_core::clock::Timestamp;
 use otf_core::ids::{RunId, WorkspaceId};
 use otf_core::run::{Run, RunStatus};
 use otf_core::store::{RunRepo, StoreResult};
@@ -55,6 +56,19 @@ impl RunRepo for DbTx {
             .await
             .map_err(db_err)?;
         Ok((all(rows, convert::run)?, total))
+    }
+
+    async fn newest_run_created_at(&mut self, ws: &WorkspaceId) -> StoreResult<Option<Timestamp>> {
+        // The (workspace_id, created_at) index answers this at once.
+        let newest: Option<Option<i64>> = run::Entity::find()
+            .select_only()
+            .column_as(run::Column::CreatedAt.max(), "newest")
+            .filter(run::Column::WorkspaceId.eq(ws.as_str()))
+            .into_tuple()
+            .one(&self.tx)
+            .await
+            .map_err(db_err)?;
+        Ok(newest.flatten().map(Timestamp))
     }
 
     async fn next_pending_run(&mut self, ws: &WorkspaceId) -> StoreResult<Option<Run>> {

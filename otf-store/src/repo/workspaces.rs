@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use otf_core::ids::{OrganizationName, PoolId, WorkspaceId};
 use otf_core::store::{Cause, StoreError, StoreResult, WorkspaceRepo};
 use otf_core::workspace::Workspace;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::sea_query::{Alias, Expr, Query};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use super::all;
 use crate::entity::workspace;
@@ -40,14 +43,40 @@ impl WorkspaceRepo for DbTx {
     }
 
     async fn update_workspace(&mut self, ws: &Workspace) -> StoreResult<()> {
-        self.check_workspace_name_free(ws).await?;
-        self.update_row(
-            convert::workspace_row(ws),
-            workspace::Column::Id.eq(ws.id.as_str()),
-            "workspace",
-            ws.id.as_str(),
-        )
-        .await
+        // One statement: the row changes only while no other workspace of
+        // its organization has its name (the unique index backs this up
+        // against a concurrent insert); which of the two stopped it is
+        // asked only when one did.
+        let other = Alias::new("other");
+        let name_taken = Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from_as(workspace::Entity, other.clone())
+                .and_where(
+                    Expr::col((other.clone(), workspace::Column::Organization))
+                        .eq(ws.organization.as_str()),
+                )
+                .and_where(Expr::col((other.clone(), workspace::Column::Name)).eq(ws.name.as_str()))
+                .and_where(Expr::col((other, workspace::Column::Id)).ne(ws.id.as_str()))
+                .to_owned(),
+        );
+        let key = Condition::all()
+            .add(workspace::Column::Id.eq(ws.id.as_str()))
+            .add(name_taken.not());
+        match self
+            .update_row(convert::workspace_row(ws), key, "workspace", ws.id.as_str())
+            .await
+        {
+            Err(StoreError::NotFound { .. }) if self.get_workspace(&ws.id).await?.is_some() => {
+                self.check_workspace_name_free(ws).await?;
+                // Freed again meanwhile (PostgreSQL): still not written.
+                Err(StoreError::Conflict(Cause::new(format!(
+                    "workspace {} was renamed concurrently; retry",
+                    ws.id
+                ))))
+            }
+            done => done,
+        }
     }
 
     async fn get_workspace(&mut self, id: &WorkspaceId) -> StoreResult<Option<Workspace>> {

@@ -113,10 +113,18 @@ pub async fn workspaces<S: Store>(s: &S) {
     ));
     let mut renamed = api.clone();
     renamed.name = "web".into();
-    assert!(matches!(
-        tx.update_workspace(&renamed).await,
-        Err(StoreError::Conflict(_))
-    ));
+    match tx.update_workspace(&renamed).await {
+        Err(StoreError::Conflict(why)) => assert!(
+            why.to_string().contains("already exists"),
+            "a clear message: {why}"
+        ),
+        other => panic!("a rename onto a taken name: {other:?}"),
+    }
+    // Nothing changed, and the transaction goes on.
+    assert_eq!(
+        tx.get_workspace(&api.id).await.unwrap().unwrap().name,
+        api.name
+    );
     drop(tx);
 
     // Every field survives: agent mode with its pool, a lock, a current run.
@@ -364,12 +372,18 @@ pub async fn runs<S: Store>(s: &S) {
     tx.insert_organization(&o).await.unwrap();
     tx.insert_workspace(&w).await.unwrap();
     tx.insert_config_version(&cv).await.unwrap();
+    assert_eq!(tx.newest_run_created_at(&w.id).await.unwrap(), None);
     for r in [&r1, &r2, &speculative] {
         tx.insert_run(r).await.unwrap();
     }
     commit(tx).await;
 
     let mut tx = begin(s).await;
+    assert_eq!(
+        tx.newest_run_created_at(&w.id).await.unwrap(),
+        Some(Timestamp(200)),
+        "the newest of every run, speculative ones included"
+    );
     assert_eq!(tx.next_pending_run(&w.id).await.unwrap(), Some(r1.clone()));
     let (page, total) = tx.list_runs(&w.id, 0, 2).await.unwrap();
     assert_eq!((page, total), (vec![r2.clone(), r1.clone()], 3));
