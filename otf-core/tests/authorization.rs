@@ -354,33 +354,27 @@ async fn an_agent_token_used_again_soon_is_not_touched_again() {
     let Subject::AgentToken { token, .. } = subject else {
         panic!("not an agent token: {subject:?}")
     };
-    let first = w
-        .core
-        .get_agent_token(&w.site, &token)
-        .await
-        .unwrap()
-        .last_used_at;
+    let last_used = |w: &World| {
+        let (core, site, token) = (w.core.clone(), w.site.clone(), token.clone());
+        async move {
+            core.get_agent_token(&site, &token)
+                .await
+                .unwrap()
+                .last_used_at
+        }
+    };
+    let first = last_used(&w).await;
     assert!(first.is_some(), "the first use is recorded");
     w.clock.advance(std::time::Duration::from_millis(500));
     w.core.authenticate(&secret).await.unwrap();
-    let second = w
-        .core
-        .get_agent_token(&w.site, &token)
-        .await
-        .unwrap()
-        .last_used_at;
     assert_eq!(
-        second, first,
+        last_used(&w).await,
+        first,
         "a use within the touch interval writes nothing"
     );
     // After the touch interval (and the cache window) it is written again.
     w.advance(std::time::Duration::from_secs(61)).await;
     w.core.authenticate(&secret).await.unwrap();
-    let third = w
-        .core
-        .get_agent_token(&w.site, &token)
-        .await
-        .unwrap()
-        .last_used_at;
+    let third = last_used(&w).await;
     assert!(third > first, "{third:?} after {first:?}");
 }
