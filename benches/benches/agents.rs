@@ -21,6 +21,10 @@
 //!   with 1,000 idle agents, and with 10,000 agents long-polling and pinging
 //!   every 10 s (targets < 25 % of one core, < 300 MB).
 //!
+//! otfd runs with `--concurrency 0 --pin-cpu 0` (its threads on one CPU;
+//! `OTF_BENCH_PIN_CPU` picks another, empty for none); the bench's own
+//! agents and clients are not pinned.
+//!
 //! Run: `cargo bench -p otf-benches --bench agents`. The bench builds otfd
 //! itself with `cargo build --release -p otf-http --bin otfd` into the same
 //! target directory (a no-op when it is fresh), or uses the binary named by
@@ -240,6 +244,16 @@ fn otfd_binary() -> Result<PathBuf> {
     Ok(release.join("otfd"))
 }
 
+/// The CPU otfd is pinned to (`--pin-cpu`): `OTF_BENCH_PIN_CPU`, default 0;
+/// set empty for none.
+fn pin_cpu() -> Option<String> {
+    match std::env::var("OTF_BENCH_PIN_CPU") {
+        Ok(v) if v.is_empty() => None,
+        Ok(v) => Some(v),
+        Err(_) => Some("0".into()),
+    }
+}
+
 /// The otfd child process.
 struct Otfd {
     child: Child,
@@ -258,6 +272,15 @@ impl Otfd {
             .arg("--data-dir")
             .arg(data)
             .args(["--concurrency", "0"])
+            // otfd's threads on one CPU: statements hand off between the
+            // async workers and SQLite's thread without waking an idle
+            // (virtual) CPU. `OTF_BENCH_PIN_CPU=` (empty) measures unpinned.
+            .args(
+                pin_cpu()
+                    .map(|c| ["--pin-cpu".to_string(), c])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--long-poll", &LONG_POLL_SECS.to_string()])
             .args(["--ping-interval", "10", "--ping-timeout", "60"])
             // 10,000 agents and the bench's own clients.
@@ -832,10 +855,14 @@ async fn bench(
         "ping load: not measured (OTF_BENCH_MANY_AGENTS=0)".into()
     };
 
+    let pinned = match pin_cpu() {
+        Some(c) => format!("--pin-cpu {c}"),
+        None => "not pinned".into(),
+    };
     Ok(format!(
         "dispatch/{db}: raw durable single-row commit p50 {:.3} ms ({:.0}/s); bare loopback round trip (GET /api/v2/ping, n={}) p50 {:.3} ms, p99 {:.3} ms\n\
          dispatch/{db}: floor = {PATH_COMMITS} commits + {PATH_ROUND_TRIPS} round trips = {:.2} ms\n\
-         dispatch/{db}: single run, idle otfd, one agent (n={}): p50 {:.2} ms, p99 {:.2} ms; p50 = {:.1}x the floor (target <= 2x)\n\
+         dispatch/{db}: single run, idle otfd ({pinned}), one agent (n={}): p50 {:.2} ms, p99 {:.2} ms; p50 = {:.1}x the floor (target <= 2x)\n\
          dispatch/{db}: burst of {WORKSPACES} runs over {agents} agents ({connected} counted by the pool, registered in {registration:.1?}), {ROUNDS} rounds (n={}): p50 {:.2} ms (target <= 10), p99 {:.2} ms (target <= 30)\n\
          dispatch/{db}: sustained over {agents} agents: {rate:.0} runs created and started per second for {SUSTAINED:?} ({:.1}% of the raw commit rate; a run is {PATH_COMMITS}+ commits)\n\
          dispatch/{db}: idle otfd with {connected} agents: CPU {idle_cpu:.1}% of one core over {IDLE_WINDOW:?}, RSS {idle_rss:.1} MiB; {failed} agent failures\n\

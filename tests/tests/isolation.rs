@@ -364,3 +364,46 @@ fn an_agent_refuses_a_work_dir_it_does_not_own() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("belongs to uid 65534"), "{err}");
 }
+
+#[tokio::test]
+async fn a_pinned_otfd_runs_every_thread_on_its_cpu_and_refuses_a_server_runner() {
+    // A server runner's terraform would inherit the pinning: refused, with
+    // a reason, before anything starts.
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_otfd-e2e"))
+        .args(["--address", "127.0.0.1:0", "--pin-cpu", "0", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("run otfd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs --concurrency 0"), "{err}");
+    assert!(
+        std::fs::read_dir(data.path())
+            .expect("data dir")
+            .next()
+            .is_none(),
+        "nothing was created"
+    );
+
+    // Without one: every thread (async workers, SQLite's, the blocking
+    // pool's) may run on CPU 0 only, and otfd answers.
+    let server = Server::start(&Db::Sqlite, &["--concurrency", "0", "--pin-cpu", "0"]);
+    let api = Api::new(&server);
+    let (status, _) = api.get("/ping").await;
+    assert_eq!(status, 204);
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid())).expect("its threads");
+    let mut threads = 0;
+    for task in tasks.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let allowed = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(allowed, "0", "{}: {status}", task.path().display());
+        threads += 1;
+    }
+    assert!(threads > 2, "only {threads} threads seen");
+}
