@@ -21,9 +21,9 @@
 //!   with 1,000 idle agents, and with 10,000 agents long-polling and pinging
 //!   every 10 s (targets < 25 % of one core, < 300 MB).
 //!
-//! otfd runs with `--concurrency 0 --pin-cpu 0` (its threads on one CPU;
-//! `OTF_BENCH_PIN_CPU` picks another, empty for none); the bench's own
-//! agents and clients are not pinned.
+//! otfd runs with `--concurrency 0`, and on SQLite `--pin-cpu 0` (its
+//! threads on one CPU; `OTF_BENCH_PIN_CPU` picks another, empty for none);
+//! the bench's own agents and clients are not pinned.
 //!
 //! Run: `cargo bench -p otf-benches --bench agents`. The bench builds otfd
 //! itself with `cargo build --release -p otf-http --bin otfd` into the same
@@ -272,11 +272,13 @@ impl Otfd {
             .arg("--data-dir")
             .arg(data)
             .args(["--concurrency", "0"])
-            // otfd's threads on one CPU: statements hand off between the
-            // async workers and SQLite's thread without waking an idle
-            // (virtual) CPU. `OTF_BENCH_PIN_CPU=` (empty) measures unpinned.
+            // SQLite: otfd's threads on one CPU, so statements hand off
+            // between the async workers and SQLite's thread without waking
+            // an idle (virtual) CPU. Not on PostgreSQL, whose server
+            // processes need the other CPUs (pinned, it was slower).
             .args(
                 pin_cpu()
+                    .filter(|_| database.is_none())
                     .map(|c| ["--pin-cpu".to_string(), c])
                     .into_iter()
                     .flatten(),
@@ -855,7 +857,7 @@ async fn bench(
         "ping load: not measured (OTF_BENCH_MANY_AGENTS=0)".into()
     };
 
-    let pinned = match pin_cpu() {
+    let pinned = match pin_cpu().filter(|_| db == "sqlite") {
         Some(c) => format!("--pin-cpu {c}"),
         None => "not pinned".into(),
     };

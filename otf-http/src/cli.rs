@@ -91,8 +91,9 @@ struct Flags {
     /// database's thread; on one CPU that is a plain context switch, while
     /// waking a thread on an idle virtual CPU costs tens of microseconds
     /// (on a 2-vCPU VM single-run dispatch went from ~3.4 to ~2.2 ms, bursts
-    /// ~35 % faster). Only with `--concurrency 0`: terraform processes of the
-    /// server runner would inherit the pinning.
+    /// ~35 % faster). For SQLite (PostgreSQL's processes want the other
+    /// CPUs). Only with `--concurrency 0`: terraform processes of the server
+    /// runner would inherit the pinning.
     #[arg(long, env = "OTF_PIN_CPU", value_name = "CPU")]
     pin_cpu: Option<usize>,
     /// A terraform (or tofu) binary for every run of the server runner.
