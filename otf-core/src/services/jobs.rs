@@ -88,6 +88,16 @@ async fn authorized_job<T: crate::store::Tx>(
     Ok(job)
 }
 
+/// A job read before its workspace was locked, as it is now: read again
+/// where other transactions may have changed it meanwhile
+/// ([`crate::store::Tx::serialized`]).
+async fn locked_again<T: crate::store::Tx>(tx: &mut T, peek: Job) -> Result<Job, Error> {
+    if tx.serialized() {
+        return Ok(peek);
+    }
+    found(tx.get_job(&peek.id).await?, "job", &peek.id)
+}
+
 /// [`authorized_job`] with the job's run and workspace.
 async fn job_context_in<T: crate::store::Tx>(
     tx: &mut T,
@@ -177,11 +187,7 @@ impl<S: Store> Core<S> {
             "workspace",
             &peek.workspace,
         )?;
-        let mut job = if tx.serialized() {
-            peek
-        } else {
-            found(tx.get_job(job_id).await?, "job", job_id)?
-        };
+        let mut job = locked_again(&mut tx, peek).await?;
         if job.agent.as_ref() != Some(agent_id) {
             return Err(Error::NotFound {
                 kind: "job",
@@ -274,11 +280,7 @@ impl<S: Store> Core<S> {
             "workspace",
             &peek.workspace,
         )?;
-        let mut job = if tx.serialized() {
-            peek
-        } else {
-            found(tx.get_job(job_id).await?, "job", job_id)?
-        };
+        let mut job = locked_again(&mut tx, peek).await?;
         if job.attempt != attempt || job.status != JobStatus::Running {
             // The attempt is over or superseded: its token is dead.
             return Err(Error::Unauthorized);

@@ -250,10 +250,7 @@ impl<S: Store> Core<S> {
             }
             events.push(Event::Run(run.clone()));
             if !run.is_speculative() {
-                if !run.status.is_final() {
-                    ws.lock = Some(WorkspaceLock::Run(run.id.clone()));
-                }
-                ws.current_run = Some(run.id.clone());
+                become_current(&mut ws, &run);
                 events.push(Event::Workspace(ws.id.clone()));
                 tx.update_workspace(&ws).await?;
             }
@@ -660,14 +657,10 @@ impl<S: Store> Core<S> {
             let Some(mut run) = tx.next_pending_run(&ws.id).await? else {
                 break;
             };
-            ws.lock = Some(WorkspaceLock::Run(run.id.clone()));
-            ws.current_run = Some(run.id.clone());
             let before = run.clone();
             self.enqueue_plan(tx, ws, &mut run, events).await?;
             self.save_run_after(tx, &before, &run, events).await?;
-            if run.status.is_final() {
-                ws.lock = None;
-            }
+            become_current(ws, &run);
             events.push(Event::Run(run));
         }
         events.push(Event::Workspace(ws.id.clone()));
@@ -691,6 +684,13 @@ impl<S: Store> Core<S> {
         tx.update_workspace(ws).await?;
         Ok(())
     }
+}
+
+/// `run` just started: it is the workspace's current run, and holds its
+/// lock unless it already ended (errored at once). The caller saves `ws`.
+fn become_current(ws: &mut Workspace, run: &Run) {
+    ws.current_run = Some(run.id.clone());
+    ws.lock = (!run.status.is_final()).then(|| WorkspaceLock::Run(run.id.clone()));
 }
 
 /// The newest non-final job of a run.
