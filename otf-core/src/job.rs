@@ -353,7 +353,7 @@ pub fn job_deadlines(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::enums::assert_round_trip;
     use JobStatus::*;

@@ -40,6 +40,47 @@ pub fn liveness_changes(
         .collect()
 }
 
+/// The agents [`liveness_changes`] may change at a moment: those of each
+/// status last heard of at or before its bound. A store lists just them
+/// ([`crate::store::AgentRepo::list_agents_due`]), so a tick reads the few
+/// agents that went quiet, not the whole fleet; the rule above still
+/// decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentsDue {
+    /// Idle and busy agents whose last ping is at or before this.
+    pub live_pinged_by: Timestamp,
+    /// Unknown agents whose status changed at or before this.
+    pub unknown_since_by: Timestamp,
+    /// Errored and exited agents whose status changed at or before this.
+    pub final_since_by: Timestamp,
+}
+
+impl AgentsDue {
+    pub fn at(now: Timestamp, cfg: &LivenessConfig) -> Self {
+        let before = |d: std::time::Duration| {
+            Timestamp(
+                now.0
+                    .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            )
+        };
+        AgentsDue {
+            live_pinged_by: before(cfg.ping_timeout),
+            unknown_since_by: before(cfg.unknown_grace),
+            final_since_by: before(cfg.retention),
+        }
+    }
+
+    /// Whether the store lists `a` (the memory store's filter; SQL stores
+    /// say the same in their query).
+    pub fn includes(&self, a: &Agent) -> bool {
+        match a.status {
+            AgentStatus::Idle | AgentStatus::Busy => a.last_ping_at <= self.live_pinged_by,
+            AgentStatus::Unknown => a.last_status_at <= self.unknown_since_by,
+            AgentStatus::Errored | AgentStatus::Exited => a.last_status_at <= self.final_since_by,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -107,6 +148,42 @@ mod tests {
                     assert!(agent_transition(&a.id, status, ev).is_ok());
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_due_agents_are_every_agent_the_rule_would_change() {
+        let cfg = cfg();
+        let statuses = [
+            AgentStatus::Idle,
+            AgentStatus::Busy,
+            AgentStatus::Unknown,
+            AgentStatus::Errored,
+            AgentStatus::Exited,
+        ];
+        let mut agents = Vec::new();
+        let mut n = 0;
+        for status in statuses {
+            for ping in (0..=70_000).step_by(500) {
+                for last_status in [0, 9_999, 10_000, 10_001, 59_999, 60_000, 60_001, 70_000] {
+                    n += 1;
+                    agents.push(agent(n, status, ping, last_status));
+                }
+            }
+        }
+        for now in [0, 3_000, 3_001, 10_001, 60_000, 60_001, 70_000] {
+            let now = Timestamp(now);
+            let due = AgentsDue::at(now, &cfg);
+            let listed: Vec<Agent> = agents.iter().filter(|a| due.includes(a)).cloned().collect();
+            assert_eq!(
+                liveness_changes(&listed, now, &cfg),
+                liveness_changes(&agents, now, &cfg),
+                "at {now:?}"
+            );
+            assert!(
+                listed.len() < agents.len(),
+                "the bound leaves quiet agents out"
+            );
         }
     }
 }

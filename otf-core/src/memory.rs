@@ -518,6 +518,18 @@ impl AgentRepo for MemoryTx {
             .cloned()
             .collect())
     }
+    async fn list_agents_due(
+        &mut self,
+        due: &crate::liveness::AgentsDue,
+    ) -> StoreResult<Vec<Agent>> {
+        Ok(self
+            .state
+            .agents
+            .values()
+            .filter(|a| due.includes(a))
+            .cloned()
+            .collect())
+    }
     async fn list_agents_of_token(&mut self, token: &AgentTokenId) -> StoreResult<Vec<Agent>> {
         Ok(self
             .state

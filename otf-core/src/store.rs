@@ -172,6 +172,12 @@ pub trait AgentRepo {
     /// The agents of one pool (None: server runners), sorted by id.
     async fn list_agents_in_pool(&mut self, pool: Option<&PoolId>) -> StoreResult<Vec<Agent>>;
     async fn list_agents_of_token(&mut self, token: &AgentTokenId) -> StoreResult<Vec<Agent>>;
+    /// The agents `due` includes ([`crate::liveness::AgentsDue::includes`]),
+    /// sorted by id.
+    async fn list_agents_due(
+        &mut self,
+        due: &crate::liveness::AgentsDue,
+    ) -> StoreResult<Vec<Agent>>;
     /// Raise `last_ping_at` of each listed agent to the given time (never
     /// lower it); unknown ids are ignored. One statement per batch.
     async fn touch_agents(&mut self, seen: &[(AgentId, Timestamp)]) -> StoreResult<()>;

@@ -155,18 +155,45 @@ impl<S: Store> Core<S> {
         id: &AgentId,
     ) -> Result<Agent, Error> {
         let agent = found(tx.get_agent(id).await?, "agent", id)?;
+        Self::check_agent(subject, agent)
+    }
+
+    /// The agent may be used by `subject` and is not gone.
+    fn check_agent(subject: &Subject, agent: Agent) -> Result<Agent, Error> {
         allow(
             authorize_agent(subject, agent.pool.as_ref(), agent.token.as_ref()),
             "agent",
-            id,
+            &agent.id,
         )?;
         if agent.status.is_final() {
             return Err(Error::AgentGone {
-                agent: id.to_string(),
+                agent: agent.id.to_string(),
                 status: agent.status,
             });
         }
         Ok(agent)
+    }
+
+    /// What the agent cache knows of `id` (nothing while this process does
+    /// not route the bus's events: then nothing would keep it fresh).
+    fn cached_agent(&self, id: &AgentId, now: Timestamp) -> Option<super::agent_cache::Cached> {
+        if !self.waiters.routing() {
+            return None;
+        }
+        self.agents.get(id, now)
+    }
+
+    /// Remember what a read found (only while events are routed).
+    fn remember_agent(
+        &self,
+        agent: &Agent,
+        no_jobs: Option<bool>,
+        start: super::agent_cache::ReadStart,
+        now: Timestamp,
+    ) {
+        if self.waiters.routing() {
+            self.agents.put(agent, no_jobs, start, now);
+        }
     }
 
     /// A status ping. A ping that changes nothing is only remembered in
@@ -188,16 +215,26 @@ impl<S: Store> Core<S> {
     ) -> Result<PingAnswer, Error> {
         let id = agent;
         let now = self.now();
-        // Most pings change nothing: they only read (beside the writer),
-        // and their last-seen time is written in a batch.
-        let (current, held) = {
-            let mut tx = self.read().await?;
-            let current = self.agent_for(&mut tx, subject, id).await?;
-            let held = match running {
-                Some(_) => tx.list_jobs_of_agent(id).await?,
-                None => Vec::new(),
-            };
-            (current, held)
+        // Most pings change nothing: they only read (beside the writer, or
+        // nothing at all when the agent cache knows the agent and that it
+        // holds no job), and their last-seen time is written in a batch.
+        let cached = self
+            .cached_agent(id, now)
+            .filter(|c| running.is_none() || c.no_jobs);
+        let (current, held) = match cached {
+            Some(c) => (Self::check_agent(subject, c.agent)?, Vec::new()),
+            None => {
+                let start = self.agents.before_read();
+                let mut tx = self.read().await?;
+                let current = self.agent_for(&mut tx, subject, id).await?;
+                let held = match running {
+                    Some(_) => tx.list_jobs_of_agent(id).await?,
+                    None => Vec::new(),
+                };
+                let no_jobs = running.map(|_| held.is_empty());
+                self.remember_agent(&current, no_jobs, start, now);
+                (current, held)
+            }
         };
         let target = agent_transition(id, current.status, AgentEvent::Ping(status))?;
         let (cancel, unreported) = match running {
@@ -258,17 +295,26 @@ impl<S: Store> Core<S> {
         loop {
             // Wait before looking, so nothing slips between the two.
             let mut wait = self.wait_on(WaitKey::Agent(id.clone()));
-            {
-                let mut tx = self.read().await?;
-                self.agent_for(&mut tx, subject, id).await?;
-                let jobs: Vec<Job> = tx
-                    .list_jobs_of_agent(id)
-                    .await?
-                    .into_iter()
-                    .filter(|j| j.status == JobStatus::Allocated)
-                    .collect();
-                if !jobs.is_empty() {
-                    return Ok(jobs);
+            let now = self.now();
+            match self.cached_agent(id, now).filter(|c| c.no_jobs) {
+                // Known to hold no job since an event would have said
+                // otherwise (an allocation is one, and it wakes `wait`).
+                Some(c) => {
+                    Self::check_agent(subject, c.agent)?;
+                }
+                None => {
+                    let start = self.agents.before_read();
+                    let mut tx = self.read().await?;
+                    let agent = self.agent_for(&mut tx, subject, id).await?;
+                    let held = tx.list_jobs_of_agent(id).await?;
+                    self.remember_agent(&agent, Some(held.is_empty()), start, now);
+                    let jobs: Vec<Job> = held
+                        .into_iter()
+                        .filter(|j| j.status == JobStatus::Allocated)
+                        .collect();
+                    if !jobs.is_empty() {
+                        return Ok(jobs);
+                    }
                 }
             }
             if !wait.next().await {

@@ -10,54 +10,81 @@ use crate::secret::token_id_part;
 use crate::store::{AgentTokenRepo, JobRepo, OrganizationRepo, Store};
 
 /// How long a looked-up agent token is trusted without asking the store
-/// again: agents call every few seconds each (pings, long-polls, logs), so
-/// this saves most token reads. A revocation drops the entry at once in the
-/// process that revoked, and in every other as soon as the bus brings
-/// [`crate::events::Event::TokenRevoked`] (otfd routes it).
-pub const AGENT_TOKEN_CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+/// again while this process routes the bus's events
+/// ([`Core::route_wakeups`], as otfd does): every change that makes an entry
+/// stale ([`crate::events::Event::TokenRevoked`], also sent for each token
+/// of a deleted pool or organization) drops it at once in the process that
+/// made it and in every other as soon as the bus brings the event, and a bus
+/// that may have missed events clears the cache. The bound is a backstop.
+pub const AGENT_TOKEN_CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The same without routed events (an embedder that does not route them
+/// learns other replicas' revocations only from the store).
+pub const AGENT_TOKEN_CACHE_UNROUTED: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Agent tokens recently read from the store (the secret is still checked
 /// against the stored hash on every use).
 #[derive(Debug, Default)]
 pub(crate) struct TokenCache {
-    entries: std::sync::Mutex<std::collections::HashMap<AgentTokenId, (AgentToken, Timestamp)>>,
+    entries: std::sync::Mutex<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    tokens: std::collections::HashMap<AgentTokenId, (AgentToken, Timestamp)>,
+    /// Raised by every invalidation: a token read before one may be stale
+    /// and is not cached ([`TokenCache::put`]).
+    epoch: u64,
 }
 
 impl TokenCache {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<AgentTokenId, (AgentToken, Timestamp)>>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, id: &AgentTokenId, now: Timestamp) -> Option<AgentToken> {
-        let fresh = AGENT_TOKEN_CACHE_FOR.as_millis() as i64;
+    /// The current epoch: take it before reading a token from the store.
+    fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    fn get(
+        &self,
+        id: &AgentTokenId,
+        now: Timestamp,
+        fresh: std::time::Duration,
+    ) -> Option<AgentToken> {
+        let fresh = fresh.as_millis() as i64;
         let mut entries = self.lock();
-        match entries.get(id) {
+        match entries.tokens.get(id) {
             Some((token, at)) if now.0.saturating_sub(at.0) < fresh => Some(token.clone()),
             Some(_) => {
-                entries.remove(id);
+                entries.tokens.remove(id);
                 None
             }
             None => None,
         }
     }
 
-    fn put(&self, token: AgentToken, now: Timestamp) {
+    /// Cache a token read from the store in `epoch`. Not when anything was
+    /// invalidated since: the read may predate a revocation whose event has
+    /// come and gone (caching it would trust a revoked token).
+    fn put(&self, token: AgentToken, now: Timestamp, epoch: u64) {
         let mut entries = self.lock();
-        // Bounded: stale entries go when the map grows.
-        if entries.len() > 100_000 {
-            entries.clear();
+        if entries.epoch != epoch {
+            return;
         }
-        entries.insert(token.id.clone(), (token, now));
+        // Bounded: stale entries go when the map grows.
+        if entries.tokens.len() > 100_000 {
+            entries.tokens.clear();
+        }
+        entries.tokens.insert(token.id.clone(), (token, now));
     }
 
     /// The token's `last_used_at` was written: the cached copy says so too
-    /// (else every use within [`AGENT_TOKEN_CACHE_FOR`] would write it
-    /// again). An entry that is gone (revoked meanwhile) stays gone.
+    /// (else every use within the cache window would write it again). An
+    /// entry that is gone (revoked meanwhile) stays gone.
     fn touched(&self, id: &AgentTokenId, at: Timestamp) {
-        if let Some((token, _)) = self.lock().get_mut(id) {
+        if let Some((token, _)) = self.lock().tokens.get_mut(id) {
             token.last_used_at = Some(at);
         }
     }
@@ -65,13 +92,17 @@ impl TokenCache {
     /// Forget what an event makes stale (a revoked token).
     pub(crate) fn forget(&self, e: &crate::events::Event) {
         if let crate::events::Event::TokenRevoked(id) = e {
-            self.lock().remove(id);
+            let mut entries = self.lock();
+            entries.epoch += 1;
+            entries.tokens.remove(id);
         }
     }
 
     /// Forget everything (events may have been missed).
     pub(crate) fn clear(&self) {
-        self.lock().clear();
+        let mut entries = self.lock();
+        entries.epoch += 1;
+        entries.tokens.clear();
     }
 }
 
@@ -90,12 +121,17 @@ impl<S: Store> Core<S> {
         // Tokens are looked up in a read transaction; the rare touch of
         // `last_used_at` (at most once per touch interval) writes on its own.
         if let Ok(id) = id.parse::<AgentTokenId>() {
-            let token = match self.tokens.get(&id, now) {
+            let fresh = match self.waiters.routing() {
+                true => AGENT_TOKEN_CACHE_FOR,
+                false => AGENT_TOKEN_CACHE_UNROUTED,
+            };
+            let token = match self.tokens.get(&id, now, fresh) {
                 Some(token) => token,
                 None => {
+                    let epoch = self.tokens.epoch();
                     let mut tx = self.read().await?;
                     let token = tx.get_agent_token(&id).await?.ok_or(Error::Unauthorized)?;
-                    self.tokens.put(token.clone(), now);
+                    self.tokens.put(token.clone(), now, epoch);
                     token
                 }
             };
@@ -166,5 +202,66 @@ impl<S: Store> Core<S> {
 
     fn due_for_touch(&self, last: Option<Timestamp>, now: Timestamp) -> bool {
         last.is_none_or(|l| now.since(l) >= self.config.token_touch_interval)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Event;
+    use crate::random::SeededRandom;
+    use std::time::Duration;
+
+    fn token(seed: u64) -> AgentToken {
+        let pool = "apool-0123456789abcdef".parse().unwrap();
+        let org = "acme".parse().unwrap();
+        AgentToken::issue(pool, org, "agents", Timestamp(0), &SeededRandom::new(seed))
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn a_cached_token_is_trusted_until_its_window_ends_or_an_event_drops_it() {
+        let cache = TokenCache::default();
+        let (t, other) = (token(1), token(2));
+        let minute = Duration::from_secs(60);
+        cache.put(t.clone(), Timestamp(1_000), cache.epoch());
+        cache.put(other.clone(), Timestamp(1_000), cache.epoch());
+        assert!(cache.get(&t.id, Timestamp(60_999), minute).is_some());
+        assert!(cache.get(&t.id, Timestamp(61_000), minute).is_none());
+        assert!(
+            cache.get(&t.id, Timestamp(1_000), minute).is_none(),
+            "an expired entry is gone"
+        );
+        cache.forget(&Event::TokenRevoked(other.id.clone()));
+        assert!(cache.get(&other.id, Timestamp(1_001), minute).is_none());
+        cache.put(t.clone(), Timestamp(2_000), cache.epoch());
+        cache.clear();
+        assert!(cache.get(&t.id, Timestamp(2_001), minute).is_none());
+    }
+
+    #[test]
+    fn a_token_read_before_a_revocation_is_not_cached_after_it() {
+        // A request reads the token; the revocation commits and its event
+        // comes (nothing cached yet to drop); then the read would be cached.
+        let cache = TokenCache::default();
+        let t = token(1);
+        let before_read = cache.epoch();
+        cache.forget(&Event::TokenRevoked(t.id.clone()));
+        cache.put(t.clone(), Timestamp(1_000), before_read);
+        assert!(cache
+            .get(&t.id, Timestamp(1_001), Duration::from_secs(60))
+            .is_none());
+        // Any missed-events clear counts too, and a later read caches.
+        let before_read = cache.epoch();
+        cache.clear();
+        cache.put(t.clone(), Timestamp(1_000), before_read);
+        assert!(cache
+            .get(&t.id, Timestamp(1_001), Duration::from_secs(60))
+            .is_none());
+        cache.put(t.clone(), Timestamp(1_000), cache.epoch());
+        assert!(cache
+            .get(&t.id, Timestamp(1_001), Duration::from_secs(60))
+            .is_some());
     }
 }

@@ -11,7 +11,7 @@ use crate::agent::Agent;
 use crate::events::Event;
 use crate::ids::{AgentId, JobId};
 use crate::job::{job_deadlines, Deadline, JobEvent, LossCause};
-use crate::liveness::{liveness_changes, LivenessChange};
+use crate::liveness::{liveness_changes, AgentsDue, LivenessChange};
 use crate::scheduler::{AgentSlot, JobSlot, PoolKey, Scheduler, WaitReason};
 use crate::store::{AgentRepo, JobRepo, RunRepo, Store};
 
@@ -145,12 +145,14 @@ impl<S: Store> Dispatcher<S> {
     /// at most), apply the jobs' timers, and retry allocation.
     pub async fn tick(&mut self) -> Result<(), Error> {
         self.core.flush_last_seen().await?;
+        // Only the agents that went quiet: the fleet at large pinged lately.
+        let now = self.core.now();
+        let liveness = &self.core.config.liveness;
         let agents = {
             let mut tx = self.core.read().await?;
-            tx.list_agents().await?
+            tx.list_agents_due(&AgentsDue::at(now, liveness)).await?
         };
-        let now = self.core.now();
-        for change in liveness_changes(&agents, now, &self.core.config.liveness) {
+        for change in liveness_changes(&agents, now, liveness) {
             if let Some(event) = self.core.apply_liveness(&change).await? {
                 self.handle(&event).await?;
             }

@@ -3,6 +3,7 @@
 //! subject, runs one transaction applying the pure rules, commits, then
 //! publishes the resulting events.
 
+mod agent_cache;
 mod agents;
 mod auth;
 mod dispatch;
@@ -93,6 +94,8 @@ pub struct Core<S: Store> {
     waiters: Arc<waiters::Waiters>,
     /// Agent tokens recently looked up ([`auth::AGENT_TOKEN_CACHE_FOR`]).
     tokens: Arc<auth::TokenCache>,
+    /// Agents recently read by pings and long-polls ([`agent_cache`]).
+    agents: Arc<agent_cache::AgentCache>,
     /// The leader's reign this core writes for ([`Core::fenced`]): every
     /// transaction first checks it is still current.
     reign: Option<u64>,
@@ -109,6 +112,7 @@ impl<S: Store> Clone for Core<S> {
             last_seen: self.last_seen.clone(),
             waiters: self.waiters.clone(),
             tokens: self.tokens.clone(),
+            agents: self.agents.clone(),
             reign: self.reign,
         }
     }
@@ -131,6 +135,7 @@ impl<S: Store> Core<S> {
             last_seen: Arc::default(),
             waiters: Arc::default(),
             tokens: Arc::default(),
+            agents: Arc::default(),
             reign: None,
         }
     }
@@ -188,12 +193,24 @@ impl<S: Store> Core<S> {
         }
     }
 
+    /// Drop what an event makes stale from this process's caches.
+    fn forget_stale(&self, e: &Event) {
+        self.tokens.forget(e);
+        self.agents.forget(e);
+    }
+
+    /// Empty this process's caches (events may have been missed).
+    fn clear_caches(&self) {
+        self.tokens.clear();
+        self.agents.clear();
+    }
+
     /// Commit, then tell everyone what changed.
     async fn commit(&self, tx: S::Tx, events: Vec<Event>) -> Result<(), Error> {
         crate::store::Tx::commit(tx).await?;
         let events = last_per_aggregate(events);
         if !events.is_empty() {
-            events.iter().for_each(|e| self.tokens.forget(e));
+            events.iter().for_each(|e| self.forget_stale(e));
             // Long-polls of this process wake at once; the bus (another
             // replica's, or a later wake-up here) follows.
             if self.waiters.routing() {

@@ -2,10 +2,11 @@
 
 use super::{allow, found, Core, Error};
 use crate::auth::{authorize_organization, authorize_site, Access, Subject};
+use crate::events::Event;
 use crate::ids::{OrgTokenId, OrganizationName};
 use crate::organization::{Organization, OrganizationToken};
 use crate::secret::IssuedSecret;
-use crate::store::{OrganizationRepo, Store, StoreError};
+use crate::store::{AgentTokenRepo, OrganizationRepo, PoolRepo, Store, StoreError};
 
 impl<S: Store> Core<S> {
     /// Create an organization (site administrator only).
@@ -77,12 +78,15 @@ impl<S: Store> Core<S> {
         )?;
         let mut tx = self.begin().await?;
         found(tx.get_organization(name).await?, "organization", name)?;
+        // Its agent tokens go with it: every replica forgets them.
+        let mut revoked = Vec::new();
+        for pool in tx.list_pools(name).await? {
+            for token in tx.list_agent_tokens(&pool.id).await? {
+                revoked.push(Event::TokenRevoked(token.id));
+            }
+        }
         tx.delete_organization(name).await?;
-        self.commit(tx, vec![]).await?;
-        // Its agent tokens went with it (other replicas trust theirs for at
-        // most [`super::auth::AGENT_TOKEN_CACHE_FOR`]).
-        self.tokens.clear();
-        Ok(())
+        self.commit(tx, revoked).await
     }
 
     /// Issue an organization token; its secret is returned once.

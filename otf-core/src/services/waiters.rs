@@ -215,11 +215,11 @@ impl<S: Store> Core<S> {
             tokio::select! {
                 e = sub.recv() => match e {
                     Ok(e) => {
-                        self.tokens.forget(&e);
+                        self.forget_stale(&e);
                         self.waiters.wake(&e);
                     }
                     Err(RecvError::Lagged) => {
-                        self.tokens.clear();
+                        self.clear_caches();
                         self.waiters.wake_all();
                     }
                     Err(RecvError::Closed) => break,

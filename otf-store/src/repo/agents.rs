@@ -3,14 +3,15 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use otf_core::agent::Agent;
+use otf_core::agent::{Agent, AgentStatus};
 use otf_core::clock::Timestamp;
 use otf_core::ids::{AgentId, AgentTokenId, JobId, PoolId, RunId};
 use otf_core::job::{Job, JobStatus};
+use otf_core::liveness::AgentsDue;
 use otf_core::store::{AgentRepo, JobRepo, StoreResult};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
-    Value,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement, Value,
 };
 
 use super::all;
@@ -67,6 +68,32 @@ impl AgentRepo for DbTx {
 
     async fn list_agents(&mut self) -> StoreResult<Vec<Agent>> {
         let rows = agent::Entity::find()
+            .order_by_asc(agent::Column::Id)
+            .all(&self.tx)
+            .await
+            .map_err(db_err)?;
+        all(rows, convert::agent)
+    }
+
+    async fn list_agents_due(&mut self, due: &AgentsDue) -> StoreResult<Vec<Agent>> {
+        let status = |all: &[AgentStatus]| {
+            agent::Column::Status.is_in(all.iter().map(|s| s.as_str().to_string()))
+        };
+        let due = Condition::any()
+            .add(
+                status(&[AgentStatus::Idle, AgentStatus::Busy])
+                    .and(agent::Column::LastPingAt.lte(due.live_pinged_by.0)),
+            )
+            .add(
+                status(&[AgentStatus::Unknown])
+                    .and(agent::Column::LastStatusAt.lte(due.unknown_since_by.0)),
+            )
+            .add(
+                status(&[AgentStatus::Errored, AgentStatus::Exited])
+                    .and(agent::Column::LastStatusAt.lte(due.final_since_by.0)),
+            );
+        let rows = agent::Entity::find()
+            .filter(due)
             .order_by_asc(agent::Column::Id)
             .all(&self.tx)
             .await

@@ -303,6 +303,49 @@ pub async fn agents<S: Store>(s: &S) {
     assert_eq!(tx.list_agents().await.unwrap().len(), 3);
 }
 
+/// The tick's listing of quiet agents: each status against its own bound,
+/// bounds inclusive, sorted by id.
+pub async fn agents_due<S: Store>(s: &S) {
+    use otf_core::liveness::AgentsDue;
+    let due = AgentsDue {
+        live_pinged_by: Timestamp(5_000),
+        unknown_since_by: Timestamp(6_000),
+        final_since_by: Timestamp(7_000),
+    };
+    let with = |status: AgentStatus, ping: i64, since: i64| {
+        let mut a = agent(None, None);
+        a.status = status;
+        a.last_ping_at = Timestamp(ping);
+        a.last_status_at = Timestamp(since);
+        a
+    };
+    let mut listed = vec![
+        with(AgentStatus::Idle, 5_000, 9_000),
+        with(AgentStatus::Busy, 4_000, 9_000),
+        with(AgentStatus::Unknown, 9_000, 6_000),
+        with(AgentStatus::Errored, 9_000, 7_000),
+        with(AgentStatus::Exited, 9_000, 1_000),
+    ];
+    let left_out = [
+        with(AgentStatus::Idle, 5_001, 0),
+        with(AgentStatus::Busy, 9_000, 0),
+        with(AgentStatus::Unknown, 0, 6_001),
+        with(AgentStatus::Errored, 0, 7_001),
+        with(AgentStatus::Exited, 0, 9_000),
+    ];
+    let mut tx = begin(s).await;
+    for a in listed.iter().chain(&left_out) {
+        tx.insert_agent(a).await.unwrap();
+    }
+    commit(tx).await;
+    listed.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut tx = begin(s).await;
+    assert_eq!(tx.list_agents_due(&due).await.unwrap(), listed);
+    for a in listed.iter().chain(&left_out) {
+        assert_eq!(due.includes(a), listed.contains(a), "{a:?}");
+    }
+}
+
 pub async fn jobs<S: Store>(s: &S) {
     let o = org("acme");
     let w = workspace(&o, "ws");

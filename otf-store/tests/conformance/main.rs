@@ -59,6 +59,7 @@ conformance!(
     checks::workspaces,
     checks::pools_grants_and_agent_tokens,
     checks::agents,
+    checks::agents_due,
     checks::jobs,
     checks::runs,
     checks::configuration_and_state_versions,
