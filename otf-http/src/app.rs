@@ -205,7 +205,8 @@ impl<S: Store> App<S> {
     async fn dispatch(&self, endpoint: &Endpoint<App<S>>, req: &Req) -> Result<Resp, ApiError> {
         let subject = match endpoint.is_open() {
             true => None,
-            false => Some(self.subject(req).await?),
+            // Boxed: the lookup's state is not kept while the handler runs.
+            false => Some(Box::pin(self.subject(req)).await?),
         };
         match (endpoint.serve(&req.method), &subject) {
             (Some(Serve::Open(handler)), _) => handler(self, req).await,

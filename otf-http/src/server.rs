@@ -73,7 +73,12 @@ async fn answer<S: Store>(app: &App<S>, req: Request<Incoming>, peer: SocketAddr
         bytes::Bytes::new(),
         peer.ip(),
     );
-    let (head, limit) = match app.admit(head).await {
+    // Admission and the answer are boxed, each allocated only while it
+    // runs: a connection whose request waits (a long-poll, for most of an
+    // agent's life) then keeps what the waiting step holds, not the largest
+    // state of every step (this future was 12.7 KB unboxed; 10,000 agents
+    // hold one each).
+    let (head, limit) = match Box::pin(app.admit(head)).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
@@ -105,7 +110,7 @@ async fn answer<S: Store>(app: &App<S>, req: Request<Incoming>, peer: SocketAddr
             ))
         }
     };
-    app.handle(head.with_body(body)).await
+    Box::pin(app.handle(head.with_body(body))).await
 }
 
 /// Accept errors (such as running out of descriptors) back off instead of

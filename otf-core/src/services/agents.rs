@@ -295,32 +295,35 @@ impl<S: Store> Core<S> {
         loop {
             // Wait before looking, so nothing slips between the two.
             let mut wait = self.wait_on(WaitKey::Agent(id.clone()));
-            let now = self.now();
-            match self.cached_agent(id, now).filter(|c| c.no_jobs) {
-                // Known to hold no job since an event would have said
-                // otherwise (an allocation is one, and it wakes `wait`).
-                Some(c) => {
-                    Self::check_agent(subject, c.agent)?;
-                }
-                None => {
-                    let start = self.agents.before_read();
-                    let mut tx = self.read().await?;
-                    let agent = self.agent_for(&mut tx, subject, id).await?;
-                    let held = tx.list_jobs_of_agent(id).await?;
-                    self.remember_agent(&agent, Some(held.is_empty()), start, now);
-                    let jobs: Vec<Job> = held
-                        .into_iter()
-                        .filter(|j| j.status == JobStatus::Allocated)
-                        .collect();
-                    if !jobs.is_empty() {
-                        return Ok(jobs);
-                    }
-                }
+            // Boxed: the read's state is not kept while the long-poll waits.
+            let jobs = Box::pin(self.allocated_jobs(subject, id)).await?;
+            if !jobs.is_empty() {
+                return Ok(jobs);
             }
             if !wait.next().await {
                 return Ok(Vec::new());
             }
         }
+    }
+
+    /// The jobs allocated to the agent now.
+    async fn allocated_jobs(&self, subject: &Subject, id: &AgentId) -> Result<Vec<Job>, Error> {
+        let now = self.now();
+        if let Some(c) = self.cached_agent(id, now).filter(|c| c.no_jobs) {
+            // Known to hold no job, since an event would have said otherwise
+            // (an allocation is one, and it also wakes the long-poll).
+            Self::check_agent(subject, c.agent)?;
+            return Ok(Vec::new());
+        }
+        let start = self.agents.before_read();
+        let mut tx = self.read().await?;
+        let agent = self.agent_for(&mut tx, subject, id).await?;
+        let held = tx.list_jobs_of_agent(id).await?;
+        self.remember_agent(&agent, Some(held.is_empty()), start, now);
+        Ok(held
+            .into_iter()
+            .filter(|j| j.status == JobStatus::Allocated)
+            .collect())
     }
 
     /// Wait for a signal for a job the agent holds. `None`: the job ended
