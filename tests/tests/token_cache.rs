@@ -18,6 +18,18 @@ use support::{eventually, Db, Server};
 /// crossed the bus can make B refuse the token this soon.
 const WITHIN: Duration = Duration::from_secs(10);
 
+/// A status ping of `agent` with `token`.
+async fn ping(api: &Api, token: &str, agent: &str) -> support::api::Answer {
+    api.agent(
+        token,
+        agent,
+        Method::POST,
+        "/api/agent/status",
+        Some(json!({"status": "idle"})),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_on_one_replica_shuts_the_token_out_of_the_other_at_once() {
     let Some(admin) = std::env::var("OTF_TEST_DATABASE_URL")
@@ -41,17 +53,11 @@ async fn a_revocation_on_one_replica_shuts_the_token_out_of_the_other_at_once() 
                 .await
                 .expect(204, "delete the pool's workspace");
         }
-        // B looks the token up (and caches it); its agent long-polls there.
+        // B looks the token up (and caches it, with its agent, which pings).
         let agent = register(&on_b, &f.agent_token, "b").await;
-        on_b.agent(
-            &f.agent_token,
-            &agent,
-            Method::POST,
-            "/api/agent/status",
-            Some(json!({"status": "idle"})),
-        )
-        .await
-        .expect(200, "the agent pings B");
+        ping(&on_b, &f.agent_token, &agent)
+            .await
+            .expect(200, "the agent pings B");
         let path = match how {
             "token" => format!("/api/v2/authentication-tokens/{}", f.agent_token_id),
             "pool" => format!("/api/v2/agent-pools/{}", f.pool),
@@ -69,15 +75,9 @@ async fn a_revocation_on_one_replica_shuts_the_token_out_of_the_other_at_once() 
             },
         )
         .await;
-        on_b.agent(
-            &f.agent_token,
-            &agent,
-            Method::POST,
-            "/api/agent/status",
-            Some(json!({"status": "idle"})),
-        )
-        .await
-        .expect(401, &format!("the agent of a deleted {how} pings B"));
+        ping(&on_b, &f.agent_token, &agent)
+            .await
+            .expect(401, &format!("the agent of a deleted {how} pings B"));
         eprintln!(
             "B refused the token of a deleted {how} {:?} after the deletion",
             revoked.elapsed()
