@@ -82,7 +82,7 @@ impl AgentsDue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
@@ -96,7 +96,8 @@ mod tests {
         }
     }
 
-    fn agent(n: u32, status: AgentStatus, last_ping: i64, last_status: i64) -> Agent {
+    /// An agent for tests: numbered `n`, with its status and times.
+    pub(crate) fn agent(n: u32, status: AgentStatus, last_ping: i64, last_status: i64) -> Agent {
         Agent {
             labels: Default::default(),
             id: format!("agent-{n:016}").parse().unwrap(),

@@ -169,23 +169,7 @@ mod tests {
     use crate::job::{Job, JobPhase, JobStatus};
 
     fn agent(n: u32) -> Agent {
-        Agent {
-            labels: Default::default(),
-            id: format!("agent-{n:016}").parse().unwrap(),
-            name: format!("a{n}"),
-            version: "0".into(),
-            pool: None,
-            organization: None,
-            status: AgentStatus::Idle,
-            max_jobs: 1,
-            ip_address: String::new(),
-            last_ping_at: Timestamp(0),
-            last_status_at: Timestamp(0),
-            token: None,
-            registered_at: Timestamp(0),
-            drained: false,
-            single: false,
-        }
+        crate::liveness::tests::agent(n, AgentStatus::Idle, 0, 0)
     }
 
     const T: Timestamp = Timestamp(1_000);
