@@ -241,21 +241,28 @@ async fn serve_connection<S: Store>(
                     return;
                 }
             };
-            let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
-            let shared = conn_guard::Shared::new(!h2);
+            let protocol = match s.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Some(Protocol::Http2),
+                Some(_) => Some(Protocol::Http1),
+                None => None,
+            };
+            let shared = conn_guard::Shared::new(protocol != Some(Protocol::Http2));
             let io = conn_guard::GuardedIo::new(s, shared.clone());
             (
-                Box::pin(connection(app, io, peer, shared.clone(), watcher)) as Served,
+                Box::pin(connection(app, io, protocol, peer, shared.clone(), watcher)) as Served,
                 shared,
             )
         }
         None => {
             let shared = conn_guard::Shared::new(true);
-            let io = conn_guard::GuardedIo::new(stream, shared.clone());
-            (
-                Box::pin(connection(app, io, peer, shared.clone(), watcher)) as Served,
-                shared,
-            )
+            let guarded = shared.clone();
+            let served = async move {
+                // Under the header deadline, as the request's head is.
+                let protocol = sniff(&stream).await;
+                let io = conn_guard::GuardedIo::new(stream, guarded.clone());
+                connection(app, io, protocol, peer, guarded, watcher).await
+            };
+            (Box::pin(served) as Served, shared)
         }
     };
     tokio::select! {
@@ -268,6 +275,36 @@ async fn serve_connection<S: Store>(
     }
 }
 
+/// The HTTP version a connection speaks, when known before hyper reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// The version of a plain connection from its first bytes, left unread:
+/// HTTP/2 with prior knowledge starts with its preface ("PRI * HTTP/2.0"),
+/// which no HTTP/1 request does. None when the first bytes do not tell yet
+/// (hyper then reads the preface itself) or the peer left.
+///
+/// Telling it here, not in hyper-util's detection, spares each connection a
+/// read buffer of twice the size (16 KB): detection hands hyper its first
+/// bytes apart, and the buffer then grows to hold the rest.
+async fn sniff(stream: &tokio::net::TcpStream) -> Option<Protocol> {
+    const PREFACE: &[u8] = b"PRI ";
+    let mut first = [0u8; 4];
+    let n = stream.peek(&mut first).await.ok()?;
+    let seen = &first[..n];
+    if n == 0 || (n < PREFACE.len() && PREFACE.starts_with(seen)) {
+        return None;
+    }
+    Some(if seen == PREFACE {
+        Protocol::Http2
+    } else {
+        Protocol::Http1
+    })
+}
+
 /// A connection being served, whatever its transport.
 type Served = std::pin::Pin<
     Box<dyn Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send>,
@@ -277,6 +314,7 @@ type Served = std::pin::Pin<
 fn connection<S: Store, T>(
     app: Arc<App<S>>,
     io: T,
+    protocol: Option<Protocol>,
     peer: SocketAddr,
     shared: Arc<conn_guard::Shared>,
     watcher: hyper_util::server::graceful::Watcher,
@@ -293,9 +331,70 @@ where
             Ok::<_, Infallible>(resp)
         }
     });
-    let builder = Builder::new(TokioExecutor::new());
+    let mut builder = match protocol {
+        Some(Protocol::Http1) => Builder::new(TokioExecutor::new()).http1_only(),
+        Some(Protocol::Http2) => Builder::new(TokioExecutor::new()).http2_only(),
+        None => Builder::new(TokioExecutor::new()),
+    };
+    // No read while a request is answered: hyper would otherwise reserve a
+    // second read buffer (8 KB) per connection to watch for the peer's EOF,
+    // as the first is still shared with the request's head, and every
+    // long-polling agent would hold both (HTTP/1; HTTP/2 is unaffected). A peer that leaves mid-request is
+    // noticed when its answer is written (a long-poll ends within
+    // `long_poll`) or by the idle timeout.
+    builder.http1().half_close(true);
     let conn = builder
         .serve_connection(TokioIo::new(io), service)
         .into_owned();
     watcher.watch(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// What `sniff` tells of a connection whose peer sent `first` (and
+    /// then closed its side when `close`).
+    async fn sniffed(first: &[u8], close: bool) -> Option<Protocol> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.write_all(first).await.unwrap();
+        if close {
+            client.shutdown().await.unwrap();
+        }
+        // Wait until all of it arrived, so the peek sees it whole.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut buf = vec![0u8; first.len().max(1)];
+        while server.peek(&mut buf).await.unwrap() < first.len() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "bytes never arrived"
+            );
+            tokio::task::yield_now().await;
+        }
+        let protocol = sniff(&server).await;
+        // Nothing was consumed.
+        let mut rest = vec![0u8; first.len()];
+        assert_eq!(server.peek(&mut rest).await.unwrap(), first.len());
+        assert_eq!(rest, first);
+        protocol
+    }
+
+    #[tokio::test]
+    async fn a_plain_connection_is_told_from_its_first_bytes() {
+        let get = b"GET /api/v2/ping HTTP/1.1\r\nhost: x\r\n\r\n";
+        assert_eq!(sniffed(get, false).await, Some(Protocol::Http1));
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        assert_eq!(sniffed(preface, false).await, Some(Protocol::Http2));
+        // A method that merely starts like the preface is HTTP/1.
+        assert_eq!(sniffed(b"PRX", false).await, Some(Protocol::Http1));
+        // Too little to tell: hyper's own detection reads on.
+        assert_eq!(sniffed(b"PR", false).await, None);
+        // The peer left without a byte.
+        assert_eq!(sniffed(b"", true).await, None);
+    }
 }

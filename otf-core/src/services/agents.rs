@@ -303,6 +303,12 @@ impl<S: Store> Core<S> {
             if !wait.next().await {
                 return Ok(Vec::new());
             }
+            // Woken by allocations committed here and nothing else: the
+            // agent was authorized by the read above, and holds these
+            // jobs now (one changed since is refused at its start).
+            if let Some(jobs) = wait.allocations() {
+                return Ok(jobs);
+            }
         }
     }
 

@@ -214,7 +214,7 @@ impl<S: Store> Core<S> {
             // Long-polls of this process wake at once; the bus (another
             // replica's, or a later wake-up here) follows.
             if self.waiters.routing() {
-                events.iter().for_each(|e| self.waiters.wake(e));
+                events.iter().for_each(|e| self.waiters.wake_committed(e));
             }
             self.bus.publish(events).await;
         }

@@ -4,8 +4,17 @@
 //! event concerns (an agent, a job); waiters sleep on their key's `Notify`.
 //! Without a running router (an embedding that does not start one), waiters
 //! fall back to a bus subscription of their own.
+//!
+//! A job allocation committed by this process also leaves the job in its
+//! agent's slot: a long-poll woken by nothing but such allocations answers
+//! with them without reading the store again (the read that preceded its
+//! wait found none, and an allocation committed since is one the agent does
+//! not hold yet). The bus then repeats the allocation: its echo is noted as
+//! one (it neither sends the long-poll to the store nor hands out the job
+//! again), so a long-poll that began after the commit never takes the job
+//! from the slot. Any other wake-up sends the long-poll to the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +24,7 @@ use tokio::sync::Notify;
 use super::Core;
 use crate::events::{Event, RecvError, Subscription};
 use crate::ids::{AgentId, JobId};
-use crate::job::JobStatus;
+use crate::job::{Job, JobStatus};
 use crate::store::Store;
 
 /// What a long-poll waits on.
@@ -63,7 +72,14 @@ struct Slot {
     /// Bumped on every wake-up; a waiter compares it with what it saw.
     epoch: Arc<AtomicU64>,
     waiters: usize,
+    /// The last allocations committed here to the slot's agent, each with
+    /// the epoch its wake-up raised the slot to; `None`: the bus's echo of
+    /// one of them.
+    allocated: VecDeque<(u64, Option<Job>)>,
 }
+
+/// Allocations a slot remembers at most; a waiter that missed more reads.
+const ALLOCATIONS_KEPT: usize = 8;
 
 /// The registry of waiting long-polls.
 #[derive(Default)]
@@ -94,6 +110,32 @@ impl Drop for Registration {
 }
 
 impl Registration {
+    /// The jobs allocated to the agent by this process's commits, when
+    /// every wake-up after `seen` (up to now) was one of them; None when
+    /// any was something else (the caller reads the store).
+    pub(crate) fn allocated_since(&self, seen: u64) -> Option<Vec<Job>> {
+        let slots = self.waiters.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = slots.get(&self.key)?;
+        let now = slot.epoch.load(Ordering::SeqCst);
+        let woke: Vec<&Option<Job>> = slot
+            .allocated
+            .iter()
+            .filter(|(at, _)| *at > seen && *at <= now)
+            .map(|(_, j)| j)
+            .collect();
+        if woke.len() as u64 != now - seen {
+            return None;
+        }
+        let mut jobs: Vec<Job> = Vec::with_capacity(woke.len());
+        for j in woke.into_iter().flatten() {
+            match jobs.iter_mut().find(|k| k.id == j.id) {
+                Some(k) => *k = j.clone(),
+                None => jobs.push(j.clone()),
+            }
+        }
+        (!jobs.is_empty()).then_some(jobs)
+    }
+
     /// The wake-up count now; pass it to [`Registration::changed_since`].
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
@@ -124,6 +166,7 @@ impl Waiters {
             notify: Arc::new(Notify::new()),
             epoch: Arc::new(AtomicU64::new(0)),
             waiters: 0,
+            allocated: VecDeque::new(),
         });
         slot.waiters += 1;
         Registration {
@@ -139,17 +182,45 @@ impl Waiters {
         slot.notify.notify_waiters();
     }
 
-    /// Wake the waiters an event concerns: O(1) per event.
+    /// Wake the waiters an event from the bus concerns: O(1) per event.
     pub(crate) fn wake(&self, e: &Event) {
-        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        self.wake_with(e, false);
+    }
+
+    /// Wake the waiters an event this process just committed concerns; an
+    /// allocation is also left in its agent's slot
+    /// ([`Registration::allocated_since`]).
+    pub(crate) fn wake_committed(&self, e: &Event) {
+        self.wake_with(e, true);
+    }
+
+    fn wake_with(&self, e: &Event, committed: bool) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         if matches!(e, Event::TokenRevoked(_)) {
             slots.values().for_each(Self::bump);
             return;
         }
         for key in WaitKey::of(e) {
-            if let Some(slot) = slots.get(&key) {
-                Self::bump(slot);
+            let Some(slot) = slots.get_mut(&key) else {
+                continue;
+            };
+            if let (WaitKey::Agent(_), Event::Job(j)) = (&key, e) {
+                let entry = if committed {
+                    Some(Some(j.clone()))
+                } else {
+                    // The echo of an allocation committed here.
+                    let echo = slot.allocated.iter().any(|(_, k)| k.as_ref() == Some(j));
+                    echo.then_some(None)
+                };
+                if let Some(entry) = entry {
+                    if slot.allocated.len() == ALLOCATIONS_KEPT {
+                        slot.allocated.pop_front();
+                    }
+                    let next = slot.epoch.load(Ordering::SeqCst) + 1;
+                    slot.allocated.push_back((next, entry));
+                }
             }
+            Self::bump(slot);
         }
     }
 
@@ -166,6 +237,16 @@ pub(crate) enum Wait {
 }
 
 impl Wait {
+    /// After [`Wait::next`]: the jobs this process allocated to the agent
+    /// since the wait began, when that is all that happened (see
+    /// [`Registration::allocated_since`]).
+    pub(crate) fn allocations(&self) -> Option<Vec<Job>> {
+        match self {
+            Wait::Routed(reg, seen) => reg.allocated_since(*seen),
+            Wait::Subscribed(..) => None,
+        }
+    }
+
     /// Resolves when something the key cares about may have changed; `false`
     /// when the bus closed (stop waiting).
     pub(crate) async fn next(&mut self) -> bool {
@@ -230,5 +311,111 @@ impl<S: Store> Core<S> {
         self.waiters.routing.store(false, Ordering::SeqCst);
         // Waiters registered on the router must not sleep forever.
         self.waiters.wake_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::tests::job;
+    use crate::job::JobPhase;
+
+    fn agent() -> AgentId {
+        "agent-0123456789abcdef".parse().unwrap()
+    }
+
+    fn allocation(n: u8) -> Event {
+        let mut j = job(JobStatus::Allocated, JobPhase::Plan, 1);
+        j.id = format!("job-{n:016}").parse().unwrap();
+        j.agent = Some(agent());
+        Event::Job(j)
+    }
+
+    fn ids(jobs: Option<Vec<Job>>) -> Option<Vec<String>> {
+        jobs.map(|js| js.iter().map(|j| j.id.to_string()).collect())
+    }
+
+    fn waiting(w: &Arc<Waiters>) -> (Registration, u64) {
+        let reg = w.register(WaitKey::Agent(agent()));
+        let seen = reg.epoch();
+        (reg, seen)
+    }
+
+    #[test]
+    fn a_long_poll_woken_by_committed_allocations_takes_them() {
+        let w = Arc::new(Waiters::default());
+        let (reg, seen) = waiting(&w);
+        assert_eq!(reg.allocated_since(seen), None, "nothing happened yet");
+        w.wake_committed(&allocation(1));
+        w.wake_committed(&allocation(2));
+        assert_eq!(
+            ids(reg.allocated_since(seen)),
+            Some(vec![
+                "job-0000000000000001".into(),
+                "job-0000000000000002".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn the_echo_of_a_committed_allocation_changes_nothing() {
+        let w = Arc::new(Waiters::default());
+        let (reg, seen) = waiting(&w);
+        w.wake_committed(&allocation(1));
+        w.wake(&allocation(1));
+        assert_eq!(
+            ids(reg.allocated_since(seen)),
+            Some(vec!["job-0000000000000001".into()])
+        );
+    }
+
+    #[test]
+    fn any_other_wake_up_sends_the_long_poll_to_the_store() {
+        let w = Arc::new(Waiters::default());
+        // Another replica's allocation, from the bus only.
+        let (reg, seen) = waiting(&w);
+        w.wake(&allocation(3));
+        assert_eq!(reg.allocated_since(seen), None);
+
+        // The agent changed (drained, say), or a token was revoked.
+        let mut a = crate::liveness::tests::agent(0, crate::agent::AgentStatus::Idle, 0, 0);
+        a.id = agent();
+        for e in [
+            Event::Agent(a),
+            Event::TokenRevoked("at-0123456789abcdef".parse().unwrap()),
+        ] {
+            let (reg, seen) = waiting(&w);
+            w.wake_committed(&allocation(4));
+            w.wake_committed(&e);
+            assert_eq!(reg.allocated_since(seen), None, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_later_long_poll_never_takes_an_earlier_allocation() {
+        let w = Arc::new(Waiters::default());
+        let (_first, _) = waiting(&w);
+        w.wake_committed(&allocation(1));
+        let (reg, seen) = waiting(&w);
+        // The bus's echo of the same allocation wakes the later poll.
+        w.wake(&allocation(1));
+        assert_eq!(reg.allocated_since(seen), None);
+        // A changed job (allocated again, say) from the bus is no echo.
+        let Event::Job(mut j) = allocation(1) else {
+            unreachable!()
+        };
+        j.attempt = 2;
+        w.wake(&Event::Job(j));
+        assert_eq!(reg.allocated_since(seen), None);
+    }
+
+    #[test]
+    fn a_waiter_that_missed_more_than_the_slot_keeps_reads() {
+        let w = Arc::new(Waiters::default());
+        let (reg, seen) = waiting(&w);
+        for n in 0..=ALLOCATIONS_KEPT as u8 {
+            w.wake_committed(&allocation(n));
+        }
+        assert_eq!(reg.allocated_since(seen), None);
     }
 }
