@@ -4,7 +4,10 @@
 //! as its own configuration or secret: no `OTF_*` variable, no logging or
 //! service-manager variable, and no variable whose value holds one of the
 //! runner's secrets, whatever its name. The run's variables and
-//! `TF_IN_AUTOMATION=1` come on top.
+//! `TF_IN_AUTOMATION=1` come on top, and `TF_FORK=0` unless the runner's
+//! environment or the run sets `TF_FORK`: terraform up to 1.0 re-executes
+//! itself under a panic wrapper otherwise, 25-40 ms per command (a panic's
+//! trace still reaches the job's log, from its stderr).
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -92,6 +95,9 @@ pub fn for_job(
     for name in ["TMPDIR", "TMP", "TEMP"] {
         set(name.into(), tmp.as_os_str().to_owned());
     }
+    if !env.iter().any(|(k, _)| k == "TF_FORK") {
+        env.push(("TF_FORK".into(), "0".into()));
+    }
     env
 }
 
@@ -165,5 +171,21 @@ mod tests {
         assert_eq!(get("TF_IN_AUTOMATION"), Some("1"));
         assert_eq!(get("TMPDIR"), Some("/job/tmp"));
         assert_eq!(env.iter().filter(|(k, _)| k == "TMPDIR").count(), 1);
+        assert_eq!(get("TF_FORK"), Some("0"), "no panic wrapper by default");
+    }
+
+    #[test]
+    fn a_tf_fork_of_the_runner_or_the_run_is_kept() {
+        let tmp = std::path::Path::new("/job/tmp");
+        fn get(env: &[(OsString, OsString)]) -> Vec<&str> {
+            env.iter()
+                .filter(|(k, _)| k == "TF_FORK")
+                .map(|(_, v)| v.to_str().unwrap())
+                .collect()
+        }
+        let runner = for_job(&vars(&[("TF_FORK", "1")]), &[], tmp);
+        assert_eq!(get(&runner), ["1"]);
+        let run = for_job(&[], &[("TF_FORK".into(), "1".into())], tmp);
+        assert_eq!(get(&run), ["1"]);
     }
 }
