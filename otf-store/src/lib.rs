@@ -1,6 +1,7 @@
 //! `otf-store` maps otf-core's aggregates to database rows and back: it
 //! implements [`otf_core::store::Store`] on SQLite (the embedded default: one
-//! file, WAL, foreign keys on, writers serialised in-process) and on
+//! file, WAL, foreign keys on, writers serialised in-process and committed in
+//! groups that share one fsync) and on
 //! PostgreSQL (several otfd replicas: row locks with `SELECT ... FOR UPDATE`),
 //! with the same sea-orm code and migrations for both. It also carries change
 //! events between replicas ([`PgBus`], LISTEN/NOTIFY) and elects the replica

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use sea_orm_migration::MigratorTrait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, PgPool};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 use crate::error::{db_err, sqlx_err};
 use crate::migration::Migrator;
@@ -49,11 +50,13 @@ const PG_MAX_CONNECTIONS: u32 = 16;
 pub struct DbStore {
     db: DatabaseConnection,
     backend: Backend,
-    /// SQLite only: every transaction holds this for its whole life, so
-    /// writers of this process never interleave (SQLite allows one writer;
-    /// serialising here avoids deadlocks between deferred transactions that
-    /// read, then try to write). Shared by every store on the same file.
-    writer: Option<Arc<Mutex<()>>>,
+    /// SQLite only: every transaction holds its lock for its whole life,
+    /// so writers of this process never interleave (SQLite allows one
+    /// writer; serialising here avoids deadlocks between deferred
+    /// transactions that read, then try to write), and commits together
+    /// with the transactions that waited for it ([`Writer`]). Shared by
+    /// every store on the same file.
+    writer: Option<Arc<Writer>>,
     /// PostgreSQL only: the pool behind `db`, and how to open dedicated
     /// connections (LISTEN, the leader lock).
     pg: Option<(PgPool, PgConnectOptions)>,
@@ -70,9 +73,70 @@ impl std::fmt::Debug for DbStore {
     }
 }
 
-/// The writer lock of each SQLite file opened by this process.
-fn writer_for(path: &str) -> Arc<Mutex<()>> {
-    static WRITERS: OnceLock<StdMutex<HashMap<String, Weak<Mutex<()>>>>> = OnceLock::new();
+/// Transactions committed with one `fsync` at most.
+const MAX_BATCH: usize = 32;
+
+/// The one writer of a SQLite file, and its group commit: a transaction
+/// runs as a savepoint of the batch's transaction. When it commits while
+/// others wait to begin, it releases its savepoint and hands the open batch
+/// on; the last one commits the batch, and only then is every member
+/// answered (each caller's changes are durable before its commit returns;
+/// a failed batch commit fails every member, none of whose changes land).
+/// A member that handed the batch on also queues for the lock again, and
+/// commits the batch itself if it finds it still open (its successor
+/// failed, say), so no batch waits for a transaction that never comes.
+pub(crate) struct Writer {
+    lock: Arc<Mutex<WriterState>>,
+    /// Transactions waiting to begin (not members waiting for a commit).
+    waiting: AtomicUsize,
+}
+
+#[derive(Default)]
+struct WriterState {
+    batch: Option<Batch>,
+    batches: u64,
+}
+
+/// Counts a transaction waiting to begin, also when its wait is abandoned.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Members released into one outer transaction, waiting for its commit.
+struct Batch {
+    id: u64,
+    outer: DatabaseTransaction,
+    members: Vec<oneshot::Sender<StoreResult<()>>>,
+}
+
+impl WriterState {
+    /// Commit the open batch and answer its members.
+    async fn commit_batch(&mut self) -> StoreResult<()> {
+        let Some(batch) = self.batch.take() else {
+            return Ok(());
+        };
+        let result = batch.outer.commit().await.map_err(db_err);
+        for member in batch.members {
+            let _ = member.send(result.clone());
+        }
+        result
+    }
+}
+
+/// The writer of each SQLite file opened by this process.
+fn writer_for(path: &str) -> Arc<Writer> {
+    static WRITERS: OnceLock<StdMutex<HashMap<String, Weak<Writer>>>> = OnceLock::new();
     let mut map = WRITERS
         .get_or_init(Default::default)
         .lock()
@@ -81,7 +145,10 @@ fn writer_for(path: &str) -> Arc<Mutex<()>> {
     if let Some(w) = map.get(path).and_then(Weak::upgrade) {
         return w;
     }
-    let w = Arc::new(Mutex::new(()));
+    let w = Arc::new(Writer {
+        lock: Arc::new(Mutex::new(WriterState::default())),
+        waiting: AtomicUsize::new(0),
+    });
     map.insert(path.to_string(), Arc::downgrade(&w));
     w
 }
@@ -179,6 +246,15 @@ impl DbStore {
         })
     }
 
+    /// SQLite: the batches its writer has committed or opened (each one
+    /// durable commit for all its transactions), and the transactions
+    /// waiting to begin now. None on PostgreSQL. For tests and diagnostics.
+    pub fn sqlite_writer(&self) -> Option<(u64, usize)> {
+        let w = self.writer.as_ref()?;
+        let batches = w.lock.try_lock().map(|s| s.batches).unwrap_or(0);
+        Some((batches, w.waiting.load(Ordering::SeqCst)))
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -204,7 +280,32 @@ pub struct DbTx {
     // writer lock is released.
     pub(crate) tx: DatabaseTransaction,
     pub(crate) backend: Backend,
-    _writer: Option<OwnedMutexGuard<()>>,
+    writer: Held,
+}
+
+/// What a transaction holds of its store's SQLite writer.
+enum Held {
+    /// Nothing (PostgreSQL, or a read on a read-only connection).
+    Nothing,
+    /// The writer's connection for a read, while no batch is open.
+    Idle { _lock: OwnedMutexGuard<WriterState> },
+    /// A savepoint of the open batch.
+    Member(Arc<Writer>, Option<OwnedMutexGuard<WriterState>>),
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // A member dropped uncommitted (an error, say; its savepoint, dropped
+        // just before, rolls back with the next statement on the
+        // connection). A batch no earlier member waits on is rolled back
+        // whole (nothing in it is anyone's), so it holds no write lock on
+        // the file meanwhile.
+        if let Held::Member(_, Some(state)) = self {
+            if state.batch.as_ref().is_some_and(|b| b.members.is_empty()) {
+                state.batch = None;
+            }
+        }
+    }
 }
 
 impl DbTx {
@@ -240,18 +341,44 @@ impl Store for DbStore {
     type Tx = DbTx;
 
     async fn begin(&self) -> StoreResult<DbTx> {
-        let writer = match &self.writer {
-            Some(w) => Some(w.clone().lock_owned().await),
-            None => None,
+        let Some(writer) = &self.writer else {
+            return Ok(DbTx {
+                tx: self.begin_postgres().await?,
+                backend: self.backend,
+                writer: Held::Nothing,
+            });
         };
-        let tx = match self.backend {
-            Backend::Sqlite => self.db.begin().await.map_err(db_err)?,
-            Backend::Postgres => self.begin_postgres().await?,
+        let waiting = Waiting::new(&writer.waiting);
+        let mut state = writer.lock.clone().lock_owned().await;
+        drop(waiting);
+        if state.batch.is_none() {
+            let outer = self.db.begin().await.map_err(db_err)?;
+            state.batches += 1;
+            state.batch = Some(Batch {
+                id: state.batches,
+                outer,
+                members: Vec::new(),
+            });
+        }
+        let savepoint = match &state.batch {
+            Some(batch) => batch.outer.begin().await.map_err(db_err),
+            None => Err(StoreError::Unavailable(otf_core::store::Cause::new(
+                "no open batch",
+            ))),
+        };
+        let tx = match savepoint {
+            Ok(tx) => tx,
+            Err(e) => {
+                if state.batch.as_ref().is_some_and(|b| b.members.is_empty()) {
+                    state.batch = None;
+                }
+                return Err(e);
+            }
         };
         Ok(DbTx {
             tx,
             backend: self.backend,
-            _writer: writer,
+            writer: Held::Member(writer.clone(), Some(state)),
         })
     }
 
@@ -262,21 +389,23 @@ impl Store for DbStore {
         let Some(readers) = &self.readers else {
             return self.begin().await;
         };
+        // Not inside an open batch: it would read changes not yet durable.
         if let Some(idle) = self
             .writer
             .as_ref()
-            .and_then(|w| w.clone().try_lock_owned().ok())
+            .and_then(|w| w.lock.clone().try_lock_owned().ok())
+            .filter(|state| state.batch.is_none())
         {
             return Ok(DbTx {
                 tx: self.db.begin().await.map_err(db_err)?,
                 backend: self.backend,
-                _writer: Some(idle),
+                writer: Held::Idle { _lock: idle },
             });
         }
         Ok(DbTx {
             tx: readers.begin().await.map_err(db_err)?,
             backend: self.backend,
-            _writer: None,
+            writer: Held::Nothing,
         })
     }
 }
@@ -284,8 +413,62 @@ impl Store for DbStore {
 #[async_trait]
 impl Tx for DbTx {
     async fn commit(self) -> StoreResult<()> {
-        let DbTx { tx, _writer, .. } = self;
-        tx.commit().await.map_err(db_err)
+        let DbTx {
+            tx,
+            writer: mut held,
+            ..
+        } = self;
+        let taken = match &mut held {
+            Held::Member(writer, state) => state.take().map(|s| (writer.clone(), s)),
+            _ => None,
+        };
+        let Some((writer, mut state)) = taken else {
+            return tx.commit().await.map_err(db_err);
+        };
+        if let Err(e) = tx.commit().await.map_err(db_err) {
+            // Its savepoint could not be released: fail the whole batch
+            // rather than commit part of this transaction.
+            let failed = state.batch.take();
+            if let Some(batch) = failed {
+                for member in batch.members {
+                    let _ = member.send(Err(e.clone()));
+                }
+            }
+            return Err(e);
+        }
+        let waiting = writer.waiting.load(Ordering::SeqCst) > 0;
+        let Some(batch) = state
+            .batch
+            .as_mut()
+            .filter(|b| waiting && b.members.len() + 1 < MAX_BATCH)
+        else {
+            return state.commit_batch().await;
+        };
+        // Others wait to begin: they join this batch, and the last one
+        // commits it.
+        let (answer, mut answered) = oneshot::channel();
+        batch.members.push(answer);
+        let id = batch.id;
+        drop(state);
+        let gone = || {
+            StoreError::Unavailable(otf_core::store::Cause::new(
+                "the batch of this transaction was dropped uncommitted",
+            ))
+        };
+        tokio::select! {
+            biased;
+            r = &mut answered => r.unwrap_or_else(|_| Err(gone())),
+            mut state = writer.lock.clone().lock_owned() => {
+                if state.batch.as_ref().is_some_and(|b| b.id == id) {
+                    // Still open: nobody came after us, or they failed.
+                    state.commit_batch().await
+                } else {
+                    // Committed meanwhile; the answer is there.
+                    drop(state);
+                    answered.await.unwrap_or_else(|_| Err(gone()))
+                }
+            }
+        }
     }
 
     fn serialized(&self) -> bool {

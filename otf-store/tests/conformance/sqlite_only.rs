@@ -196,3 +196,120 @@ async fn a_killed_writer_leaves_the_file_consistent() {
     drop(tx);
     store.close().await;
 }
+
+/// Poll (with a deadline) until `n` transactions wait to begin.
+async fn until_waiting(store: &otf_store::DbStore, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.sqlite_writer().map(|(_, w)| w) != Some(n) {
+        assert!(std::time::Instant::now() < deadline, "no writer waited");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_others_wait_behind_is_answered_once_their_batch_is_durable() {
+    let db = SqliteDb::new();
+    let store = db.open().await;
+    let (first, second) = (org("first"), org("second"));
+    let mut m1 = begin(&store).await;
+    m1.insert_organization(&first).await.unwrap();
+    let s2 = store.clone();
+    let next = tokio::spawn(async move { begin(&s2).await });
+    until_waiting(&store, 1).await;
+    // The first hands the open batch to the second, and waits for it.
+    let m1_commit = tokio::spawn(async move { m1.commit().await });
+    let mut m2 = next.await.unwrap();
+    assert!(!m1_commit.is_finished(), "answered before it is durable");
+    // Nobody reads what is not durable yet.
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(read.get_organization(&first.name).await.unwrap(), None);
+    drop(read);
+    m2.insert_organization(&second).await.unwrap();
+    commit(m2).await;
+    m1_commit.await.unwrap().expect("the batch committed");
+    store.close().await;
+    let store = db.open().await;
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(
+        read.get_organization(&first.name).await.unwrap(),
+        Some(first)
+    );
+    assert_eq!(
+        read.get_organization(&second.name).await.unwrap(),
+        Some(second)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_next_transaction_fails_is_still_committed() {
+    let db = SqliteDb::new();
+    let store = db.open().await;
+    let (kept, dropped) = (org("kept"), org("dropped"));
+    let mut m1 = begin(&store).await;
+    m1.insert_organization(&kept).await.unwrap();
+    let s2 = store.clone();
+    let next = tokio::spawn(async move { begin(&s2).await });
+    until_waiting(&store, 1).await;
+    let m1_commit = tokio::spawn(async move { m1.commit().await });
+    let mut m2 = next.await.unwrap();
+    m2.insert_organization(&dropped).await.unwrap();
+    // The second fails (dropped uncommitted): the first commits the batch
+    // itself, without the second's changes.
+    drop(m2);
+    m1_commit.await.unwrap().expect("the batch committed");
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(read.get_organization(&kept.name).await.unwrap(), Some(kept));
+    assert_eq!(read.get_organization(&dropped.name).await.unwrap(), None);
+    drop(read);
+    // The writer goes on.
+    let mut tx = begin(&store).await;
+    tx.insert_organization(&org("after")).await.unwrap();
+    commit(tx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_commits_and_every_acknowledged_one_survives() {
+    let db = SqliteDb::new();
+    let store = db.open().await;
+    let (before, _) = store.sqlite_writer().unwrap();
+    let writers: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = begin(&store).await;
+                tx.insert_organization(&org(&format!("org-{i}")))
+                    .await
+                    .unwrap();
+                // Every fifth fails after writing.
+                if i % 5 == 4 {
+                    drop(tx);
+                    return false;
+                }
+                tx.commit().await.expect("commit");
+                true
+            })
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    for (i, w) in writers.into_iter().enumerate() {
+        if w.await.unwrap() {
+            acknowledged.push(i);
+        }
+    }
+    let (after, _) = store.sqlite_writer().unwrap();
+    assert!(
+        after - before < 32,
+        "32 commits went in {} batches: none was shared",
+        after - before
+    );
+    store.close().await;
+    let store = db.open().await;
+    let mut read = store.begin_read().await.unwrap();
+    for i in 0..40 {
+        let found = read
+            .get_organization(&org(&format!("org-{i}")).name)
+            .await
+            .unwrap();
+        assert_eq!(found.is_some(), acknowledged.contains(&i), "org-{i}");
+    }
+}
