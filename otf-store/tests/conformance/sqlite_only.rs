@@ -1,5 +1,6 @@
 //! What only the SQLite store has: a file that outlives the process, and
-//! stays consistent when a writer is killed mid-transaction.
+//! stays consistent when a writer is killed mid-transaction; commits shared
+//! by concurrent writers, none answered before it is durable.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -311,5 +312,94 @@ async fn concurrent_writers_share_commits_and_every_acknowledged_one_survives() 
             .await
             .unwrap();
         assert_eq!(found.is_some(), acknowledged.contains(&i), "org-{i}");
+    }
+}
+
+/// Env var that turns `child_group_writer` into the writer process.
+const CHILD_GROUP_DB: &str = "OTF_STORE_TEST_CHILD_GROUP_DB";
+
+/// Run by `a_killed_writer_loses_no_acknowledged_commit_of_a_group` in a
+/// child process: writers at once, forever, each saying which of its
+/// commits were answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the writer process of a_killed_writer_loses_no_acknowledged_commit_of_a_group"]
+async fn child_group_writer() {
+    let Ok(path) = std::env::var(CHILD_GROUP_DB) else {
+        return;
+    };
+    let store = open_sqlite(std::path::Path::new(&path)).await;
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let name = format!("w{w}-{i}");
+                    let mut tx = begin(&store).await;
+                    tx.insert_organization(&org(&name)).await.unwrap();
+                    commit(tx).await;
+                    println!("acked {name}");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_writer_loses_no_acknowledged_commit_of_a_group() {
+    let db = SqliteDb::new();
+    let mut child = Command::new(std::env::current_exe().expect("the test binary"))
+        .args([
+            "sqlite_only::child_group_writer",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_GROUP_DB, db.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the writer process");
+    let stdout = child.stdout.take().expect("the writer's stdout");
+    // Killed while its writers are mid-batch (on its output, not a timer).
+    let mut acked = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read the writer's output");
+        if let Some(name) = line.strip_prefix("acked ") {
+            acked.push(name.to_string());
+            if acked.len() >= 200 {
+                break;
+            }
+        }
+    }
+    assert!(acked.len() >= 200, "the writers stopped early");
+    child.kill().expect("kill the writer");
+    child.wait().expect("reap the writer");
+
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db.path())
+        .connect()
+        .await
+        .expect("open the file");
+    let integrity: String = sqlx::query("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(integrity, "ok");
+    drop(conn);
+    let store = db.open().await;
+    let mut read = store.begin_read().await.unwrap();
+    for name in &acked {
+        assert!(
+            read.get_organization(&org(name).name)
+                .await
+                .unwrap()
+                .is_some(),
+            "{name} was acknowledged but is gone"
+        );
     }
 }
