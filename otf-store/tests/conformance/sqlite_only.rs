@@ -78,6 +78,40 @@ async fn reads_see_the_last_commit_without_waiting_for_an_open_writer() {
     assert_eq!(tx.get_workspace(&w.id).await.unwrap(), Some(w));
 }
 
+/// Start the ignored test `name` of this binary as a writer process on
+/// `db` (named to it by the env var `var`), its stdout piped.
+fn writer_process(name: &str, var: &str, db: &SqliteDb) -> std::process::Child {
+    Command::new(std::env::current_exe().expect("the test binary"))
+        .args([
+            &format!("sqlite_only::{name}"),
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(var, db.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the writer process")
+}
+
+/// A plain connection to `db`'s file, after SQLite's own integrity check.
+async fn consistent_file(db: &SqliteDb) -> sqlx::SqliteConnection {
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db.path())
+        .connect()
+        .await
+        .expect("open the file");
+    let integrity: String = sqlx::query("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(integrity, "ok");
+    conn
+}
+
 /// Env var that turns `child_writer` into the writer process.
 const CHILD_DB: &str = "OTF_STORE_TEST_CHILD_DB";
 
@@ -117,19 +151,7 @@ async fn child_writer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_writer_leaves_the_file_consistent() {
     let db = SqliteDb::new();
-    let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-        .args([
-            "sqlite_only::child_writer",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DB, db.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the writer process");
+    let mut child = writer_process("child_writer", CHILD_DB, &db);
     let stdout = child.stdout.take().expect("the writer's stdout");
     // Wait (on its output, not a timer) until it is well into writing.
     let mut committed = 0;
@@ -150,17 +172,7 @@ async fn a_killed_writer_leaves_the_file_consistent() {
     child.wait().expect("reap the writer");
 
     // SQLite's own checks first.
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db.path())
-        .connect()
-        .await
-        .expect("open the file");
-    let integrity: String = sqlx::query("PRAGMA integrity_check")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(integrity, "ok");
+    let mut conn = consistent_file(&db).await;
     let broken = sqlx::query("PRAGMA foreign_key_check")
         .fetch_all(&mut conn)
         .await
@@ -350,19 +362,7 @@ async fn child_group_writer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_writer_loses_no_acknowledged_commit_of_a_group() {
     let db = SqliteDb::new();
-    let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-        .args([
-            "sqlite_only::child_group_writer",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_GROUP_DB, db.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the writer process");
+    let mut child = writer_process("child_group_writer", CHILD_GROUP_DB, &db);
     let stdout = child.stdout.take().expect("the writer's stdout");
     // Killed while its writers are mid-batch (on its output, not a timer).
     let mut acked = Vec::new();
@@ -379,18 +379,7 @@ async fn a_killed_writer_loses_no_acknowledged_commit_of_a_group() {
     child.kill().expect("kill the writer");
     child.wait().expect("reap the writer");
 
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db.path())
-        .connect()
-        .await
-        .expect("open the file");
-    let integrity: String = sqlx::query("PRAGMA integrity_check")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(integrity, "ok");
-    drop(conn);
+    drop(consistent_file(&db).await);
     let store = db.open().await;
     let mut read = store.begin_read().await.unwrap();
     for name in &acked {
