@@ -86,12 +86,12 @@ struct Flags {
     /// Jobs the built-in server runner runs at once (0 disables it).
     #[arg(long, env = "OTF_CONCURRENCY", default_value_t = Config::default().concurrency)]
     concurrency: u32,
-    /// Run all of otfd's threads on this one CPU (numbered from 0). Every
-    /// SQLite statement hands work between an async worker and the
-    /// database's thread; on one CPU that is a plain context switch, while
-    /// waking a thread on an idle virtual CPU costs tens of microseconds
-    /// (on a 2-vCPU VM single-run dispatch went from ~3.4 to ~2.2 ms, bursts
-    /// ~35 % faster). For SQLite (PostgreSQL's processes want the other
+    /// Run all of otfd's threads on this one CPU (numbered from 0).
+    /// Requests hand work between otfd's threads (every SQLite commit goes
+    /// to a blocking thread for its fdatasync); on one CPU that is a plain
+    /// context switch, while waking a thread on an idle virtual CPU costs
+    /// tens of microseconds (on a 2-vCPU VM single-run dispatch and bursts
+    /// ~15 % faster). For SQLite (PostgreSQL's processes want the other
     /// CPUs). Only with `--concurrency 0`: terraform processes of the server
     /// runner would inherit the pinning.
     #[arg(long, env = "OTF_PIN_CPU", value_name = "CPU")]

@@ -24,6 +24,7 @@ mod migration;
 mod pg_bus;
 mod repo;
 mod runtime;
+mod sqlite_conn;
 mod store;
 
 pub use leader::{PgLeader, LEADER_LOCK};

@@ -22,6 +22,7 @@ use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 use crate::error::{db_err, sqlx_err};
 use crate::migration::Migrator;
+use crate::sqlite_conn::SqliteConn;
 
 /// Which database a [`DbStore`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +63,7 @@ pub struct DbStore {
     pg: Option<(PgPool, PgConnectOptions)>,
     /// SQLite only: read-only connections for [`Store::begin_read`]; WAL
     /// lets them read a snapshot while the writer writes.
-    readers: Option<DatabaseConnection>,
+    readers: Option<Arc<Readers>>,
 }
 
 impl std::fmt::Debug for DbStore {
@@ -85,10 +86,16 @@ const MAX_BATCH: usize = 32;
 /// A member that handed the batch on also queues for the lock again, and
 /// commits the batch itself if it finds it still open (its successor
 /// failed, say), so no batch waits for a transaction that never comes.
+///
+/// Its statements run on [`SqliteConn`], on the thread of the task that
+/// holds `lock`: no hand-off to a connection thread per statement.
 pub(crate) struct Writer {
     lock: Arc<Mutex<WriterState>>,
     /// Transactions waiting to begin (not members waiting for a commit).
     waiting: AtomicUsize,
+    conn: SqliteConn,
+    /// sea-orm's connection onto `conn`.
+    db: DatabaseConnection,
 }
 
 #[derive(Default)]
@@ -113,29 +120,80 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Members released into one outer transaction, waiting for its commit.
+/// Members released into the open transaction on the writer's connection,
+/// waiting for its commit.
 struct Batch {
     id: u64,
-    outer: DatabaseTransaction,
     members: Vec<oneshot::Sender<StoreResult<()>>>,
 }
 
-impl WriterState {
-    /// Commit the open batch and answer its members.
-    async fn commit_batch(&mut self) -> StoreResult<()> {
-        let Some(batch) = self.batch.take() else {
+/// The savepoint each member of a batch runs in (one at a time).
+const MEMBER: &str = "otf_member";
+
+impl Writer {
+    /// Commit the open batch and answer its members. The commit (one
+    /// `fdatasync` of the WAL) runs on a blocking thread: the tasks behind
+    /// this one go on meanwhile and queue for the next batch. The members
+    /// are answered there, and the lock released only after, so a caller
+    /// that stops waiting (its request dropped) leaves nobody unanswered
+    /// and no next transaction begins before the commit has ended.
+    async fn commit_batch(&self, mut state: OwnedMutexGuard<WriterState>) -> StoreResult<()> {
+        let Some(batch) = state.batch.take() else {
             return Ok(());
         };
-        let result = batch.outer.commit().await.map_err(db_err);
-        for member in batch.members {
-            let _ = member.send(result.clone());
+        let conn = self.conn.clone();
+        let commit = move || {
+            let _lock = state;
+            let result = conn.run("COMMIT").map_err(db_err);
+            if result.is_err() {
+                // A COMMIT that failed (SQLITE_BUSY, a full disk) may
+                // leave the transaction open: nothing of it may land later.
+                let _ = conn.run("ROLLBACK");
+            }
+            for member in batch.members {
+                let _ = member.send(result.clone());
+            }
+            result
+        };
+        tokio::task::spawn_blocking(commit)
+            .await
+            .unwrap_or_else(|e| Err(StoreError::unavailable(format!("the commit failed: {e}"))))
+    }
+
+    /// Roll the open batch back and fail its members with `e`.
+    fn fail_batch(&self, state: &mut WriterState, e: &StoreError) {
+        if let Some(batch) = state.batch.take() {
+            let _ = self.conn.run("ROLLBACK");
+            for member in batch.members {
+                let _ = member.send(Err(e.clone()));
+            }
         }
-        result
+    }
+
+    /// Undo an uncommitted member's changes. A batch no earlier member
+    /// waits on is rolled back whole (nothing in it is anyone's), so it
+    /// holds no write lock on the file meanwhile.
+    fn drop_member(&self, state: &mut WriterState) {
+        let Some(batch) = &state.batch else {
+            return;
+        };
+        if batch.members.is_empty() {
+            state.batch = None;
+            let _ = self.conn.run("ROLLBACK");
+            return;
+        }
+        if let Err(e) = self
+            .conn
+            .run(&format!("ROLLBACK TO {MEMBER}; RELEASE {MEMBER}"))
+        {
+            self.fail_batch(state, &db_err(e));
+        }
     }
 }
 
-/// The writer of each SQLite file opened by this process.
-fn writer_for(path: &str) -> Arc<Writer> {
+/// The writer of each SQLite file opened by this process (opened on first
+/// use, closed when the last store on the file is dropped).
+fn writer_for(path: &str) -> StoreResult<Arc<Writer>> {
     static WRITERS: OnceLock<StdMutex<HashMap<String, Weak<Writer>>>> = OnceLock::new();
     let mut map = WRITERS
         .get_or_init(Default::default)
@@ -143,14 +201,17 @@ fn writer_for(path: &str) -> Arc<Writer> {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     map.retain(|_, w| w.strong_count() > 0);
     if let Some(w) = map.get(path).and_then(Weak::upgrade) {
-        return w;
+        return Ok(w);
     }
+    let conn = SqliteConn::open(Path::new(path), true, SQLITE_BUSY_TIMEOUT).map_err(db_err)?;
     let w = Arc::new(Writer {
         lock: Arc::new(Mutex::new(WriterState::default())),
         waiting: AtomicUsize::new(0),
+        db: conn.database(),
+        conn,
     });
     map.insert(path.to_string(), Arc::downgrade(&w));
-    w
+    Ok(w)
 }
 
 impl DbStore {
@@ -185,30 +246,43 @@ impl DbStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
-        // One connection: transactions are serialised by `writer` anyway.
-        // No ping before each use: a dead connection fails the transaction
-        // anyway, and the ping would cost every transaction a round trip.
+        // The migrations run on an sqlx connection of their own, closed
+        // before the writer's connection opens.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(sqlx_err)?;
-        let db = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
-        Migrator::up(&db, None).await.map_err(db_err)?;
+        let migrated = Migrator::up(
+            &SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone()),
+            None,
+        )
+        .await
+        .map_err(db_err);
+        pool.close().await;
+        migrated?;
+        let writer = writer_for(&path)?;
         // Opened after the migrations, so they see the whole schema.
-        let readers = SqlitePoolOptions::new()
-            .max_connections(SQLITE_READERS)
-            .test_before_acquire(false)
-            .connect_with(options.read_only(true).create_if_missing(false))
-            .await
-            .map_err(sqlx_err)?;
+        let readers = (0..SQLITE_READERS)
+            .map(|_| {
+                let conn = SqliteConn::open(Path::new(&path), false, SQLITE_BUSY_TIMEOUT)?;
+                Ok(Reader {
+                    busy: Arc::new(Mutex::new(())),
+                    db: conn.database(),
+                    conn,
+                })
+            })
+            .collect::<Result<Vec<_>, sea_orm::DbErr>>()
+            .map_err(db_err)?;
         Ok(Self {
-            db,
+            db: writer.db.clone(),
             backend: Backend::Sqlite,
-            writer: Some(writer_for(&path)),
+            writer: Some(writer),
             pg: None,
-            readers: Some(SqlxSqliteConnector::from_sqlx_sqlite_pool(readers)),
+            readers: Some(Arc::new(Readers {
+                all: readers,
+                next: AtomicUsize::new(0),
+            })),
         })
     }
 
@@ -266,9 +340,6 @@ impl DbStore {
 
     /// Close every connection of the pool (clones of this store stop working).
     pub async fn close(self) {
-        if let Some(readers) = self.readers {
-            let _ = readers.close().await;
-        }
         let _ = self.db.close().await;
     }
 }
@@ -276,34 +347,72 @@ impl DbStore {
 /// A transaction of a [`DbStore`]. Dropping it without [`Tx::commit`] rolls
 /// it back.
 pub struct DbTx {
-    // Field order matters: the transaction (and its rollback) goes before the
-    // writer lock is released.
+    /// sea-orm's transaction the repositories issue statements through
+    /// (on SQLite's writer, a handle onto [`SqliteConn`] whose own begin,
+    /// commit and rollback do nothing: `writer` runs those).
     pub(crate) tx: DatabaseTransaction,
     pub(crate) backend: Backend,
     writer: Held,
 }
 
-/// What a transaction holds of its store's SQLite writer.
+/// What a read transaction holds its SQLite connection with (only held:
+/// dropping it lets the next transaction have the connection).
+enum ReadLock {
+    Writer(#[expect(dead_code, reason = "held, never read")] OwnedMutexGuard<WriterState>),
+    Reader(#[expect(dead_code, reason = "held, never read")] OwnedMutexGuard<()>),
+}
+
+/// A SQLite store's read-only connections.
+struct Readers {
+    all: Vec<Reader>,
+    /// Where the next read starts looking for a free connection.
+    next: AtomicUsize,
+}
+
+struct Reader {
+    /// Held by the read transaction that uses `conn`.
+    busy: Arc<Mutex<()>>,
+    conn: SqliteConn,
+    /// sea-orm's connection onto `conn`.
+    db: DatabaseConnection,
+}
+
+impl Readers {
+    /// A free reader, or (all busy) the next one once it is free.
+    async fn take(&self) -> (&Reader, OwnedMutexGuard<()>) {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.all.len();
+        for i in 0..n {
+            let r = &self.all[(start + i) % n];
+            if let Ok(guard) = r.busy.clone().try_lock_owned() {
+                return (r, guard);
+            }
+        }
+        let r = &self.all[start % n];
+        (r, r.busy.clone().lock_owned().await)
+    }
+}
+
+/// What a transaction holds of its store's SQLite writer; dropped
+/// uncommitted, it rolls back what it holds.
 enum Held {
     /// Nothing (PostgreSQL, or a read on a read-only connection).
     Nothing,
-    /// The writer's connection for a read, while no batch is open.
-    Idle { _lock: OwnedMutexGuard<WriterState> },
+    /// A read transaction on `conn` (the writer's, while no batch is
+    /// open, or a reader's), holding it until it ends.
+    Read(SqliteConn, Option<ReadLock>),
     /// A savepoint of the open batch.
     Member(Arc<Writer>, Option<OwnedMutexGuard<WriterState>>),
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        // A member dropped uncommitted (an error, say; its savepoint, dropped
-        // just before, rolls back with the next statement on the
-        // connection). A batch no earlier member waits on is rolled back
-        // whole (nothing in it is anyone's), so it holds no write lock on
-        // the file meanwhile.
-        if let Held::Member(_, Some(state)) = self {
-            if state.batch.as_ref().is_some_and(|b| b.members.is_empty()) {
-                state.batch = None;
+        match self {
+            Held::Read(conn, Some(_)) => {
+                let _ = conn.run("ROLLBACK");
             }
+            Held::Member(writer, Some(state)) => writer.drop_member(state),
+            _ => {}
         }
     }
 }
@@ -352,60 +461,59 @@ impl Store for DbStore {
         let mut state = writer.lock.clone().lock_owned().await;
         drop(waiting);
         if state.batch.is_none() {
-            let outer = self.db.begin().await.map_err(db_err)?;
+            writer.conn.run("BEGIN").map_err(db_err)?;
             state.batches += 1;
             state.batch = Some(Batch {
                 id: state.batches,
-                outer,
                 members: Vec::new(),
             });
         }
-        let savepoint = match &state.batch {
-            Some(batch) => batch.outer.begin().await.map_err(db_err),
-            None => Err(StoreError::Unavailable(otf_core::store::Cause::new(
-                "no open batch",
-            ))),
-        };
-        let tx = match savepoint {
-            Ok(tx) => tx,
-            Err(e) => {
-                if state.batch.as_ref().is_some_and(|b| b.members.is_empty()) {
-                    state.batch = None;
-                }
-                return Err(e);
-            }
-        };
+        if let Err(e) = writer.conn.run(&format!("SAVEPOINT {MEMBER}")) {
+            writer.drop_member(&mut state);
+            return Err(db_err(e));
+        }
+        let held = Held::Member(writer.clone(), Some(state));
         Ok(DbTx {
-            tx,
+            tx: writer.db.begin().await.map_err(db_err)?,
             backend: self.backend,
-            writer: Held::Member(writer.clone(), Some(state)),
+            writer: held,
         })
     }
 
     /// On SQLite: on the writer's connection when no writer holds it (its
-    /// page cache is the warm one), else on a read-only connection, so a
-    /// read never waits for a writer.
+    /// page cache is the warm one), else on one of the read-only
+    /// connections (reads take turns on them), so a read never waits for a
+    /// writer.
     async fn begin_read(&self) -> StoreResult<DbTx> {
         let Some(readers) = &self.readers else {
             return self.begin().await;
         };
         // Not inside an open batch: it would read changes not yet durable.
-        if let Some(idle) = self
-            .writer
-            .as_ref()
-            .and_then(|w| w.lock.clone().try_lock_owned().ok())
-            .filter(|state| state.batch.is_none())
-        {
-            return Ok(DbTx {
-                tx: self.db.begin().await.map_err(db_err)?,
-                backend: self.backend,
-                writer: Held::Idle { _lock: idle },
-            });
-        }
+        let idle = self.writer.as_ref().and_then(|w| {
+            w.lock
+                .clone()
+                .try_lock_owned()
+                .ok()
+                .filter(|state| state.batch.is_none())
+                .map(|state| (w.conn.clone(), w.db.clone(), ReadLock::Writer(state)))
+        });
+        let (conn, db, lock) = match idle {
+            Some(idle) => idle,
+            None => {
+                let (reader, busy) = readers.take().await;
+                (
+                    reader.conn.clone(),
+                    reader.db.clone(),
+                    ReadLock::Reader(busy),
+                )
+            }
+        };
+        conn.run("BEGIN").map_err(db_err)?;
+        let held = Held::Read(conn, Some(lock));
         Ok(DbTx {
-            tx: readers.begin().await.map_err(db_err)?,
+            tx: db.begin().await.map_err(db_err)?,
             backend: self.backend,
-            writer: Held::Nothing,
+            writer: held,
         })
     }
 }
@@ -418,22 +526,29 @@ impl Tx for DbTx {
             writer: mut held,
             ..
         } = self;
-        let taken = match &mut held {
-            Held::Member(writer, state) => state.take().map(|s| (writer.clone(), s)),
-            _ => None,
+        let (writer, mut state) = match &mut held {
+            Held::Nothing => return tx.commit().await.map_err(db_err),
+            Held::Read(conn, lock) => {
+                // The connection is held until the read has ended on it,
+                // and a failed end still ends it.
+                let _lock = lock.take();
+                let ended = conn.run("COMMIT").map_err(db_err);
+                if ended.is_err() {
+                    let _ = conn.run("ROLLBACK");
+                }
+                return ended;
+            }
+            Held::Member(writer, state) => match state.take() {
+                Some(state) => (writer.clone(), state),
+                None => return Ok(()),
+            },
         };
-        let Some((writer, mut state)) = taken else {
-            return tx.commit().await.map_err(db_err);
-        };
-        if let Err(e) = tx.commit().await.map_err(db_err) {
+        drop(tx);
+        if let Err(e) = writer.conn.run(&format!("RELEASE {MEMBER}")) {
             // Its savepoint could not be released: fail the whole batch
             // rather than commit part of this transaction.
-            let failed = state.batch.take();
-            if let Some(batch) = failed {
-                for member in batch.members {
-                    let _ = member.send(Err(e.clone()));
-                }
-            }
+            let e = db_err(e);
+            writer.fail_batch(&mut state, &e);
             return Err(e);
         }
         let waiting = writer.waiting.load(Ordering::SeqCst) > 0;
@@ -442,7 +557,7 @@ impl Tx for DbTx {
             .as_mut()
             .filter(|b| waiting && b.members.len() + 1 < MAX_BATCH)
         else {
-            return state.commit_batch().await;
+            return writer.commit_batch(state).await;
         };
         // Others wait to begin: they join this batch, and the last one
         // commits it.
@@ -458,10 +573,10 @@ impl Tx for DbTx {
         tokio::select! {
             biased;
             r = &mut answered => r.unwrap_or_else(|_| Err(gone())),
-            mut state = writer.lock.clone().lock_owned() => {
+            state = writer.lock.clone().lock_owned() => {
                 if state.batch.as_ref().is_some_and(|b| b.id == id) {
                     // Still open: nobody came after us, or they failed.
-                    state.commit_batch().await
+                    writer.commit_batch(state).await
                 } else {
                     // Committed meanwhile; the answer is there.
                     drop(state);

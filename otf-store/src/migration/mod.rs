@@ -11,6 +11,7 @@ mod m20261202_000002_drain;
 mod m20261202_000003_single;
 mod m20261202_000004_pool_exclusions;
 mod m20261203_000001_labels;
+mod m20261207_000001_dispatch_indexes;
 
 pub(crate) struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000003_single::Migration),
             Box::new(m20261202_000004_pool_exclusions::Migration),
             Box::new(m20261203_000001_labels::Migration),
+            Box::new(m20261207_000001_dispatch_indexes::Migration),
         ]
     }
 }

@@ -12,8 +12,7 @@ use otf_core::store::{
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 
 use super::all;
@@ -185,14 +184,15 @@ impl DbTx {
 #[async_trait]
 impl VariableRepo for DbTx {
     async fn insert_variable(&mut self, var: &Variable) -> StoreResult<()> {
-        let taken = variable::Entity::find()
-            .filter(variable::Column::WorkspaceId.eq(var.workspace.as_str()))
-            .filter(variable::Column::Key.eq(var.key.as_str()))
-            .filter(variable::Column::Category.eq(var.category.as_str()))
-            .count(&self.tx)
-            .await
-            .map_err(db_err)?;
-        if taken > 0 {
+        let taken = self
+            .any_row(
+                variable::Entity::find()
+                    .filter(variable::Column::WorkspaceId.eq(var.workspace.as_str()))
+                    .filter(variable::Column::Key.eq(var.key.as_str()))
+                    .filter(variable::Column::Category.eq(var.category.as_str())),
+            )
+            .await?;
+        if taken {
             return Err(StoreError::Conflict(Cause::new(format!(
                 "variable {} already exists",
                 var.key

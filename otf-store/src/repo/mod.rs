@@ -10,9 +10,11 @@ mod runs;
 mod workspaces;
 
 use otf_core::store::{StoreError, StoreResult};
+use sea_orm::sea_query::Expr;
 use sea_orm::sea_query::IntoCondition;
 use sea_orm::{
     ActiveModelTrait, EntityTrait, IntoActiveModel, Iterable, PrimaryKeyToColumn, QueryFilter,
+    QuerySelect, Select,
 };
 
 use crate::error::db_err;
@@ -60,6 +62,35 @@ impl DbTx {
             });
         }
         Ok(())
+    }
+}
+
+impl DbTx {
+    /// How many rows `select` finds. (sea-orm's `count` reads SQLite's
+    /// count as a 32-bit integer, which SQLite's writer connection, typed
+    /// by value, does not give it.)
+    pub(crate) async fn count_rows<E: EntityTrait>(&self, select: Select<E>) -> StoreResult<u64> {
+        let n: Option<i64> = select
+            .select_only()
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .into_tuple()
+            .one(&self.tx)
+            .await
+            .map_err(db_err)?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Whether `select` finds any row.
+    pub(crate) async fn any_row<E: EntityTrait>(&self, select: Select<E>) -> StoreResult<bool> {
+        let found: Option<i64> = select
+            .select_only()
+            .column_as(Expr::cust("CAST(1 AS BIGINT)"), "found")
+            .limit(1)
+            .into_tuple()
+            .one(&self.tx)
+            .await
+            .map_err(db_err)?;
+        Ok(found.is_some())
     }
 }
 

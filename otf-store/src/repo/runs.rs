@@ -5,7 +5,7 @@ use otf_core::clock::Timestamp;
 use otf_core::ids::{RunId, WorkspaceId};
 use otf_core::run::{Run, RunStatus};
 use otf_core::store::{RunRepo, StoreResult};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect};
 
 use super::all;
 use crate::entity::run;
@@ -44,7 +44,7 @@ impl RunRepo for DbTx {
         limit: u64,
     ) -> StoreResult<(Vec<Run>, u64)> {
         let of_ws = || run::Entity::find().filter(run::Column::WorkspaceId.eq(ws.as_str()));
-        let total = of_ws().count(&self.tx).await.map_err(db_err)?;
+        let total = self.count_rows(of_ws()).await?;
         // Both backends take at most i64::MAX for OFFSET and LIMIT.
         let cap = |v: u64| v.min(i64::MAX as u64);
         let rows = of_ws()
@@ -86,17 +86,24 @@ impl RunRepo for DbTx {
     }
 
     async fn count_runs_by_status(&mut self) -> StoreResult<Vec<(RunStatus, u64)>> {
-        let rows: Vec<(String, i64)> = run::Entity::find()
+        // Columns by name: rows of SQLite's writer connection keep no
+        // column order.
+        #[derive(FromQueryResult)]
+        struct Count {
+            status: String,
+            n: i64,
+        }
+        let rows = run::Entity::find()
             .select_only()
             .column(run::Column::Status)
             .column_as(run::Column::Id.count(), "n")
             .group_by(run::Column::Status)
-            .into_tuple()
+            .into_model::<Count>()
             .all(&self.tx)
             .await
             .map_err(db_err)?;
         rows.into_iter()
-            .map(|(status, n)| {
+            .map(|Count { status, n }| {
                 let status = status.parse::<RunStatus>().map_err(|e| {
                     otf_core::store::StoreError::unavailable(format!(
                         "bad run status in the database: {e}"
@@ -113,18 +120,23 @@ impl RunRepo for DbTx {
             .filter(|s| s.is_final())
             .map(|s| s.as_str())
             .collect();
-        let rows: Vec<(String, String)> = run::Entity::find()
+        #[derive(FromQueryResult)]
+        struct Active {
+            id: String,
+            status: String,
+        }
+        let rows = run::Entity::find()
             .select_only()
             .column(run::Column::Id)
             .column(run::Column::Status)
             .filter(run::Column::Status.is_not_in(finals))
             .order_by_asc(run::Column::Id)
-            .into_tuple()
+            .into_model::<Active>()
             .all(&self.tx)
             .await
             .map_err(db_err)?;
         rows.into_iter()
-            .map(|(id, status)| {
+            .map(|Active { id, status }| {
                 let bad = |e: String| {
                     otf_core::store::StoreError::unavailable(format!(
                         "bad run in the database: {e}"

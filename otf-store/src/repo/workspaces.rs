@@ -5,9 +5,7 @@ use otf_core::ids::{OrganizationName, PoolId, WorkspaceId};
 use otf_core::store::{Cause, StoreError, StoreResult, WorkspaceRepo};
 use otf_core::workspace::Workspace;
 use sea_orm::sea_query::{Alias, Expr, Query};
-use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::all;
 use crate::entity::workspace;
@@ -18,14 +16,15 @@ impl DbTx {
     /// The same clear message as the in-memory store, before the unique
     /// index would answer with a driver's message.
     async fn check_workspace_name_free(&self, ws: &Workspace) -> StoreResult<()> {
-        let taken = workspace::Entity::find()
-            .filter(workspace::Column::Organization.eq(ws.organization.as_str()))
-            .filter(workspace::Column::Name.eq(ws.name.as_str()))
-            .filter(workspace::Column::Id.ne(ws.id.as_str()))
-            .count(&self.tx)
-            .await
-            .map_err(db_err)?;
-        if taken > 0 {
+        let taken = self
+            .any_row(
+                workspace::Entity::find()
+                    .filter(workspace::Column::Organization.eq(ws.organization.as_str()))
+                    .filter(workspace::Column::Name.eq(ws.name.as_str()))
+                    .filter(workspace::Column::Id.ne(ws.id.as_str())),
+            )
+            .await?;
+        if taken {
             return Err(StoreError::Conflict(Cause::new(format!(
                 "workspace {} already exists in organization {}",
                 ws.name, ws.organization
