@@ -338,7 +338,9 @@ impl DbStore {
         self.pg.as_ref()
     }
 
-    /// Close every connection of the pool (clones of this store stop working).
+    /// PostgreSQL: close every connection of the pool (clones of this store
+    /// stop working). SQLite: let go of this store's connections; the file's
+    /// writer closes with the last store on the file.
     pub async fn close(self) {
         let _ = self.db.close().await;
     }
