@@ -41,14 +41,12 @@ use sea_orm::{
 const STATEMENT_CACHE: usize = 256;
 
 /// One connection to a SQLite file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct SqliteConn {
-    conn: Arc<Locked>,
+    conn: Arc<Mutex<Connection>>,
 }
 
-struct Locked(Mutex<Connection>);
-
-impl std::fmt::Debug for Locked {
+impl std::fmt::Debug for SqliteConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SqliteConn")
     }
@@ -64,7 +62,7 @@ impl SqliteConn {
         } else {
             OpenFlags::SQLITE_OPEN_READ_ONLY
         };
-        let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(conn_err)?;
         conn.busy_timeout(busy_timeout).map_err(conn_err)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -75,7 +73,7 @@ impl SqliteConn {
             .map_err(conn_err)?;
         }
         Ok(Self {
-            conn: Arc::new(Locked(Mutex::new(conn))),
+            conn: Arc::new(Mutex::new(conn)),
         })
     }
 
@@ -97,7 +95,7 @@ impl SqliteConn {
         // A panic mid-statement leaves nothing half-done in the connection
         // itself (SQLite's statement is atomic); the transaction around it
         // is the store's to roll back.
-        self.conn.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn query_rows(&self, statement: &Statement) -> rusqlite::Result<Vec<ProxyRow>> {
@@ -113,7 +111,7 @@ impl SqliteConn {
         while let Some(row) = rows.next()? {
             let mut values = BTreeMap::new();
             for (i, (name, kind)) in columns.iter().enumerate() {
-                values.insert(name.clone(), kind.value(row.get_ref(i)?)?);
+                values.insert(name.clone(), kind.value(i, row.get_ref(i)?)?);
             }
             out.push(ProxyRow::new(values));
         }
@@ -193,7 +191,6 @@ impl ToSql for Bind<'_> {
                 Some(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b.as_slice())),
                 None => ToSqlOutput::Owned(SqlValue::Null),
             },
-            #[allow(unreachable_patterns)]
             other => {
                 return Err(rusqlite::Error::ToSqlConversionFailure(
                     format!("no SQLite binding for {other:?}").into(),
@@ -235,12 +232,12 @@ impl Kind {
         }
     }
 
-    /// The sea-query value of `v` read from a column of this kind. NULL is
+    /// The sea-query value of `v` read from `column`, of this kind. NULL is
     /// the kind's null (an expression's NULL reads as a missing integer).
-    fn value(self, v: ValueRef<'_>) -> rusqlite::Result<Value> {
+    fn value(self, column: usize, v: ValueRef<'_>) -> rusqlite::Result<Value> {
         let mismatch = |found: &str| {
             rusqlite::Error::FromSqlConversionFailure(
-                0,
+                column,
                 v.data_type(),
                 format!("a {self:?} column holds {found}").into(),
             )
@@ -359,18 +356,21 @@ mod tests {
         assert_eq!(Kind::of(Some("blob")), Kind::Blob);
         assert_eq!(Kind::of(None), Kind::Value);
         assert_eq!(
-            Kind::Bool.value(ValueRef::Integer(1)).unwrap(),
+            Kind::Bool.value(0, ValueRef::Integer(1)).unwrap(),
             Value::Bool(Some(true))
         );
-        assert_eq!(Kind::Bool.value(ValueRef::Null).unwrap(), Value::Bool(None));
         assert_eq!(
-            Kind::Value.value(ValueRef::Integer(7)).unwrap(),
+            Kind::Bool.value(0, ValueRef::Null).unwrap(),
+            Value::Bool(None)
+        );
+        assert_eq!(
+            Kind::Value.value(0, ValueRef::Integer(7)).unwrap(),
             Value::BigInt(Some(7))
         );
         // A column that holds what its type does not is an error, never
         // a silent NULL.
-        assert!(Kind::Int.value(ValueRef::Text(b"7")).is_err());
-        assert!(Kind::Text.value(ValueRef::Integer(7)).is_err());
+        assert!(Kind::Int.value(0, ValueRef::Text(b"7")).is_err());
+        assert!(Kind::Text.value(0, ValueRef::Integer(7)).is_err());
     }
 
     #[test]

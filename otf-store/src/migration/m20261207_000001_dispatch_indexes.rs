@@ -27,7 +27,7 @@ fn name(table: &str, columns: &[&str]) -> String {
     format!("idx_{table}_{}", columns.join("_"))
 }
 
-fn create(table: &str, columns: &[&str]) -> IndexCreateStatement {
+fn index_create(table: &str, columns: &[&str]) -> IndexCreateStatement {
     let mut index = Index::create();
     index
         .name(name(table, columns))
@@ -39,7 +39,7 @@ fn create(table: &str, columns: &[&str]) -> IndexCreateStatement {
     index.to_owned()
 }
 
-fn drop(table: &str, columns: &[&str]) -> IndexDropStatement {
+fn index_drop(table: &str, columns: &[&str]) -> IndexDropStatement {
     Index::drop()
         .name(name(table, columns))
         .table(Alias::new(table))
@@ -51,16 +51,16 @@ fn drop(table: &str, columns: &[&str]) -> IndexDropStatement {
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for (table, columns, replaced) in INDEXES {
-            m.create_index(create(table, columns)).await?;
-            m.drop_index(drop(table, replaced)).await?;
+            m.create_index(index_create(table, columns)).await?;
+            m.drop_index(index_drop(table, replaced)).await?;
         }
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for (table, columns, replaced) in INDEXES {
-            m.create_index(create(table, replaced)).await?;
-            m.drop_index(drop(table, columns)).await?;
+            m.create_index(index_create(table, replaced)).await?;
+            m.drop_index(index_drop(table, columns)).await?;
         }
         Ok(())
     }

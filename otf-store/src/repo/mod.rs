@@ -67,8 +67,8 @@ impl DbTx {
 
 impl DbTx {
     /// How many rows `select` finds. (sea-orm's `count` reads SQLite's
-    /// count as a 32-bit integer, which SQLite's writer connection, typed
-    /// by value, does not give it.)
+    /// count as a 32-bit integer, which the store's SQLite connections,
+    /// typing an expression by its value, give it as 64-bit.)
     pub(crate) async fn count_rows<E: EntityTrait>(&self, select: Select<E>) -> StoreResult<u64> {
         let n: Option<i64> = select
             .select_only()

@@ -86,7 +86,7 @@ impl RunRepo for DbTx {
     }
 
     async fn count_runs_by_status(&mut self) -> StoreResult<Vec<(RunStatus, u64)>> {
-        // Columns by name: rows of SQLite's writer connection keep no
+        // Columns by name: rows of the store's SQLite connections keep no
         // column order.
         #[derive(FromQueryResult)]
         struct Count {
