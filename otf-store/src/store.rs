@@ -218,7 +218,16 @@ impl DbStore {
     /// Open `sqlite://PATH` (created if missing) or `postgres://...` and
     /// bring its schema up to date.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        if url.starts_with("sqlite:") {
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            // The writer and the readers are connections of their own; an
+            // in-memory database would be a different one on each.
+            let rest = rest.trim_start_matches("//");
+            if rest.starts_with(":memory:") || rest.contains("mode=memory") {
+                return Err(StoreError::unavailable(
+                    "an in-memory SQLite database is not supported: use sqlite://PATH (a file), \
+                     or otf_core::memory::MemoryStore when embedding",
+                ));
+            }
             let options = SqliteConnectOptions::from_str(url).map_err(sqlx_err)?;
             Self::open_sqlite_with(options).await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {

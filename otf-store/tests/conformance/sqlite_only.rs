@@ -47,6 +47,20 @@ async fn data_survives_reopening_the_file() {
     }
 }
 
+#[tokio::test]
+async fn an_in_memory_database_is_refused_with_a_reason() {
+    for url in [
+        "sqlite::memory:",
+        "sqlite://:memory:",
+        "sqlite://x.db?mode=memory",
+    ] {
+        let e = otf_store::DbStore::connect(url)
+            .await
+            .expect_err("an in-memory database is refused");
+        assert!(e.to_string().contains("in-memory SQLite"), "{url}: {e}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_see_the_last_commit_without_waiting_for_an_open_writer() {
     let db = SqliteDb::new();
