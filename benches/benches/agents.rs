@@ -16,7 +16,8 @@
 //!   agents, 10 rounds: p50 and p99 (targets p50 <= 10 ms, p99 <= 30 ms);
 //! * sustained dispatch for 10 s over 1,000 agents (each workspace's next
 //!   run created as soon as its last one finished): runs created and
-//!   started per second, beside the raw commit rate;
+//!   started per second, beside the raw commit rate, and otfd's CPU per
+//!   run started (what a burst waits on once commits are shared);
 //! * otfd's CPU (from `/proc/<pid>/stat`) and RSS (`/proc/<pid>/status`)
 //!   with 1,000 idle agents, and with 10,000 agents long-polling and pinging
 //!   every 10 s (targets < 25 % of one core, < 300 MB).
@@ -485,6 +486,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Clock ticks per second (the unit of [`cpu_ticks`]).
+fn ticks_per_sec() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64
+}
+
 /// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -592,14 +601,10 @@ async fn create_run(http: &reqwest::Client, base: &str, ws: &str) -> Result<(Str
 
 /// otfd's CPU (% of one core) over `window` and its RSS (MiB) after it.
 async fn load(pid: u32, window: Duration) -> Result<(f64, f64)> {
-    let ticks_per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
     let (c0, t0) = (cpu_ticks(pid)?, Instant::now());
     tokio::time::sleep(window).await;
     let (c1, took) = (cpu_ticks(pid)?, t0.elapsed());
-    let cpu = (c1.saturating_sub(c0)) as f64 / ticks_per_sec / took.as_secs_f64() * 100.0;
+    let cpu = (c1.saturating_sub(c0)) as f64 / ticks_per_sec() / took.as_secs_f64() * 100.0;
     Ok((cpu, rss_kib(pid)? as f64 / 1024.0))
 }
 
@@ -702,12 +707,15 @@ async fn until_finished(
 
 /// Runs created and started per second over [`SUSTAINED`]: each workspace's
 /// next run is created as soon as its last one finished.
+/// Runs started per second, and otfd's CPU per run started (ms), over
+/// [`SUSTAINED`].
 async fn sustained(
     http: &reqwest::Client,
     base: &str,
+    pid: u32,
     fleet: &mut Fleet,
     workspaces: &[String],
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
     let (made_tx, mut made) = mpsc::unbounded_channel::<Result<(String, String)>>();
     let spawn = |ws: String| {
         let (http, base, tx) = (http.clone(), base.to_string(), made_tx.clone());
@@ -723,7 +731,7 @@ async fn sustained(
     for ws in workspaces {
         spawn(ws.clone());
     }
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), cpu_ticks(pid)?);
     let end = t0 + SUSTAINED;
     let mut started = 0usize;
     while Instant::now() < end {
@@ -750,6 +758,8 @@ async fn sustained(
         }
     }
     let rate = started as f64 / t0.elapsed().as_secs_f64();
+    let cpu_s = cpu_ticks(pid)?.saturating_sub(c0) as f64 / ticks_per_sec();
+    let cpu_per_run = cpu_s * 1000.0 / started.max(1) as f64;
     // Let what is in flight finish, so the next phase starts idle.
     let settle = Instant::now() + Duration::from_secs(30);
     while (!run_ws.is_empty() || !made.is_empty()) && Instant::now() < settle {
@@ -761,7 +771,7 @@ async fn sustained(
             _ = tokio::time::sleep_until(settle.into()) => {}
         }
     }
-    Ok(rate)
+    Ok((rate, cpu_per_run))
 }
 
 /// `many` agents long-polling, each pinging after every long-poll (every
@@ -843,7 +853,7 @@ async fn bench(
     }
     burst.sort();
     let (b50, b99) = (percentile(&burst, 0.5), percentile(&burst, 0.99));
-    let rate = sustained(&http, base, &mut fleet, &workspaces).await?;
+    let (rate, cpu_per_run) = sustained(&http, base, pid, &mut fleet, &workspaces).await?;
     let failed = failed_single + fleet.stop().await;
 
     // The ping load: `many` agents long-polling, each pinging after every
@@ -866,7 +876,7 @@ async fn bench(
          dispatch/{db}: floor = {PATH_COMMITS} commits + {PATH_ROUND_TRIPS} round trips = {:.2} ms\n\
          dispatch/{db}: single run, idle otfd ({pinned}), one agent (n={}): p50 {:.2} ms, p99 {:.2} ms; p50 = {:.1}x the floor (target <= 2x)\n\
          dispatch/{db}: burst of {WORKSPACES} runs over {agents} agents ({connected} counted by the pool, registered in {registration:.1?}), {ROUNDS} rounds (n={}): p50 {:.2} ms (target <= 10), p99 {:.2} ms (target <= 30)\n\
-         dispatch/{db}: sustained over {agents} agents: {rate:.0} runs created and started per second for {SUSTAINED:?} ({:.1}% of the raw commit rate; a run is {PATH_COMMITS}+ commits)\n\
+         dispatch/{db}: sustained over {agents} agents: {rate:.0} runs created and started per second for {SUSTAINED:?} ({:.1}% of the raw commit rate; a run is {PATH_COMMITS}+ commits); otfd's CPU {cpu_per_run:.2} ms per run\n\
          dispatch/{db}: idle otfd with {connected} agents: CPU {idle_cpu:.1}% of one core over {IDLE_WINDOW:?}, RSS {idle_rss:.1} MiB; {failed} agent failures\n\
          dispatch/{db}: {many_line}",
         ms(commit),

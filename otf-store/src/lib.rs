@@ -24,6 +24,7 @@ mod migration;
 mod pg_bus;
 mod repo;
 mod runtime;
+mod sql_cache;
 mod sqlite_conn;
 mod store;
 
@@ -31,4 +32,5 @@ pub use leader::{PgLeader, LEADER_LOCK};
 pub use otf_core::memory::MemoryStore;
 pub use pg_bus::PgBus;
 pub use runtime::Runtime;
+pub use sql_cache::texts_built_each_time;
 pub use store::{Backend, DbStore, DbTx};

@@ -10,8 +10,7 @@ use otf_core::job::{Job, JobStatus};
 use otf_core::liveness::AgentsDue;
 use otf_core::store::{AgentRepo, JobRepo, StoreResult};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement, Value,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Statement, Value,
 };
 
 use super::all;
@@ -41,6 +40,7 @@ impl AgentRepo for DbTx {
         self.update_row(
             convert::agent_row(a),
             agent::Column::Id.eq(a.id.as_str()),
+            vec![a.id.as_str().into()],
             "agent",
             a.id.as_str(),
         )
@@ -48,20 +48,15 @@ impl AgentRepo for DbTx {
     }
 
     async fn get_agent(&mut self, id: &AgentId) -> StoreResult<Option<Agent>> {
-        agent::Entity::find_by_id(id.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        self.by_id::<agent::Entity>(id.as_str(), false)
+            .await?
             .map(convert::agent)
             .transpose()
     }
 
     async fn lock_agent(&mut self, id: &AgentId) -> StoreResult<Option<Agent>> {
-        agent::Entity::find_by_id(id.as_str())
-            .lock_exclusive()
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        self.by_id::<agent::Entity>(id.as_str(), true)
+            .await?
             .map(convert::agent)
             .transpose()
     }
@@ -181,6 +176,7 @@ impl JobRepo for DbTx {
         self.update_row(
             convert::job_row(j),
             job::Column::Id.eq(j.id.as_str()),
+            vec![j.id.as_str().into()],
             "job",
             j.id.as_str(),
         )
@@ -188,20 +184,18 @@ impl JobRepo for DbTx {
     }
 
     async fn get_job(&mut self, id: &JobId) -> StoreResult<Option<Job>> {
-        job::Entity::find_by_id(id.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        self.by_id::<job::Entity>(id.as_str(), false)
+            .await?
             .map(convert::job)
             .transpose()
     }
 
     async fn list_jobs_of_run(&mut self, run: &RunId) -> StoreResult<Vec<Job>> {
-        let rows = job::Entity::find()
-            .filter(job::Column::RunId.eq(run.as_str()))
-            .all(&self.tx)
-            .await
-            .map_err(db_err)?;
+        let rows = self
+            .all_of("list_jobs_of_run", [run.as_str().into()], |[run]| {
+                job::Entity::find().filter(job::Column::RunId.eq(run))
+            })
+            .await?;
         let mut jobs = all(rows, convert::job)?;
         // Phase order is the enum's (plan before apply), not the wire text's.
         jobs.sort_by(|a, b| (a.phase, a.attempt, &a.id).cmp(&(b.phase, b.attempt, &b.id)));
@@ -220,13 +214,14 @@ impl JobRepo for DbTx {
     }
 
     async fn list_jobs_of_agent(&mut self, a: &AgentId) -> StoreResult<Vec<Job>> {
-        let rows = job::Entity::find()
-            .filter(job::Column::AgentId.eq(a.as_str()))
-            .filter(job::Column::Status.is_in(active_statuses()))
-            .order_by_asc(job::Column::Id)
-            .all(&self.tx)
-            .await
-            .map_err(db_err)?;
+        let rows = self
+            .all_of("list_jobs_of_agent", [a.as_str().into()], |[a]| {
+                job::Entity::find()
+                    .filter(job::Column::AgentId.eq(a))
+                    .filter(job::Column::Status.is_in(active_statuses()))
+                    .order_by_asc(job::Column::Id)
+            })
+            .await?;
         all(rows, convert::job)
     }
 }

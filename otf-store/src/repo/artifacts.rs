@@ -12,7 +12,8 @@ use otf_core::store::{
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Statement,
 };
 
 use super::all;
@@ -21,6 +22,7 @@ use crate::entity::{
     artifact, config_tarball, config_version, log_chunk, state_blob, state_version, variable,
 };
 use crate::error::{db_err, invalid};
+use crate::sql_cache::{self, Key};
 use crate::store::Backend;
 use crate::DbTx;
 
@@ -54,6 +56,7 @@ impl ConfigRepo for DbTx {
         self.update_row(
             convert::config_version_row(cv),
             config_version::Column::Id.eq(cv.id.as_str()),
+            vec![cv.id.as_str().into()],
             "configuration version",
             cv.id.as_str(),
         )
@@ -64,10 +67,8 @@ impl ConfigRepo for DbTx {
         &mut self,
         id: &ConfigVersionId,
     ) -> StoreResult<Option<ConfigurationVersion>> {
-        config_version::Entity::find_by_id(id.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        self.by_id::<config_version::Entity>(id.as_str(), false)
+            .await?
             .map(convert::config_version)
             .transpose()
     }
@@ -76,16 +77,16 @@ impl ConfigRepo for DbTx {
         &mut self,
         ws: &WorkspaceId,
     ) -> StoreResult<Option<ConfigurationVersion>> {
-        config_version::Entity::find()
-            .filter(config_version::Column::WorkspaceId.eq(ws.as_str()))
-            .filter(config_version::Column::Status.eq(ConfigStatus::Uploaded.as_str()))
-            .order_by_desc(config_version::Column::CreatedAt)
-            .order_by_desc(config_version::Column::Id)
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
-            .map(convert::config_version)
-            .transpose()
+        self.one_of("latest_config_version", [ws.as_str().into()], |[ws]| {
+            config_version::Entity::find()
+                .filter(config_version::Column::WorkspaceId.eq(ws))
+                .filter(config_version::Column::Status.eq(ConfigStatus::Uploaded.as_str()))
+                .order_by_desc(config_version::Column::CreatedAt)
+                .order_by_desc(config_version::Column::Id)
+        })
+        .await?
+        .map(convert::config_version)
+        .transpose()
     }
 
     async fn put_config_tarball(
@@ -110,10 +111,9 @@ impl ConfigRepo for DbTx {
     }
 
     async fn get_config_tarball(&mut self, id: &ConfigVersionId) -> StoreResult<Option<Vec<u8>>> {
-        Ok(config_tarball::Entity::find_by_id(id.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        Ok(self
+            .by_id::<config_tarball::Entity>(id.as_str(), false)
+            .await?
             .map(|r| r.tarball))
     }
 }
@@ -133,10 +133,8 @@ impl StateRepo for DbTx {
         &mut self,
         id: &StateVersionId,
     ) -> StoreResult<Option<StateVersion>> {
-        state_version::Entity::find_by_id(id.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        self.by_id::<state_version::Entity>(id.as_str(), false)
+            .await?
             .map(convert::state_version)
             .transpose()
     }
@@ -153,10 +151,9 @@ impl StateRepo for DbTx {
     }
 
     async fn get_state_bytes(&mut self, id: &StateVersionId) -> StoreResult<Option<Vec<u8>>> {
-        Ok(state_blob::Entity::find_by_id(id.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        Ok(self
+            .by_id::<state_blob::Entity>(id.as_str(), false)
+            .await?
             .map(|r| r.state))
     }
 }
@@ -205,6 +202,7 @@ impl VariableRepo for DbTx {
         self.update_row(
             convert::variable_row(var),
             variable::Column::Id.eq(var.id.as_str()),
+            vec![var.id.as_str().into()],
             "variable",
             var.id.as_str(),
         )
@@ -212,10 +210,8 @@ impl VariableRepo for DbTx {
     }
 
     async fn get_variable(&mut self, id: &VariableId) -> StoreResult<Option<Variable>> {
-        variable::Entity::find_by_id(id.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        self.by_id::<variable::Entity>(id.as_str(), false)
+            .await?
             .map(convert::variable)
             .transpose()
     }
@@ -260,18 +256,33 @@ impl LogRepo for DbTx {
                 .await
                 .map_err(db_err)?;
         }
-        let end: Option<i64> = log_chunk::Entity::find()
-            .select_only()
-            .column_as(
-                Expr::cust("COALESCE(MAX(byte_offset + byte_len), 0)"),
-                "log_end",
-            )
-            .filter(log_chunk::Column::RunId.eq(run.as_str()))
-            .filter(log_chunk::Column::Phase.eq(phase.as_str()))
-            .into_tuple()
+        #[derive(FromQueryResult)]
+        struct End {
+            log_end: i64,
+        }
+        let backend = self.db_backend();
+        let stmt = sql_cache::with_args(
+            Key::new::<log_chunk::Entity>("append_log.end", 0, backend),
+            backend,
+            [run.as_str().into(), phase.as_str().into()],
+            |[run, phase]| {
+                log_chunk::Entity::find()
+                    .select_only()
+                    .column_as(
+                        Expr::cust("COALESCE(MAX(byte_offset + byte_len), 0)"),
+                        "log_end",
+                    )
+                    .filter(log_chunk::Column::RunId.eq(run))
+                    .filter(log_chunk::Column::Phase.eq(phase))
+                    .limit(1)
+                    .build(backend)
+            },
+        );
+        let end = End::find_by_statement(stmt)
             .one(&self.tx)
             .await
-            .map_err(db_err)?;
+            .map_err(db_err)?
+            .map(|e| e.log_end);
         let offset = log_len("log end", end.unwrap_or(0))?;
         // An empty chunk changes nothing and would take the next chunk's key.
         if !data.is_empty() {
@@ -304,21 +315,31 @@ impl LogRepo for DbTx {
         if stop <= start {
             return Ok(Vec::new());
         }
-        let chunks = log_chunk::Entity::find()
-            .filter(log_chunk::Column::RunId.eq(run.as_str()))
-            .filter(log_chunk::Column::Phase.eq(phase.as_str()))
-            .filter(log_chunk::Column::ByteOffset.lt(signed(stop)?))
-            .filter(
-                Expr::expr(
-                    Expr::col(log_chunk::Column::ByteOffset)
-                        .add(Expr::col(log_chunk::Column::ByteLen)),
-                )
-                .gt(signed(start)?),
+        let chunks = self
+            .all_of(
+                "read_log",
+                [
+                    run.as_str().into(),
+                    phase.as_str().into(),
+                    signed(stop)?.into(),
+                    signed(start)?.into(),
+                ],
+                |[run, phase, stop, start]| {
+                    log_chunk::Entity::find()
+                        .filter(log_chunk::Column::RunId.eq(run))
+                        .filter(log_chunk::Column::Phase.eq(phase))
+                        .filter(log_chunk::Column::ByteOffset.lt(stop))
+                        .filter(
+                            Expr::expr(
+                                Expr::col(log_chunk::Column::ByteOffset)
+                                    .add(Expr::col(log_chunk::Column::ByteLen)),
+                            )
+                            .gt(start),
+                        )
+                        .order_by_asc(log_chunk::Column::ByteOffset)
+                },
             )
-            .order_by_asc(log_chunk::Column::ByteOffset)
-            .all(&self.tx)
-            .await
-            .map_err(db_err)?;
+            .await?;
         let mut out = Vec::new();
         for c in chunks {
             let at = log_len("log chunk offset", c.byte_offset)?;

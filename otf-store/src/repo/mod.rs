@@ -13,11 +13,12 @@ use otf_core::store::{StoreError, StoreResult};
 use sea_orm::sea_query::Expr;
 use sea_orm::sea_query::IntoCondition;
 use sea_orm::{
-    ActiveModelTrait, EntityTrait, IntoActiveModel, Iterable, PrimaryKeyToColumn, QueryFilter,
-    QuerySelect, Select,
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    Iterable, PrimaryKeyToColumn, QueryFilter, QuerySelect, QueryTrait, Select, Value,
 };
 
 use crate::error::db_err;
+use crate::sql_cache::{self, Key};
 use crate::store::DbTx;
 
 impl DbTx {
@@ -27,19 +28,29 @@ impl DbTx {
         A: ActiveModelTrait + Send,
         <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
     {
-        <A::Entity as EntityTrait>::insert(row)
-            .exec_without_returning(&self.tx)
-            .await
-            .map_err(db_err)?;
+        let backend = self.db_backend();
+        // sea-orm inserts the columns that are set or unchanged.
+        let stmt = match row_values(&row, |v| v.is_set() || v.is_unchanged()) {
+            Some((columns, values)) => sql_cache::with_values(
+                Key::new::<A::Entity>("insert_row", columns, backend),
+                backend,
+                values,
+                || <A::Entity as EntityTrait>::insert(row).build(backend),
+            ),
+            None => <A::Entity as EntityTrait>::insert(row).build(backend),
+        };
+        self.tx.execute(stmt).await.map_err(db_err)?;
         Ok(())
     }
 
-    /// Overwrite every column but the key of the row matching `key`;
+    /// Overwrite every column but the key of the row matching `key`, whose
+    /// values, in the order it uses them, are `key_values`;
     /// [`StoreError::NotFound`] if there is none.
     pub(crate) async fn update_row<A>(
         &self,
         mut row: A,
         key: impl IntoCondition,
+        key_values: Vec<Value>,
         kind: &'static str,
         id: &str,
     ) -> StoreResult<()>
@@ -49,13 +60,28 @@ impl DbTx {
         for k in <<A::Entity as EntityTrait>::PrimaryKey as Iterable>::iter() {
             row.not_set(k.into_column());
         }
-        let done = <A::Entity as EntityTrait>::update_many()
-            .set(row)
-            .filter(key)
-            .exec(&self.tx)
-            .await
-            .map_err(db_err)?;
-        if done.rows_affected == 0 {
+        let backend = self.db_backend();
+        let build = |row: A, key| {
+            <A::Entity as EntityTrait>::update_many()
+                .set(row)
+                .filter(key)
+                .build(backend)
+        };
+        // sea-orm updates the columns that are set.
+        let stmt = match row_values(&row, |v| v.is_set()) {
+            Some((columns, mut values)) => {
+                values.extend(key_values);
+                sql_cache::with_values(
+                    Key::new::<A::Entity>("update_row", columns, backend),
+                    backend,
+                    values,
+                    || build(row, key),
+                )
+            }
+            None => build(row, key),
+        };
+        let done = self.tx.execute(stmt).await.map_err(db_err)?;
+        if done.rows_affected() == 0 {
             return Err(StoreError::NotFound {
                 kind,
                 id: id.to_string(),
@@ -63,6 +89,91 @@ impl DbTx {
         }
         Ok(())
     }
+
+    /// The first row `select` finds, its text written once per `site` (see
+    /// [`sql_cache::with_args`]); `args` are its variable values.
+    pub(crate) async fn one_of<E, const N: usize>(
+        &self,
+        site: &'static str,
+        args: [Value; N],
+        select: impl Fn([Value; N]) -> Select<E>,
+    ) -> StoreResult<Option<E::Model>>
+    where
+        E: EntityTrait,
+    {
+        let backend = self.db_backend();
+        let stmt = sql_cache::with_args(Key::new::<E>(site, 0, backend), backend, args, |a| {
+            // What `Select::one` adds.
+            select(a).limit(1).build(backend)
+        });
+        E::find()
+            .from_raw_sql(stmt)
+            .one(&self.tx)
+            .await
+            .map_err(db_err)
+    }
+
+    /// Every row `select` finds, its text written once per `site`.
+    pub(crate) async fn all_of<E, const N: usize>(
+        &self,
+        site: &'static str,
+        args: [Value; N],
+        select: impl Fn([Value; N]) -> Select<E>,
+    ) -> StoreResult<Vec<E::Model>>
+    where
+        E: EntityTrait,
+    {
+        let backend = self.db_backend();
+        let stmt = sql_cache::with_args(Key::new::<E>(site, 0, backend), backend, args, |a| {
+            select(a).build(backend)
+        });
+        E::find()
+            .from_raw_sql(stmt)
+            .all(&self.tx)
+            .await
+            .map_err(db_err)
+    }
+
+    /// The row of `E` whose (single-column) primary key is `id`, locked for
+    /// the transaction when `lock` (PostgreSQL's `FOR UPDATE`; SQLite's
+    /// writer holds the whole database).
+    pub(crate) async fn by_id<E>(&self, id: &str, lock: bool) -> StoreResult<Option<E::Model>>
+    where
+        E: EntityTrait,
+    {
+        let select = |[id]: [Value; 1]| {
+            let mut q = E::find();
+            for k in <E::PrimaryKey as Iterable>::iter() {
+                q = q.filter(k.into_column().eq(id.clone()));
+            }
+            q
+        };
+        if lock {
+            self.one_of("by_id.lock", [id.into()], |a| select(a).lock_exclusive())
+                .await
+        } else {
+            self.one_of("by_id", [id.into()], select).await
+        }
+    }
+}
+
+/// Which columns of `row` `has` accepts (a bit each, in the entity's column
+/// order) and their values in that order; `None` for an entity of more
+/// columns than the bits.
+fn row_values<A: ActiveModelTrait>(
+    row: &A,
+    has: impl Fn(&ActiveValue<Value>) -> bool,
+) -> Option<(u64, Vec<Value>)> {
+    let mut columns = 0u64;
+    let mut values = Vec::new();
+    for (i, c) in <<A::Entity as EntityTrait>::Column as Iterable>::iter().enumerate() {
+        let v = row.get(c);
+        if has(&v) {
+            columns |= 1u64.checked_shl(u32::try_from(i).ok()?)?;
+            values.push(v.into_value()?);
+        }
+    }
+    Some((columns, values))
 }
 
 impl DbTx {

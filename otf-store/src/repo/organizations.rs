@@ -21,10 +21,8 @@ impl OrganizationRepo for DbTx {
         &mut self,
         name: &OrganizationName,
     ) -> StoreResult<Option<Organization>> {
-        organization::Entity::find_by_id(name.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        self.by_id::<organization::Entity>(name.as_str(), false)
+            .await?
             .map(convert::organization)
             .transpose()
     }
@@ -55,6 +53,7 @@ impl OrganizationRepo for DbTx {
         self.update_row(
             convert::org_token_row(token),
             org_token::Column::Id.eq(token.id.as_str()),
+            vec![token.id.as_str().into()],
             "organization token",
             token.id.as_str(),
         )
@@ -62,10 +61,8 @@ impl OrganizationRepo for DbTx {
     }
 
     async fn get_org_token(&mut self, id: &OrgTokenId) -> StoreResult<Option<OrganizationToken>> {
-        org_token::Entity::find_by_id(id.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        self.by_id::<org_token::Entity>(id.as_str(), false)
+            .await?
             .map(convert::org_token)
             .transpose()
     }

@@ -7,7 +7,7 @@ use otf_core::agent_token::AgentToken;
 use otf_core::ids::{AgentTokenId, OrganizationName, PoolId};
 use otf_core::pool::AgentPool;
 use otf_core::store::{AgentTokenRepo, PoolRepo, StoreResult};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use super::all;
 use crate::entity::{agent_token, pool, pool_exclusion, pool_grant};
@@ -82,6 +82,7 @@ impl PoolRepo for DbTx {
         self.update_row(
             convert::pool_row(p),
             pool::Column::Id.eq(p.id.as_str()),
+            vec![p.id.as_str().into()],
             "agent pool",
             p.id.as_str(),
         )
@@ -100,19 +101,12 @@ impl PoolRepo for DbTx {
     }
 
     async fn get_pool(&mut self, id: &PoolId) -> StoreResult<Option<AgentPool>> {
-        let row = pool::Entity::find_by_id(id.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?;
+        let row = self.by_id::<pool::Entity>(id.as_str(), false).await?;
         self.one_pool(row).await
     }
 
     async fn lock_pool(&mut self, id: &PoolId) -> StoreResult<Option<AgentPool>> {
-        let row = pool::Entity::find_by_id(id.as_str())
-            .lock_exclusive()
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?;
+        let row = self.by_id::<pool::Entity>(id.as_str(), true).await?;
         self.one_pool(row).await
     }
 
@@ -147,6 +141,7 @@ impl AgentTokenRepo for DbTx {
         self.update_row(
             convert::agent_token_row(token),
             agent_token::Column::Id.eq(token.id.as_str()),
+            vec![token.id.as_str().into()],
             "agent token",
             token.id.as_str(),
         )
@@ -154,10 +149,8 @@ impl AgentTokenRepo for DbTx {
     }
 
     async fn get_agent_token(&mut self, id: &AgentTokenId) -> StoreResult<Option<AgentToken>> {
-        agent_token::Entity::find_by_id(id.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        self.by_id::<agent_token::Entity>(id.as_str(), false)
+            .await?
             .map(convert::agent_token)
             .transpose()
     }

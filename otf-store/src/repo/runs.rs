@@ -5,11 +5,14 @@ use otf_core::clock::Timestamp;
 use otf_core::ids::{RunId, WorkspaceId};
 use otf_core::run::{Run, RunStatus};
 use otf_core::store::{RunRepo, StoreResult};
-use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+};
 
 use super::all;
 use crate::entity::run;
 use crate::error::db_err;
+use crate::sql_cache::{self, Key};
 use crate::{convert, DbTx};
 
 #[async_trait]
@@ -22,6 +25,7 @@ impl RunRepo for DbTx {
         self.update_row(
             convert::run_row(r),
             run::Column::Id.eq(r.id.as_str()),
+            vec![r.id.as_str().into()],
             "run",
             r.id.as_str(),
         )
@@ -29,10 +33,8 @@ impl RunRepo for DbTx {
     }
 
     async fn get_run(&mut self, id: &RunId) -> StoreResult<Option<Run>> {
-        run::Entity::find_by_id(id.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        self.by_id::<run::Entity>(id.as_str(), false)
+            .await?
             .map(convert::run)
             .transpose()
     }
@@ -60,29 +62,43 @@ impl RunRepo for DbTx {
 
     async fn newest_run_created_at(&mut self, ws: &WorkspaceId) -> StoreResult<Option<Timestamp>> {
         // The (workspace_id, created_at) index answers this at once.
-        let newest: Option<Option<i64>> = run::Entity::find()
-            .select_only()
-            .column_as(run::Column::CreatedAt.max(), "newest")
-            .filter(run::Column::WorkspaceId.eq(ws.as_str()))
-            .into_tuple()
+        #[derive(FromQueryResult)]
+        struct Newest {
+            newest: Option<i64>,
+        }
+        let backend = self.db_backend();
+        let stmt = sql_cache::with_args(
+            Key::new::<run::Entity>("newest_run_created_at", 0, backend),
+            backend,
+            [ws.as_str().into()],
+            |[ws]| {
+                run::Entity::find()
+                    .select_only()
+                    .column_as(run::Column::CreatedAt.max(), "newest")
+                    .filter(run::Column::WorkspaceId.eq(ws))
+                    .limit(1)
+                    .build(backend)
+            },
+        );
+        let newest = Newest::find_by_statement(stmt)
             .one(&self.tx)
             .await
             .map_err(db_err)?;
-        Ok(newest.flatten().map(Timestamp))
+        Ok(newest.and_then(|n| n.newest).map(Timestamp))
     }
 
     async fn next_pending_run(&mut self, ws: &WorkspaceId) -> StoreResult<Option<Run>> {
-        run::Entity::find()
-            .filter(run::Column::WorkspaceId.eq(ws.as_str()))
-            .filter(run::Column::Status.eq(RunStatus::Pending.as_str()))
-            .filter(run::Column::PlanOnly.eq(false))
-            .order_by_asc(run::Column::CreatedAt)
-            .order_by_asc(run::Column::Id)
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
-            .map(convert::run)
-            .transpose()
+        self.one_of("next_pending_run", [ws.as_str().into()], |[ws]| {
+            run::Entity::find()
+                .filter(run::Column::WorkspaceId.eq(ws))
+                .filter(run::Column::Status.eq(RunStatus::Pending.as_str()))
+                .filter(run::Column::PlanOnly.eq(false))
+                .order_by_asc(run::Column::CreatedAt)
+                .order_by_asc(run::Column::Id)
+        })
+        .await?
+        .map(convert::run)
+        .transpose()
     }
 
     async fn count_runs_by_status(&mut self) -> StoreResult<Vec<(RunStatus, u64)>> {

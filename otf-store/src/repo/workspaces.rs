@@ -5,7 +5,7 @@ use otf_core::ids::{OrganizationName, PoolId, WorkspaceId};
 use otf_core::store::{Cause, StoreError, StoreResult, WorkspaceRepo};
 use otf_core::workspace::Workspace;
 use sea_orm::sea_query::{Alias, Expr, Query};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 use super::all;
 use crate::entity::workspace;
@@ -63,7 +63,19 @@ impl WorkspaceRepo for DbTx {
             .add(workspace::Column::Id.eq(ws.id.as_str()))
             .add(name_taken.not());
         match self
-            .update_row(convert::workspace_row(ws), key, "workspace", ws.id.as_str())
+            .update_row(
+                convert::workspace_row(ws),
+                key,
+                vec![
+                    ws.id.as_str().into(),
+                    1i32.into(),
+                    ws.organization.as_str().into(),
+                    ws.name.as_str().into(),
+                    ws.id.as_str().into(),
+                ],
+                "workspace",
+                ws.id.as_str(),
+            )
             .await
         {
             Err(StoreError::NotFound { .. }) if self.get_workspace(&ws.id).await?.is_some() => {
@@ -79,21 +91,16 @@ impl WorkspaceRepo for DbTx {
     }
 
     async fn get_workspace(&mut self, id: &WorkspaceId) -> StoreResult<Option<Workspace>> {
-        workspace::Entity::find_by_id(id.as_str())
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        self.by_id::<workspace::Entity>(id.as_str(), false)
+            .await?
             .map(convert::workspace)
             .transpose()
     }
 
     async fn lock_workspace(&mut self, id: &WorkspaceId) -> StoreResult<Option<Workspace>> {
         // FOR UPDATE on PostgreSQL; SQLite transactions are serialised.
-        workspace::Entity::find_by_id(id.as_str())
-            .lock_exclusive()
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
+        self.by_id::<workspace::Entity>(id.as_str(), true)
+            .await?
             .map(convert::workspace)
             .transpose()
     }

@@ -187,3 +187,13 @@ fn database_names_are_replaced_in_urls() {
     );
     assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
 }
+
+/// Every statement the store built so far reuses its SQL text (a shape that
+/// cannot is still correct, only slow; see `otf_store::texts_built_each_time`).
+pub fn assert_sql_texts_kept() {
+    let rebuilt = otf_store::texts_built_each_time();
+    assert!(
+        rebuilt.is_empty(),
+        "statements whose SQL text is written for every execution: {rebuilt:?}"
+    );
+}

@@ -36,6 +36,7 @@ macro_rules! conformance {
                     let store = db.open().await;
                     crate::$module::$check(&store).await;
                     store.close().await;
+                    crate::harness::assert_sql_texts_kept();
                 }
             )*
         }
@@ -48,6 +49,7 @@ macro_rules! conformance {
                     crate::$module::$check(&store).await;
                     store.close().await;
                     db.remove().await;
+                    crate::harness::assert_sql_texts_kept();
                 }
             )*
         }
