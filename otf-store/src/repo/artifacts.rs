@@ -13,7 +13,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Statement,
+    QuerySelect, Statement,
 };
 
 use super::all;
@@ -22,7 +22,6 @@ use crate::entity::{
     artifact, config_tarball, config_version, log_chunk, state_blob, state_version, variable,
 };
 use crate::error::{db_err, invalid};
-use crate::sql_cache::{self, Key};
 use crate::store::Backend;
 use crate::DbTx;
 
@@ -260,29 +259,23 @@ impl LogRepo for DbTx {
         struct End {
             log_end: i64,
         }
-        let backend = self.db_backend();
-        let stmt = sql_cache::with_args(
-            Key::new::<log_chunk::Entity>("append_log.end", 0, backend),
-            backend,
-            [run.as_str().into(), phase.as_str().into()],
-            |[run, phase]| {
-                log_chunk::Entity::find()
-                    .select_only()
-                    .column_as(
-                        Expr::cust("COALESCE(MAX(byte_offset + byte_len), 0)"),
-                        "log_end",
-                    )
-                    .filter(log_chunk::Column::RunId.eq(run))
-                    .filter(log_chunk::Column::Phase.eq(phase))
-                    .limit(1)
-                    .build(backend)
-            },
-        );
-        let end = End::find_by_statement(stmt)
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?
-            .map(|e| e.log_end);
+        let end: Option<End> = self
+            .one_of(
+                "append_log.end",
+                [run.as_str().into(), phase.as_str().into()],
+                |[run, phase]| {
+                    log_chunk::Entity::find()
+                        .select_only()
+                        .column_as(
+                            Expr::cust("COALESCE(MAX(byte_offset + byte_len), 0)"),
+                            "log_end",
+                        )
+                        .filter(log_chunk::Column::RunId.eq(run))
+                        .filter(log_chunk::Column::Phase.eq(phase))
+                },
+            )
+            .await?;
+        let end = end.map(|e| e.log_end);
         let offset = log_len("log end", end.unwrap_or(0))?;
         // An empty chunk changes nothing and would take the next chunk's key.
         if !data.is_empty() {
@@ -315,7 +308,7 @@ impl LogRepo for DbTx {
         if stop <= start {
             return Ok(Vec::new());
         }
-        let chunks = self
+        let chunks: Vec<log_chunk::Model> = self
             .all_of(
                 "read_log",
                 [

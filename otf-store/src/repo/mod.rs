@@ -13,8 +13,9 @@ use otf_core::store::{StoreError, StoreResult};
 use sea_orm::sea_query::Expr;
 use sea_orm::sea_query::IntoCondition;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
-    Iterable, PrimaryKeyToColumn, QueryFilter, QuerySelect, QueryTrait, Select, Value,
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult,
+    IntoActiveModel, Iterable, PrimaryKeyToColumn, QueryFilter, QuerySelect, QueryTrait, Select,
+    Statement, Value,
 };
 
 use crate::error::db_err;
@@ -90,45 +91,53 @@ impl DbTx {
         Ok(())
     }
 
-    /// The first row `select` finds, its text written once per `site` (see
-    /// [`sql_cache::with_args`]); `args` are its variable values.
-    pub(crate) async fn one_of<E, const N: usize>(
+    /// The statement `select` makes of `args`, its text written once per
+    /// `site` (see [`sql_cache::with_args`]).
+    fn select_statement<E: EntityTrait, const N: usize>(
         &self,
         site: &'static str,
         args: [Value; N],
         select: impl Fn([Value; N]) -> Select<E>,
-    ) -> StoreResult<Option<E::Model>>
+    ) -> Statement {
+        let backend = self.db_backend();
+        sql_cache::with_args(Key::new::<E>(site, 0, backend), backend, args, |a| {
+            select(a).build(backend)
+        })
+    }
+
+    /// The first row `select` finds, read as `M` (its entity's model, or a
+    /// struct of the columns it selects); `args` are its variable values.
+    pub(crate) async fn one_of<M, E, const N: usize>(
+        &self,
+        site: &'static str,
+        args: [Value; N],
+        select: impl Fn([Value; N]) -> Select<E>,
+    ) -> StoreResult<Option<M>>
     where
+        M: FromQueryResult,
         E: EntityTrait,
     {
-        let backend = self.db_backend();
-        let stmt = sql_cache::with_args(Key::new::<E>(site, 0, backend), backend, args, |a| {
-            // What `Select::one` adds.
-            select(a).limit(1).build(backend)
-        });
-        E::find()
-            .from_raw_sql(stmt)
+        // What `Select::one` adds.
+        let stmt = self.select_statement(site, args, |a| select(a).limit(1));
+        M::find_by_statement(stmt)
             .one(&self.tx)
             .await
             .map_err(db_err)
     }
 
-    /// Every row `select` finds, its text written once per `site`.
-    pub(crate) async fn all_of<E, const N: usize>(
+    /// Every row `select` finds, read as `M`.
+    pub(crate) async fn all_of<M, E, const N: usize>(
         &self,
         site: &'static str,
         args: [Value; N],
         select: impl Fn([Value; N]) -> Select<E>,
-    ) -> StoreResult<Vec<E::Model>>
+    ) -> StoreResult<Vec<M>>
     where
+        M: FromQueryResult,
         E: EntityTrait,
     {
-        let backend = self.db_backend();
-        let stmt = sql_cache::with_args(Key::new::<E>(site, 0, backend), backend, args, |a| {
-            select(a).build(backend)
-        });
-        E::find()
-            .from_raw_sql(stmt)
+        let stmt = self.select_statement(site, args, select);
+        M::find_by_statement(stmt)
             .all(&self.tx)
             .await
             .map_err(db_err)

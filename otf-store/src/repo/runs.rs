@@ -5,14 +5,11 @@ use otf_core::clock::Timestamp;
 use otf_core::ids::{RunId, WorkspaceId};
 use otf_core::run::{Run, RunStatus};
 use otf_core::store::{RunRepo, StoreResult};
-use sea_orm::{
-    ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-};
+use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect};
 
 use super::all;
 use crate::entity::run;
 use crate::error::db_err;
-use crate::sql_cache::{self, Key};
 use crate::{convert, DbTx};
 
 #[async_trait]
@@ -66,24 +63,14 @@ impl RunRepo for DbTx {
         struct Newest {
             newest: Option<i64>,
         }
-        let backend = self.db_backend();
-        let stmt = sql_cache::with_args(
-            Key::new::<run::Entity>("newest_run_created_at", 0, backend),
-            backend,
-            [ws.as_str().into()],
-            |[ws]| {
+        let newest: Option<Newest> = self
+            .one_of("newest_run_created_at", [ws.as_str().into()], |[ws]| {
                 run::Entity::find()
                     .select_only()
                     .column_as(run::Column::CreatedAt.max(), "newest")
                     .filter(run::Column::WorkspaceId.eq(ws))
-                    .limit(1)
-                    .build(backend)
-            },
-        );
-        let newest = Newest::find_by_statement(stmt)
-            .one(&self.tx)
-            .await
-            .map_err(db_err)?;
+            })
+            .await?;
         Ok(newest.and_then(|n| n.newest).map(Timestamp))
     }
 
