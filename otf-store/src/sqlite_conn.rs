@@ -22,7 +22,7 @@
 //! is never contended.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -40,10 +40,21 @@ use sea_orm::{
 /// shapes; lists of different lengths (`IN (...)`) add some.
 const STATEMENT_CACHE: usize = 256;
 
+/// Result columns of distinct statements kept: as many as statements
+/// kept prepared, and some; past it they are forgotten and read again.
+const COLUMNS_KEPT: usize = 4 * STATEMENT_CACHE;
+
 /// One connection to a SQLite file.
 #[derive(Clone)]
 pub(crate) struct SqliteConn {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Held>>,
+}
+
+/// The connection, and the result columns (name and kind) of each query
+/// it ran, by SQL text: a statement's columns are the same every time.
+struct Held {
+    conn: Connection,
+    columns: HashMap<String, Arc<[(String, Kind)]>>,
 }
 
 impl std::fmt::Debug for SqliteConn {
@@ -67,13 +78,20 @@ impl SqliteConn {
         conn.busy_timeout(busy_timeout).map_err(conn_err)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         if writer {
+            // temp_store = MEMORY keeps the savepoints' sub-journal in
+            // memory: by default it spills to a temporary file past 64 KiB,
+            // which a batch of savepoints reaches.
             conn.execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                 PRAGMA temp_store = MEMORY;",
             )
             .map_err(conn_err)?;
         }
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Arc::new(Mutex::new(Held {
+                conn,
+                columns: HashMap::new(),
+            })),
         })
     }
 
@@ -86,12 +104,19 @@ impl SqliteConn {
             .expect("a proxy connection is made without I/O")
     }
 
-    /// Run transaction control (`BEGIN`, `SAVEPOINT`, `COMMIT`, ...).
+    /// Run transaction control (`BEGIN`, `SAVEPOINT`, `COMMIT`, ...). One
+    /// statement is kept prepared (a few run for every transaction);
+    /// several (`;`-separated) run as a batch.
     pub(crate) fn run(&self, sql: &str) -> Result<(), DbErr> {
-        self.lock().execute_batch(sql).map_err(exec_err)
+        let held = self.lock();
+        if sql.contains(';') {
+            return held.conn.execute_batch(sql).map_err(exec_err);
+        }
+        let mut stmt = held.conn.prepare_cached(sql).map_err(exec_err)?;
+        stmt.execute([]).map(drop).map_err(exec_err)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    fn lock(&self) -> MutexGuard<'_, Held> {
         // A panic mid-statement leaves nothing half-done in the connection
         // itself (SQLite's statement is atomic); the transaction around it
         // is the store's to roll back.
@@ -99,13 +124,24 @@ impl SqliteConn {
     }
 
     fn query_rows(&self, statement: &Statement) -> rusqlite::Result<Vec<ProxyRow>> {
-        let conn = self.lock();
+        let mut held = self.lock();
+        let Held { conn, columns } = &mut *held;
         let mut stmt = conn.prepare_cached(&statement.sql)?;
-        let columns: Vec<(String, Kind)> = stmt
-            .columns()
-            .iter()
-            .map(|c| (c.name().to_string(), Kind::of(c.decl_type())))
-            .collect();
+        let columns = match columns.get(&statement.sql) {
+            Some(known) => known.clone(),
+            None => {
+                if columns.len() >= COLUMNS_KEPT {
+                    columns.clear();
+                }
+                let read: Arc<[(String, Kind)]> = stmt
+                    .columns()
+                    .iter()
+                    .map(|c| (c.name().to_string(), Kind::of(c.decl_type())))
+                    .collect();
+                columns.insert(statement.sql.clone(), read.clone());
+                read
+            }
+        };
         let mut rows = stmt.query(params(statement))?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
@@ -119,11 +155,11 @@ impl SqliteConn {
     }
 
     fn execute_statement(&self, statement: &Statement) -> rusqlite::Result<ProxyExecResult> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&statement.sql)?;
+        let held = self.lock();
+        let mut stmt = held.conn.prepare_cached(&statement.sql)?;
         let changed = stmt.execute(params(statement))?;
         Ok(ProxyExecResult::new(
-            conn.last_insert_rowid().max(0) as u64,
+            held.conn.last_insert_rowid().max(0) as u64,
             changed as u64,
         ))
     }

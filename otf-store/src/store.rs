@@ -78,7 +78,8 @@ impl std::fmt::Debug for DbStore {
 const MAX_BATCH: usize = 32;
 
 /// The one writer of a SQLite file, and its group commit: a transaction
-/// runs as a savepoint of the batch's transaction. When it commits while
+/// runs in the batch's transaction (the batch's first directly, each later
+/// one as a savepoint of it, so it can be undone alone). When it commits while
 /// others wait to begin, it releases its savepoint and hands the open batch
 /// on; the last one commits the batch, and only then is every member
 /// answered (each caller's changes are durable before its commit returns;
@@ -127,8 +128,11 @@ struct Batch {
     members: Vec<oneshot::Sender<StoreResult<()>>>,
 }
 
-/// The savepoint each member of a batch runs in (one at a time).
-const MEMBER: &str = "otf_member";
+/// The savepoint each member of a batch after its first runs in (one at a
+/// time): taken, released into the batch, and rolled back alone.
+const SAVEPOINT: &str = "SAVEPOINT otf_member";
+const RELEASE: &str = "RELEASE otf_member";
+const ROLLBACK_MEMBER: &str = "ROLLBACK TO otf_member; RELEASE otf_member";
 
 impl Writer {
     /// Commit the open batch and answer its members. The commit (one
@@ -182,10 +186,7 @@ impl Writer {
             let _ = self.conn.run("ROLLBACK");
             return;
         }
-        if let Err(e) = self
-            .conn
-            .run(&format!("ROLLBACK TO {MEMBER}; RELEASE {MEMBER}"))
-        {
+        if let Err(e) = self.conn.run(ROLLBACK_MEMBER) {
             self.fail_batch(state, &db_err(e));
         }
     }
@@ -479,9 +480,15 @@ impl Store for DbStore {
                 members: Vec::new(),
             });
         }
-        if let Err(e) = writer.conn.run(&format!("SAVEPOINT {MEMBER}")) {
-            writer.drop_member(&mut state);
-            return Err(db_err(e));
+        // The batch's first member needs no savepoint of its own: undoing
+        // it is rolling the whole batch back (see `drop_member`). Only a
+        // member after others has changes of theirs to keep around it
+        // (each savepoint copies every page it first changes).
+        if state.batch.as_ref().is_some_and(|b| !b.members.is_empty()) {
+            if let Err(e) = writer.conn.run(SAVEPOINT) {
+                writer.drop_member(&mut state);
+                return Err(db_err(e));
+            }
         }
         let held = Held::Member(writer.clone(), Some(state));
         Ok(DbTx {
@@ -555,7 +562,8 @@ impl Tx for DbTx {
             },
         };
         drop(tx);
-        if let Err(e) = writer.conn.run(&format!("RELEASE {MEMBER}")) {
+        let joined = state.batch.as_ref().is_some_and(|b| !b.members.is_empty());
+        if let Err(e) = joined.then(|| writer.conn.run(RELEASE)).unwrap_or(Ok(())) {
             // Its savepoint could not be released: fail the whole batch
             // rather than commit part of this transaction.
             let e = db_err(e);

@@ -294,6 +294,37 @@ async fn a_batch_whose_next_transaction_fails_is_still_committed() {
     commit(tx).await;
 }
 
+/// A batch's first transaction runs without a savepoint of its own: dropped
+/// uncommitted, the whole batch (only its changes) is rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batchs_first_transaction_dropped_uncommitted_leaves_nothing() {
+    let db = SqliteDb::new();
+    let store = db.open().await;
+    let mut first = begin(&store).await;
+    first.insert_organization(&org("gone")).await.unwrap();
+    let s2 = store.clone();
+    let next = tokio::spawn(async move {
+        let mut tx = begin(&s2).await;
+        tx.insert_organization(&org("kept")).await.unwrap();
+        tx.commit().await
+    });
+    until_waiting(&store, 1).await;
+    drop(first);
+    next.await.unwrap().expect("the next transaction commits");
+    store.close().await;
+    let store = db.open().await;
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(
+        read.get_organization(&org("gone").name).await.unwrap(),
+        None
+    );
+    assert!(read
+        .get_organization(&org("kept").name)
+        .await
+        .unwrap()
+        .is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_share_commits_and_every_acknowledged_one_survives() {
     let db = SqliteDb::new();
