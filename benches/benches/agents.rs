@@ -144,11 +144,15 @@ async fn on_postgres(
         .await?;
     conn.execute(format!("CREATE DATABASE {name}").as_str())
         .await?;
-    let (base, _) = url.split_once('?').unwrap_or((url, ""));
-    let db_url = match base.rfind('/') {
+    // The same server and options (sslmode, say), another database.
+    let (base, options) = url.split_once('?').unwrap_or((url, ""));
+    let mut db_url = match base.rfind('/') {
         Some(i) if i > base.find("://").map_or(0, |s| s + 2) => format!("{}/{name}", &base[..i]),
         _ => format!("{base}/{name}"),
     };
+    if !options.is_empty() {
+        db_url = format!("{db_url}?{options}");
+    }
     let result = async {
         let mut floor = admin.clone().database(&name).connect().await?;
         let commit = commit_p50(&mut floor).await?;

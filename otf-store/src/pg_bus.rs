@@ -12,7 +12,10 @@
 //! batches are split over several notifications.
 //!
 //! The publishing replica delivers its own events locally at once (with the
-//! exact aggregates) and ignores their echo.
+//! exact aggregates) and ignores their echo. Its NOTIFYs go out in order from
+//! a task of their own: a commit's caller does not wait a round trip for
+//! them, and what queued meanwhile (a burst of commits) shares a
+//! notification.
 //!
 //! When the listening connection is lost, notifications sent meanwhile are
 //! gone. Once it is back, every subscriber gets [`RecvError::Lagged`]
@@ -30,6 +33,7 @@ use otf_core::job::JobPhase;
 use otf_core::store::{AgentRepo, JobRepo, RunRepo, Store, StoreError, StoreResult};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::sqlx_err;
@@ -48,12 +52,16 @@ const CAPACITY: usize = 1024;
 /// Wait between attempts to re-establish the listening connection.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
 
+/// Publishes whose notifications are not sent yet, at most; a publisher
+/// waits beyond it.
+const OUTBOX: usize = 1024;
+
 /// The event bus of a PostgreSQL store: local fan-out plus LISTEN/NOTIFY.
 pub struct PgBus {
     local: LocalBus,
-    /// Random id of this bus, to recognise the echo of our own notifications.
-    origin: String,
-    pool: PgPool,
+    /// The lines of each publish, to the task that sends them (it ends
+    /// once this bus is dropped and the queue is sent).
+    outbox: mpsc::Sender<Vec<String>>,
     /// Receives notifications and fans them out; aborted when the bus drops.
     listener: JoinHandle<()>,
 }
@@ -75,6 +83,8 @@ impl PgBus {
         let listener = listen(&pool).await.map_err(sqlx_err)?;
         let mut bytes = [0u8; 8];
         getrandom::getrandom(&mut bytes).map_err(|e| StoreError::unavailable(e.to_string()))?;
+        // Random id of this bus, to recognise the echo of our own
+        // notifications.
         let origin = hex::encode(bytes);
         let local = LocalBus::new(CAPACITY);
         let task = Relay {
@@ -83,12 +93,36 @@ impl PgBus {
             store: store.clone(),
             pool: pool.clone(),
         };
+        let (outbox, queued) = mpsc::channel(OUTBOX);
+        tokio::spawn(notify(origin, pool, queued));
         Ok(Self {
             local,
-            origin,
-            pool,
+            outbox,
             listener: tokio::spawn(task.run(listener)),
         })
+    }
+}
+
+/// Send the queued publishes' lines as notifications, in order; whatever
+/// queued while one was sent goes out together next.
+async fn notify(origin: String, pool: PgPool, mut queued: mpsc::Receiver<Vec<String>>) {
+    while let Some(mut lines) = queued.recv().await {
+        while let Ok(more) = queued.try_recv() {
+            lines.extend(more);
+        }
+        for payload in payloads(&origin, &lines) {
+            // A failed NOTIFY loses these events for other replicas only;
+            // their leader re-reads agents and jobs on every tick anyway.
+            if sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(payload)
+                .execute(&pool)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
     }
 }
 
@@ -133,18 +167,10 @@ impl EventBus for PgBus {
     async fn publish(&self, events: Vec<Event>) {
         let lines: Vec<String> = events.iter().map(encode).collect();
         self.local.publish(events).await;
-        for payload in payloads(&self.origin, &lines) {
-            // A failed NOTIFY loses these events for other replicas only;
-            // their leader re-reads agents and jobs on every tick anyway.
-            if sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(payload)
-                .execute(&self.pool)
-                .await
-                .is_err()
-            {
-                break;
-            }
+        if !lines.is_empty() {
+            // Fails only once the sending task is gone (the runtime shuts
+            // down): nobody is left to notify.
+            let _ = self.outbox.send(lines).await;
         }
     }
 

@@ -96,6 +96,26 @@ async fn events_reach_every_replica() {
         next_event(&mut on_a).await.unwrap(),
         Event::Workspace(w.id.clone())
     );
+    assert_eq!(
+        next_event(&mut on_b).await.unwrap(),
+        Event::Workspace(w.id.clone()),
+        "its own publish, locally"
+    );
+    // Publishes return before their NOTIFY is sent; a burst of them
+    // (sent together) still arrives whole and in order.
+    let burst: Vec<Event> = (0..200)
+        .map(|end| Event::Log {
+            run: r.id.clone(),
+            phase: JobPhase::Plan,
+            end,
+        })
+        .collect();
+    for e in &burst {
+        bus_a.publish(vec![e.clone()]).await;
+    }
+    for want in &burst {
+        assert_eq!(&next_event(&mut on_b).await.unwrap(), want, "in order");
+    }
 
     drop((bus_a, bus_b));
     a.close().await;
