@@ -562,8 +562,14 @@ impl Tx for DbTx {
             },
         };
         drop(tx);
+        // Only a member after the batch's first took a savepoint.
         let joined = state.batch.as_ref().is_some_and(|b| !b.members.is_empty());
-        if let Err(e) = joined.then(|| writer.conn.run(RELEASE)).unwrap_or(Ok(())) {
+        let released = if joined {
+            writer.conn.run(RELEASE)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = released {
             // Its savepoint could not be released: fail the whole batch
             // rather than commit part of this transaction.
             let e = db_err(e);
