@@ -47,12 +47,12 @@ const COLUMNS_KEPT: usize = 4 * STATEMENT_CACHE;
 /// One connection to a SQLite file.
 #[derive(Clone)]
 pub(crate) struct SqliteConn {
-    conn: Arc<Mutex<Held>>,
+    conn: Arc<Mutex<ConnState>>,
 }
 
 /// The connection, and the result columns (name and kind) of each query
 /// it ran, by SQL text: a statement's columns are the same every time.
-struct Held {
+struct ConnState {
     conn: Connection,
     columns: HashMap<String, Arc<[(String, Kind)]>>,
 }
@@ -91,7 +91,7 @@ impl SqliteConn {
             .map_err(conn_err)?;
         }
         Ok(Self {
-            conn: Arc::new(Mutex::new(Held {
+            conn: Arc::new(Mutex::new(ConnState {
                 conn,
                 columns: HashMap::new(),
             })),
@@ -119,7 +119,7 @@ impl SqliteConn {
         stmt.execute([]).map(drop).map_err(exec_err)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Held> {
+    fn lock(&self) -> MutexGuard<'_, ConnState> {
         // A panic mid-statement leaves nothing half-done in the connection
         // itself (SQLite's statement is atomic); the transaction around it
         // is the store's to roll back.
@@ -128,7 +128,7 @@ impl SqliteConn {
 
     fn query_rows(&self, statement: &Statement) -> rusqlite::Result<Vec<ProxyRow>> {
         let mut held = self.lock();
-        let Held { conn, columns } = &mut *held;
+        let ConnState { conn, columns } = &mut *held;
         let mut stmt = conn.prepare_cached(&statement.sql)?;
         let columns = match columns.get(&statement.sql) {
             Some(known) => known.clone(),
