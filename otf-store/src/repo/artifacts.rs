@@ -30,6 +30,19 @@ use crate::DbTx;
 /// run and phase. Two-key locks never collide with one-key locks.
 const LOG_LOCK_CLASS: i32 = 0x6f74_666c;
 
+/// Append a chunk (run, phase, length, data) at its log's end, which the
+/// statement finds itself; its offset comes back. On PostgreSQL it runs
+/// after the log's advisory lock, and reads the end in a snapshot taken
+/// after the lock was granted.
+const APPEND_LOG_POSTGRES: &str =
+    "INSERT INTO log_chunks (run_id, phase, byte_offset, byte_len, data) \
+     SELECT $1, $2, COALESCE(MAX(byte_offset + byte_len), 0), $3, $4 FROM log_chunks \
+     WHERE run_id = $1 AND phase = $2 RETURNING byte_offset";
+const APPEND_LOG_SQLITE: &str =
+    "INSERT INTO log_chunks (run_id, phase, byte_offset, byte_len, data) \
+     SELECT ?1, ?2, COALESCE(MAX(byte_offset + byte_len), 0), ?3, ?4 FROM log_chunks \
+     WHERE run_id = ?1 AND phase = ?2 RETURNING byte_offset";
+
 /// FNV-1a: a stable 32-bit hash, the same in every replica.
 fn log_key(run: &RunId, phase: JobPhase) -> i32 {
     let mut h: u32 = 0x811c_9dc5;
@@ -255,39 +268,58 @@ impl LogRepo for DbTx {
                 .await
                 .map_err(db_err)?;
         }
-        #[derive(FromQueryResult)]
-        struct End {
-            log_end: i64,
-        }
-        let end: Option<End> = self
-            .one_of(
-                "append_log.end",
-                [run.as_str().into(), phase.as_str().into()],
-                |[run, phase]| {
-                    log_chunk::Entity::find()
-                        .select_only()
-                        .column_as(
-                            Expr::cust("COALESCE(MAX(byte_offset + byte_len), 0)"),
-                            "log_end",
-                        )
-                        .filter(log_chunk::Column::RunId.eq(run))
-                        .filter(log_chunk::Column::Phase.eq(phase))
-                },
-            )
-            .await?;
-        let end = end.map(|e| e.log_end);
-        let offset = log_len("log end", end.unwrap_or(0))?;
-        // An empty chunk changes nothing and would take the next chunk's key.
-        if !data.is_empty() {
-            self.insert_row(log_chunk::ActiveModel {
-                run_id: Set(run.to_string()),
-                phase: Set(phase.as_str().to_string()),
-                byte_offset: Set(signed(offset)?),
-                byte_len: Set(signed(data.len() as u64)?),
-                data: Set(data.to_vec()),
-            })
-            .await?;
-        }
+        let offset = if data.is_empty() {
+            // An empty chunk changes nothing and would take the next
+            // chunk's key: only the log's end.
+            #[derive(FromQueryResult)]
+            struct End {
+                log_end: i64,
+            }
+            let end: Option<End> = self
+                .one_of(
+                    "append_log.end",
+                    [run.as_str().into(), phase.as_str().into()],
+                    |[run, phase]| {
+                        log_chunk::Entity::find()
+                            .select_only()
+                            .column_as(
+                                Expr::cust("COALESCE(MAX(byte_offset + byte_len), 0)"),
+                                "log_end",
+                            )
+                            .filter(log_chunk::Column::RunId.eq(run))
+                            .filter(log_chunk::Column::Phase.eq(phase))
+                    },
+                )
+                .await?;
+            end.map_or(0, |e| e.log_end)
+        } else {
+            // The chunk goes at the log's end, found by the insert itself
+            // (one statement; the aggregate always yields one row).
+            #[derive(FromQueryResult)]
+            struct Appended {
+                byte_offset: i64,
+            }
+            let sql = match self.backend {
+                Backend::Postgres => APPEND_LOG_POSTGRES,
+                Backend::Sqlite => APPEND_LOG_SQLITE,
+            };
+            let appended = Appended::find_by_statement(Statement::from_sql_and_values(
+                self.db_backend(),
+                sql,
+                [
+                    run.as_str().into(),
+                    phase.as_str().into(),
+                    signed(data.len() as u64)?.into(),
+                    data.to_vec().into(),
+                ],
+            ))
+            .one(&self.tx)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::unavailable("appending to a log returned no row"))?;
+            appended.byte_offset
+        };
+        let offset = log_len("log end", offset)?;
         Ok(LogChunk {
             run: run.clone(),
             phase,
