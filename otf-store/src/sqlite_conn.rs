@@ -107,14 +107,10 @@ impl SqliteConn {
             .expect("a proxy connection is made without I/O")
     }
 
-    /// Run transaction control (`BEGIN`, `SAVEPOINT`, `COMMIT`, ...). One
-    /// statement is kept prepared (a few run for every transaction);
-    /// several (`;`-separated) run as a batch.
+    /// Run one statement of transaction control (`BEGIN`, `SAVEPOINT`,
+    /// `COMMIT`, ...), kept prepared: a few run for every transaction.
     pub(crate) fn run(&self, sql: &str) -> Result<(), DbErr> {
         let held = self.lock();
-        if sql.contains(';') {
-            return held.conn.execute_batch(sql).map_err(exec_err);
-        }
         let mut stmt = held.conn.prepare_cached(sql).map_err(exec_err)?;
         stmt.execute([]).map(drop).map_err(exec_err)
     }

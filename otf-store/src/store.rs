@@ -132,7 +132,7 @@ struct Batch {
 /// time): taken, released into the batch, and rolled back alone.
 const SAVEPOINT: &str = "SAVEPOINT otf_member";
 const RELEASE: &str = "RELEASE otf_member";
-const ROLLBACK_MEMBER: &str = "ROLLBACK TO otf_member; RELEASE otf_member";
+const ROLLBACK_MEMBER: &str = "ROLLBACK TO otf_member";
 
 impl Writer {
     /// Commit the open batch and answer its members. The commit (one
@@ -186,7 +186,11 @@ impl Writer {
             let _ = self.conn.run("ROLLBACK");
             return;
         }
-        if let Err(e) = self.conn.run(ROLLBACK_MEMBER) {
+        let undone = self
+            .conn
+            .run(ROLLBACK_MEMBER)
+            .and_then(|()| self.conn.run(RELEASE));
+        if let Err(e) = undone {
             self.fail_batch(state, &db_err(e));
         }
     }
