@@ -16,6 +16,12 @@
 //! `main`. The launcher starts with an empty environment and receives the
 //! job's environment on its standard input, so that nothing the run chose
 //! (such as `LD_PRELOAD`) acts before the confinement does.
+//!
+//! Landlock does not govern `connect` to a UNIX socket by path. Where the
+//! kernel allows unprivileged user namespaces, the launcher therefore also
+//! gives each command a temp dir (`TMPDIR`) that exists only in a mount
+//! namespace of its own, where terraform's provider plugins make their
+//! sockets; their channel then needs no TLS (SECURITY.md).
 
 pub mod cli_config;
 pub mod helper;
@@ -80,8 +86,14 @@ pub enum SandboxError {
 pub enum Confinement {
     /// Each command runs under its own Landlock domain; `abi` is the
     /// kernel's Landlock ABI version, `scoped` whether signals and abstract
-    /// UNIX sockets are scoped to the domain too (ABI 6 and later).
-    Landlock { abi: u32, scoped: bool },
+    /// UNIX sockets are scoped to the domain too (ABI 6 and later),
+    /// `private_tmp` whether each command also gets a temp dir nothing else
+    /// can reach (unprivileged user namespaces allowed; [`helper`]).
+    Landlock {
+        abi: u32,
+        scoped: bool,
+        private_tmp: bool,
+    },
     /// Commands run unconfined, for this reason.
     None { reason: String },
 }
@@ -167,9 +179,18 @@ impl Sandbox {
     /// One line for the start log: which confinement is active.
     pub fn describe(&self) -> String {
         match &self.confinement {
-            Confinement::Landlock { abi, scoped } => format!(
-                "terraform runs confined by Landlock (ABI {abi}{}): it reads the system, its engine and provider mirrors, and writes only its job directory",
-                if *scoped { ", signals and abstract sockets scoped" } else { "" }
+            Confinement::Landlock {
+                abi,
+                scoped,
+                private_tmp,
+            } => format!(
+                "terraform runs confined by Landlock (ABI {abi}{}): it reads the system, its engine and provider mirrors, and writes only its job directory{}",
+                if *scoped { ", signals and abstract sockets scoped" } else { "" },
+                if *private_tmp {
+                    "; each command has a private temp dir, so its plugin channel needs no TLS"
+                } else {
+                    "; no private temp dirs (unprivileged user namespaces are not available), so terraform keeps TLS on its plugin channel"
+                }
             ),
             Confinement::None { reason } => format!(
                 "terraform runs UNCONFINED ({reason}): a configuration can read everything this process can"
@@ -212,6 +233,9 @@ impl Sandbox {
         {
             cmd.arg("--write").arg(p);
         }
+        if let Some(tmp) = self.private_tmp(job_dir, env) {
+            cmd.arg("--private-tmp").arg(tmp);
+        }
         if self.mode == SandboxMode::Required {
             cmd.arg("--required");
         }
@@ -219,6 +243,28 @@ impl Sandbox {
         // The launcher itself starts with nothing from the run.
         cmd.env_clear().stdin(Stdio::piped());
         (cmd, Some(helper::encode_env(env)))
+    }
+
+    /// The temp dir (`TMPDIR`, inside the job directory) the launcher makes
+    /// private for a command, when the kernel allows it.
+    fn private_tmp<'e>(
+        &self,
+        job_dir: &Path,
+        env: &'e [(OsString, OsString)],
+    ) -> Option<&'e OsString> {
+        let Confinement::Landlock {
+            private_tmp: true, ..
+        } = self.confinement
+        else {
+            return None;
+        };
+        env.iter()
+            .find(|(k, _)| k == "TMPDIR")
+            .map(|(_, v)| v)
+            .filter(|v| {
+                let p = Path::new(v);
+                p.is_absolute() && p != job_dir && p.starts_with(job_dir)
+            })
     }
 }
 
@@ -260,6 +306,7 @@ async fn probe() -> Result<(PathBuf, Confinement), String> {
             Confinement::Landlock {
                 abi,
                 scoped: field("scoped") == "true",
+                private_tmp: field("private_tmp") == "true",
             },
         )),
         _ => Err(format!(
@@ -366,6 +413,53 @@ mod tests {
         );
         let off = Sandbox::setup(SandboxMode::Off, &[], &[]).await.unwrap();
         assert_eq!(off.mode, SandboxMode::Off);
+    }
+
+    #[test]
+    fn only_a_temp_dir_inside_the_job_is_made_private() {
+        let sandbox = |private_tmp| Sandbox {
+            mode: SandboxMode::Auto,
+            confinement: Confinement::Landlock {
+                abi: 6,
+                scoped: true,
+                private_tmp,
+            },
+            launcher: PathBuf::from("/bin/launcher"),
+            read: Vec::new(),
+            write: Vec::new(),
+        };
+        let env = |tmp: &str| vec![(OsString::from("TMPDIR"), OsString::from(tmp))];
+        let job = Path::new("/work/job-1");
+        let inside = env("/work/job-1/tmp");
+        assert_eq!(
+            sandbox(true).private_tmp(job, &inside),
+            Some(&OsString::from("/work/job-1/tmp"))
+        );
+        assert_eq!(sandbox(false).private_tmp(job, &inside), None);
+        for outside in ["/tmp", "/work/job-1", "/work/job-10/tmp", "tmp", ""] {
+            assert_eq!(
+                sandbox(true).private_tmp(job, &env(outside)),
+                None,
+                "{outside}"
+            );
+        }
+        assert_eq!(sandbox(true).private_tmp(job, &[]), None);
+        // The launcher is told, and only then.
+        let args = |s: &Sandbox| -> Vec<String> {
+            let (cmd, _) = s.command(Path::new("/bin/tf"), &["plan".into()], job, &inside);
+            cmd.as_std()
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let on = args(&sandbox(true));
+        let at = on
+            .iter()
+            .position(|a| a == "--private-tmp")
+            .expect("--private-tmp");
+        assert_eq!(on[at + 1], "/work/job-1/tmp");
+        assert!(at < on.iter().position(|a| a == "--").unwrap());
+        assert!(!args(&sandbox(false)).contains(&"--private-tmp".to_string()));
     }
 
     #[test]
