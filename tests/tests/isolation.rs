@@ -5,8 +5,10 @@
 //! dir, another running job's directory), to signal the runner and to write
 //! outside its job directory. Each attempt fails, no secret appears in any
 //! log, output or state, and the run itself still plans and applies inside
-//! the sandbox (also with a plugin cache). SQLite only: the database plays
-//! no part in confinement.
+//! the sandbox (also with a plugin cache). The other running job's provider
+//! plugin socket is in that job's private temp dir, so its temp dir on disk
+//! is empty, and terraform runs its plugins without TLS. SQLite only: the
+//! database plays no part in confinement.
 
 mod e2e;
 mod support;
@@ -99,6 +101,22 @@ async fn attack(
     api.wait_for(&held, "planned", RUN).await;
     api.apply(&held).await;
     let other = e2e::job_dir_with(jobs, "marker.txt").await;
+    // The other job's terraform is applying, its provider plugin running
+    // with its socket in the job's temp dir: a private one, so the job's
+    // temp dir on disk holds nothing anyone could connect to.
+    let tmp = other
+        .parent()
+        .expect("the job directory holds the configuration")
+        .join("tmp");
+    let on_disk: Vec<_> = std::fs::read_dir(&tmp)
+        .expect("the running job's temp dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        on_disk.is_empty(),
+        "a running job's temp dir shows {on_disk:?} on disk"
+    );
     targets.files.push(other.join("marker.txt"));
     targets.dirs.push(jobs.to_path_buf());
     targets.dirs.push(other.clone());
@@ -132,6 +150,10 @@ async fn attack(
     assert!(
         logs.contains("PATH="),
         "the environment was printed:\n{logs}"
+    );
+    assert!(
+        logs.contains("TF_DISABLE_PLUGIN_TLS=1"),
+        "a command with a private temp dir talks to its plugins without TLS:\n{logs}"
     );
     assert!(
         !logs.contains("OTF_"),
