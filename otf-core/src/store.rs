@@ -164,6 +164,8 @@ pub trait AgentTokenRepo {
 #[async_trait]
 pub trait AgentRepo {
     async fn insert_agent(&mut self, agent: &Agent) -> StoreResult<()>;
+    /// Write the agent's changes. Its pool and token are its registration's
+    /// and never change: stores may leave them as inserted.
     async fn update_agent(&mut self, agent: &Agent) -> StoreResult<()>;
     async fn get_agent(&mut self, id: &AgentId) -> StoreResult<Option<Agent>>;
     async fn lock_agent(&mut self, id: &AgentId) -> StoreResult<Option<Agent>>;
@@ -187,6 +189,8 @@ pub trait AgentRepo {
 #[async_trait]
 pub trait JobRepo {
     async fn insert_job(&mut self, job: &Job) -> StoreResult<()>;
+    /// Write the job's changes. Its run never changes: stores may leave it
+    /// as inserted.
     async fn update_job(&mut self, job: &Job) -> StoreResult<()>;
     async fn get_job(&mut self, id: &JobId) -> StoreResult<Option<Job>>;
     /// All jobs of a run, oldest attempt first.
@@ -200,6 +204,8 @@ pub trait JobRepo {
 #[async_trait]
 pub trait RunRepo {
     async fn insert_run(&mut self, run: &Run) -> StoreResult<()>;
+    /// Write the run's changes. Its workspace and creation time never
+    /// change: stores may leave them as inserted.
     async fn update_run(&mut self, run: &Run) -> StoreResult<()>;
     async fn get_run(&mut self, id: &RunId) -> StoreResult<Option<Run>>;
     /// Newest first, with the total count.
