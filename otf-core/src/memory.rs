@@ -366,6 +366,18 @@ impl WorkspaceRepo for MemoryTx {
             "workspace",
         )
     }
+    async fn update_workspace_runs(&mut self, ws: &Workspace) -> StoreResult<()> {
+        let Some(mut stored) = self.state.workspaces.get(&ws.id).cloned() else {
+            return Err(StoreError::NotFound {
+                kind: "workspace",
+                id: ws.id.to_string(),
+            });
+        };
+        stored.lock = ws.lock.clone();
+        stored.current_run = ws.current_run.clone();
+        stored.updated_at = ws.updated_at;
+        self.update_existing(|s| &mut s.workspaces, ws.id.clone(), stored, "workspace")
+    }
     async fn get_workspace(&mut self, id: &WorkspaceId) -> StoreResult<Option<Workspace>> {
         Ok(self.state.workspaces.get(id).cloned())
     }

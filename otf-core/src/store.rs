@@ -124,6 +124,11 @@ pub trait OrganizationRepo {
 pub trait WorkspaceRepo {
     async fn insert_workspace(&mut self, ws: &Workspace) -> StoreResult<()>;
     async fn update_workspace(&mut self, ws: &Workspace) -> StoreResult<()>;
+    /// Write only the workspace's run bookkeeping (its lock, current run
+    /// and update time), all that a run's creation, start or end changes:
+    /// no name check, and the other columns (and their indexes) stay as
+    /// they are. [`StoreError::NotFound`] when there is no such workspace.
+    async fn update_workspace_runs(&mut self, ws: &Workspace) -> StoreResult<()>;
     async fn get_workspace(&mut self, id: &WorkspaceId) -> StoreResult<Option<Workspace>>;
     async fn lock_workspace(&mut self, id: &WorkspaceId) -> StoreResult<Option<Workspace>>;
     async fn get_workspace_by_name(

@@ -252,13 +252,13 @@ impl<S: Store> Core<S> {
             if !run.is_speculative() {
                 become_current(&mut ws, &run);
                 events.push(Event::Workspace(ws.id.clone()));
-                tx.update_workspace(&ws).await?;
+                tx.update_workspace_runs(&ws).await?;
             }
         } else {
             tx.insert_run(&run).await?;
             events.push(Event::Run(run.clone()));
             self.start_next_run(&mut tx, &mut ws, &mut events).await?;
-            tx.update_workspace(&ws).await?;
+            tx.update_workspace_runs(&ws).await?;
             // The run may have started: its current state is its last event.
             if let Some(now) = events.iter().rev().find_map(|e| match e {
                 Event::Run(r) if r.id == run.id => Some(r),
@@ -681,7 +681,7 @@ impl<S: Store> Core<S> {
         }
         self.start_next_run(tx, ws, events).await?;
         ws.updated_at = self.now();
-        tx.update_workspace(ws).await?;
+        tx.update_workspace_runs(ws).await?;
         Ok(())
     }
 }

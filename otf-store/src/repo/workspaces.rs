@@ -5,7 +5,7 @@ use otf_core::ids::{OrganizationName, PoolId, WorkspaceId};
 use otf_core::store::{Cause, StoreError, StoreResult, WorkspaceRepo};
 use otf_core::workspace::Workspace;
 use sea_orm::sea_query::{Alias, Expr, Query};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 use super::all;
 use crate::entity::workspace;
@@ -88,6 +88,29 @@ impl WorkspaceRepo for DbTx {
             }
             done => done,
         }
+    }
+
+    async fn update_workspace_runs(&mut self, ws: &Workspace) -> StoreResult<()> {
+        let mut row = <workspace::ActiveModel as Default>::default();
+        let full = convert::workspace_row(ws);
+        for c in [
+            workspace::Column::LockedByRun,
+            workspace::Column::LockedByHolder,
+            workspace::Column::CurrentRunId,
+            workspace::Column::UpdatedAt,
+        ] {
+            if let Some(v) = full.get(c).into_value() {
+                row.set(c, v);
+            }
+        }
+        self.update_row(
+            row,
+            workspace::Column::Id.eq(ws.id.as_str()),
+            vec![ws.id.as_str().into()],
+            "workspace",
+            ws.id.as_str(),
+        )
+        .await
     }
 
     async fn get_workspace(&mut self, id: &WorkspaceId) -> StoreResult<Option<Workspace>> {

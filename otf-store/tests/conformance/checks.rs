@@ -149,6 +149,31 @@ pub async fn workspaces<S: Store>(s: &S) {
     tx.update_workspace(&web).await.unwrap();
     assert_eq!(tx.get_workspace(&web.id).await.unwrap(), Some(web.clone()));
     assert!(tx.list_workspaces_in_pool(&p.id).await.unwrap().is_empty());
+
+    // A run's bookkeeping writes the lock, the current run and the update
+    // time, and nothing else of what it is given.
+    let mut runs = web.clone();
+    runs.lock = None;
+    runs.current_run = Some("run-fedcba9876543210".parse().unwrap());
+    runs.updated_at = Timestamp(6_000);
+    runs.name = "not-written".into();
+    runs.auto_apply = false;
+    tx.update_workspace_runs(&runs).await.unwrap();
+    let mut expected = web.clone();
+    expected.lock = None;
+    expected.current_run = runs.current_run.clone();
+    expected.updated_at = runs.updated_at;
+    assert_eq!(tx.get_workspace(&web.id).await.unwrap(), Some(expected));
+    runs.lock = Some(WorkspaceLock::Run("run-fedcba9876543210".parse().unwrap()));
+    tx.update_workspace_runs(&runs).await.unwrap();
+    assert_eq!(
+        tx.get_workspace(&web.id).await.unwrap().unwrap().lock,
+        runs.lock
+    );
+    assert!(matches!(
+        tx.update_workspace_runs(&twin).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 pub async fn pools_grants_and_agent_tokens<S: Store>(s: &S) {
