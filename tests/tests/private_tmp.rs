@@ -20,9 +20,10 @@ fn job_dir() -> tempfile::TempDir {
     dir
 }
 
-/// Start `script` (Python) through the launcher, confined to `job` (and
-/// with a private temp dir when `private`), with the job's environment.
-fn launch(job: &Path, private: bool, script: &str, args: &[&str]) -> Child {
+/// Start `program` through the launcher, confined to `job` (and with a
+/// private temp dir when `private`), with the job's environment and
+/// `extra_env` (NUL-terminated `KEY=VALUE` records).
+fn launch_program(job: &Path, private: bool, program: &[&str], extra_env: &str) -> Child {
     let tmp = job.join("tmp");
     let mut cmd = Command::new(LAUNCHER);
     cmd.args(["__otf-sandbox", "exec"]);
@@ -34,18 +35,27 @@ fn launch(job: &Path, private: bool, script: &str, args: &[&str]) -> Child {
     if private {
         cmd.arg("--private-tmp").arg(&tmp);
     }
-    cmd.args(["--required", "--", PYTHON, "-c", script])
-        .args(args)
+    cmd.args(["--required", "--"])
+        .args(program)
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("the launcher starts");
-    let env = format!("PATH=/usr/bin:/bin\0TMPDIR={}\0", tmp.display());
+    let env = format!("PATH=/usr/bin:/bin\0TMPDIR={}\0{extra_env}", tmp.display());
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(env.as_bytes()).expect("the environment");
     drop(stdin);
     child
+}
+
+/// Start `script` (Python) through the launcher, as [`launch_program`].
+fn launch(job: &Path, private: bool, script: &str, args: &[&str]) -> Child {
+    let program: Vec<&str> = [PYTHON, "-c", script]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    launch_program(job, private, &program, "")
 }
 
 /// Listens on a UNIX socket in its temp dir (where terraform's provider
@@ -181,33 +191,12 @@ fn another_job_reaches_a_plugin_socket_only_without_a_private_temp_dir() {
 #[test]
 fn the_environment_can_keep_plugin_tls_on() {
     let job = job_dir();
-    let mut child = Command::new(LAUNCHER);
-    child
-        .args([
-            "__otf-sandbox",
-            "exec",
-            "--read",
-            "/usr",
-            "--read",
-            "/bin",
-            "--read",
-            "/lib",
-        ])
-        .args(["--read", "/lib64", "--write", "/dev/null", "--write"])
-        .arg(job.path())
-        .arg("--private-tmp")
-        .arg(job.path().join("tmp"))
-        .args(["--", "/usr/bin/env"])
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = child.spawn().expect("the launcher starts");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(b"TF_DISABLE_PLUGIN_TLS=\0")
-        .expect("the environment");
-    drop(stdin);
+    let child = launch_program(
+        job.path(),
+        true,
+        &["/usr/bin/env"],
+        "TF_DISABLE_PLUGIN_TLS=\0",
+    );
     let out = child.wait_with_output().expect("env ends");
     assert!(
         out.status.success(),
