@@ -24,6 +24,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ const COLUMNS_KEPT: usize = 4 * STATEMENT_CACHE;
 #[derive(Clone)]
 pub(crate) struct SqliteConn {
     conn: Arc<Mutex<ConnState>>,
+    /// Queries and changes run (not transaction control): see
+    /// [`Self::statements`].
+    statements: Arc<AtomicU64>,
 }
 
 /// The connection, and the result columns (name and kind) of each query
@@ -95,6 +99,7 @@ impl SqliteConn {
                 conn,
                 columns: HashMap::new(),
             })),
+            statements: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -115,6 +120,12 @@ impl SqliteConn {
         stmt.execute([]).map(drop).map_err(exec_err)
     }
 
+    /// The queries and changes this connection has run (BEGIN, COMMIT and
+    /// savepoints not counted): what the repositories issued.
+    pub(crate) fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
     fn lock(&self) -> MutexGuard<'_, ConnState> {
         // A panic mid-statement leaves nothing half-done in the connection
         // itself (SQLite's statement is atomic); the transaction around it
@@ -123,6 +134,7 @@ impl SqliteConn {
     }
 
     fn query_rows(&self, statement: &Statement) -> rusqlite::Result<Vec<ProxyRow>> {
+        self.statements.fetch_add(1, Ordering::Relaxed);
         let mut held = self.lock();
         let ConnState { conn, columns } = &mut *held;
         let mut stmt = conn.prepare_cached(&statement.sql)?;
@@ -154,6 +166,7 @@ impl SqliteConn {
     }
 
     fn execute_statement(&self, statement: &Statement) -> rusqlite::Result<ProxyExecResult> {
+        self.statements.fetch_add(1, Ordering::Relaxed);
         let held = self.lock();
         let mut stmt = held.conn.prepare_cached(&statement.sql)?;
         let changed = stmt.execute(params(statement))?;

@@ -343,6 +343,18 @@ impl DbStore {
         Some((batches, w.waiting.load(Ordering::SeqCst)))
     }
 
+    /// SQLite: the queries and changes run so far on the file's writer and
+    /// on this store's readers (BEGIN, COMMIT and savepoints not counted).
+    /// None on PostgreSQL. For tests and benchmarks: what a use case costs
+    /// in statements.
+    pub fn sqlite_statements(&self) -> Option<u64> {
+        let writer = self.writer.as_ref()?.conn.statements();
+        let readers = self.readers.as_ref().map_or(0, |r| {
+            r.all.iter().map(|reader| reader.conn.statements()).sum()
+        });
+        Some(writer + readers)
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -306,7 +306,8 @@ impl<S: Store> Core<S> {
                         )?;
                         if run.status == RunStatus::Planned && run.auto_apply {
                             run.apply_event(RunEvent::Confirm, now, cool_off)?;
-                            self.queue_apply(&mut tx, &ws, &mut run, &mut events)
+                            let planner = job.agent.clone();
+                            self.queue_apply_after(&mut tx, &ws, &mut run, planner, &mut events)
                                 .await?;
                         }
                     }
@@ -340,7 +341,13 @@ impl<S: Store> Core<S> {
             });
         }
         tx.update_job(&job).await?;
-        self.save_run_after(&mut tx, &before, &run, &mut events)
+        // The job ran: its start opened its phase's log. A plan ends before
+        // any apply of the run can start: the apply's log is not open.
+        let known: &[_] = match job.phase {
+            JobPhase::Plan => &[(JobPhase::Plan, true), (JobPhase::Apply, false)],
+            JobPhase::Apply => &[(JobPhase::Apply, true)],
+        };
+        self.save_run_logged(&mut tx, &before, &run, known, &mut events)
             .await?;
         events.insert(0, Event::Job(job));
         events.push(Event::Run(run.clone()));

@@ -495,15 +495,34 @@ impl<S: Store> Core<S> {
         run: &Run,
         events: &mut Vec<Event>,
     ) -> Result<(), Error> {
+        self.save_run_logged(tx, before, run, &[], events).await
+    }
+
+    /// [`Self::save_run_after`] where the caller knows, for the phases in
+    /// `known`, whether their log was opened (a job of the phase started:
+    /// its start wrote STX), so only the others are read before a log is
+    /// closed.
+    pub(super) async fn save_run_logged(
+        &self,
+        tx: &mut S::Tx,
+        before: &Run,
+        run: &Run,
+        known: &[(JobPhase, bool)],
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
         tx.update_run(run).await?;
         for (phase, was, now) in [
             (JobPhase::Plan, before.plan.status, run.plan.status),
             (JobPhase::Apply, before.apply.status, run.apply.status),
         ] {
-            if now.is_final()
-                && !was.is_final()
-                && !tx.read_log(&run.id, phase, 0, 1).await?.is_empty()
-            {
+            if !now.is_final() || was.is_final() {
+                continue;
+            }
+            let opened = match known.iter().find(|(p, _)| *p == phase) {
+                Some(&(_, opened)) => opened,
+                None => !tx.read_log(&run.id, phase, 0, 1).await?.is_empty(),
+            };
+            if opened {
                 let chunk = tx.append_log(&run.id, phase, &[LOG_END]).await?;
                 events.push(Event::Log {
                     run: run.id.clone(),
@@ -568,9 +587,6 @@ impl<S: Store> Core<S> {
         run: &mut Run,
         events: &mut Vec<Event>,
     ) -> Result<(), Error> {
-        // A single-execution agent that planned the run keeps its apply. (On
-        // auto-apply this runs while the plan job's end is being written: it
-        // still reads as running here.)
         let planner = tx
             .list_jobs_of_run(&run.id)
             .await?
@@ -581,6 +597,20 @@ impl<S: Store> Core<S> {
                     && matches!(j.status, JobStatus::Finished | JobStatus::Running)
             })
             .and_then(|j| j.agent);
+        self.queue_apply_after(tx, ws, run, planner, events).await
+    }
+
+    /// [`Self::queue_apply`] with the agent that ran the run's plan (on
+    /// auto-apply: the plan job whose end is being written).
+    pub(super) async fn queue_apply_after(
+        &self,
+        tx: &mut S::Tx,
+        ws: &Workspace,
+        run: &mut Run,
+        planner: Option<crate::ids::AgentId>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
+        // A single-execution agent that planned the run keeps its apply.
         let affinity = match planner {
             Some(a) => {
                 use crate::store::AgentRepo;

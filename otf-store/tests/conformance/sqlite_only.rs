@@ -437,3 +437,183 @@ async fn a_killed_writer_loses_no_acknowledged_commit_of_a_group() {
         );
     }
 }
+
+/// What each step of one run's dispatch costs in statements on SQLite
+/// (queries and changes; BEGIN, COMMIT and savepoints not counted), through
+/// the core's use cases: the write path's budget. A use case that starts
+/// reading back what it wrote, or counting, fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_dispatch_issues_only_the_statements_it_needs() {
+    use std::sync::Arc;
+
+    use otf_core::auth::Subject;
+    use otf_core::clock::{ManualClock, Timestamp};
+    use otf_core::events::LocalBus;
+    use otf_core::random::SeededRandom;
+    use otf_core::run::{ResourceCounts, RunOptions, RunStatus};
+    use otf_core::services::{
+        ConfigSpec, JobOutcome, PoolSpec, RegisterAgent, RunSpec, WorkspaceSpec,
+    };
+    use otf_core::workspace::ExecutionMode;
+    use otf_core::{Core, CoreConfig, Dispatcher};
+
+    let db = SqliteDb::new();
+    let store = db.open().await;
+    let bus = Arc::new(LocalBus::new(1 << 10));
+    let core = Core::new(
+        store.clone(),
+        bus.clone(),
+        Arc::new(ManualClock::new(Timestamp(1_700_000_000_000))),
+        Arc::new(SeededRandom::new(7)),
+        CoreConfig::default(),
+    );
+    let mut events = bus.subscribe_local();
+    let mut dispatcher = Dispatcher::new(core.clone());
+    dispatcher.rebuild().await.unwrap();
+    let site = Subject::SiteAdmin;
+    let org: otf_core::ids::OrganizationName = "acme".parse().unwrap();
+    core.create_organization(&site, &org, "ops@example.com")
+        .await
+        .unwrap();
+    let pool = core
+        .create_pool(
+            &site,
+            &org,
+            PoolSpec {
+                name: "agents".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ws = core
+        .create_workspace(
+            &site,
+            &org,
+            WorkspaceSpec {
+                name: "ws".into(),
+                execution_mode: Some(ExecutionMode::Agent(pool.id.clone())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (_, secret) = core
+        .create_agent_token(&site, &pool.id, "agents")
+        .await
+        .unwrap();
+    let agent_subject = core.authenticate(secret.expose()).await.unwrap();
+    let agent = core
+        .register_agent(
+            &agent_subject,
+            RegisterAgent {
+                labels: Default::default(),
+                name: "a".into(),
+                version: "test".into(),
+                max_jobs: 1,
+                ip_address: "127.0.0.1".into(),
+                protocol: *otf_core::agent::AGENT_PROTOCOLS.end(),
+                single: false,
+            },
+        )
+        .await
+        .unwrap();
+    let cv = core
+        .create_configuration_version(&site, &ws.id, ConfigSpec::default())
+        .await
+        .unwrap();
+    let tarball = otf_core::tarball::pack([("main.tf", &b"# nothing\n"[..])]);
+    core.upload_configuration(&site, &cv.id, &tarball)
+        .await
+        .unwrap();
+    // The dispatcher has taken in everything so far.
+    while let Some(e) = events.try_recv() {
+        dispatcher.handle(&e.unwrap()).await.unwrap();
+    }
+
+    let counted = || store.sqlite_statements().expect("a SQLite store counts");
+    let mut last = counted();
+    let mut step = || {
+        let now = counted();
+        let took = now - last;
+        last = now;
+        took
+    };
+    let run = core
+        .create_run(
+            &site,
+            RunSpec {
+                workspace: ws.id.clone(),
+                configuration_version: Some(cv.id.clone()),
+                options: RunOptions::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let create = step();
+    while let Some(e) = events.try_recv() {
+        dispatcher.handle(&e.unwrap()).await.unwrap();
+    }
+    let allocate = step();
+    let jobs = core
+        .await_allocated_jobs(&agent_subject, &agent.id)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let poll = step();
+    let started = core
+        .start_job(&agent_subject, &agent.id, &jobs[0].id)
+        .await
+        .unwrap();
+    let start = step();
+    let job_subject = core.authenticate(started.token.expose()).await.unwrap();
+    let authenticate = step();
+    let done = core
+        .finish_job(
+            &job_subject,
+            JobOutcome::Finished {
+                counts: ResourceCounts::default(),
+                has_changes: false,
+            },
+        )
+        .await
+        .unwrap();
+    let finish = step();
+    assert_eq!(done.id, run.id);
+    assert_eq!(done.status, RunStatus::PlannedAndFinished);
+    // Its plan log was opened at the start and closed at the finish.
+    assert_eq!(
+        core.read_log(&site, &run.id, otf_core::job::JobPhase::Plan, 0, 16)
+            .await
+            .unwrap(),
+        b"\x02\x03"
+    );
+    let took = [
+        ("create the run", create),
+        ("allocate its job", allocate),
+        ("the agent's poll", poll),
+        ("start the job", start),
+        ("authenticate the job token", authenticate),
+        ("finish the job", finish),
+    ];
+    // create: lock the workspace, its configuration version, its newest
+    // run's creation time, any pending run, insert the run and its job, the
+    // workspace's bookkeeping. allocate: the job, its update. poll: the
+    // agent, its jobs. start: the agent, the job, lock the workspace, the
+    // run, open the plan log, update the job and the run. finish: the job,
+    // lock the workspace, the run, update the job and the run, close the
+    // plan log (no read: its start opened it, and no apply can have begun),
+    // any next run, the workspace's bookkeeping.
+    assert_eq!(
+        took,
+        [
+            ("create the run", 7),
+            ("allocate its job", 2),
+            ("the agent's poll", 2),
+            ("start the job", 7),
+            ("authenticate the job token", 1),
+            ("finish the job", 8),
+        ],
+    );
+    store.close().await;
+}
