@@ -271,17 +271,17 @@ impl<S: Store> Core<S> {
     /// errored or canceled; a run that ended frees its workspace.
     pub async fn finish_job(&self, subject: &Subject, outcome: JobOutcome) -> Result<Run, Error> {
         let (job_id, attempt) = job_of(subject)?;
+        let Subject::Job { workspace, .. } = subject else {
+            return Err(Error::Unauthorized);
+        };
         let now = self.now();
         let cool_off = self.config.force_cancel_cool_off;
         let mut tx = self.begin().await?;
-        let peek = found(tx.get_job(job_id).await?, "job", job_id)?;
-        let mut ws = found(
-            tx.lock_workspace(&peek.workspace).await?,
-            "workspace",
-            &peek.workspace,
-        )?;
-        let mut job = locked_again(&mut tx, peek).await?;
-        if job.attempt != attempt || job.status != JobStatus::Running {
+        // The token names the job's workspace (a job never moves): lock it,
+        // then read the job as it is under the lock.
+        let mut ws = found(tx.lock_workspace(workspace).await?, "workspace", workspace)?;
+        let mut job = found(tx.get_job(job_id).await?, "job", job_id)?;
+        if job.workspace != ws.id || job.attempt != attempt || job.status != JobStatus::Running {
             // The attempt is over or superseded: its token is dead.
             return Err(Error::Unauthorized);
         }
