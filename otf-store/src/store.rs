@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use otf_core::store::{Store, StoreError, StoreResult, Tx};
 use sea_orm::{
-    DatabaseConnection, DatabaseTransaction, DbBackend, SqlxPostgresConnector, SqlxSqliteConnector,
-    TransactionTrait,
+    AccessMode, DatabaseConnection, DatabaseTransaction, DbBackend, IsolationLevel,
+    SqlxPostgresConnector, SqlxSqliteConnector, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -460,10 +460,26 @@ impl DbStore {
     /// pool): try again, at most once per pooled connection plus one fresh
     /// one, so a restart costs callers nothing. Waiting for a connection
     /// (the pool exhausted, or the server unreachable) is not retried.
-    async fn begin_postgres(&self) -> StoreResult<DatabaseTransaction> {
+    ///
+    /// `read`: a transaction that only reads, in one snapshot (REPEATABLE
+    /// READ, READ ONLY; sea-orm sets them with a `SET TRANSACTION` after
+    /// the `BEGIN`, one more round trip). Writes use READ COMMITTED and
+    /// row locks.
+    async fn begin_postgres(&self, read: bool) -> StoreResult<DatabaseTransaction> {
         let mut attempts = 0;
         loop {
-            match self.db.begin().await {
+            let begun = match read {
+                true => {
+                    self.db
+                        .begin_with_config(
+                            Some(IsolationLevel::RepeatableRead),
+                            Some(AccessMode::ReadOnly),
+                        )
+                        .await
+                }
+                false => self.db.begin().await,
+            };
+            match begun {
                 Ok(tx) => return Ok(tx),
                 Err(e @ sea_orm::DbErr::ConnectionAcquire(_)) => return Err(db_err(e)),
                 Err(e) if attempts > PG_MAX_CONNECTIONS => return Err(db_err(e)),
@@ -480,7 +496,7 @@ impl Store for DbStore {
     async fn begin(&self) -> StoreResult<DbTx> {
         let Some(writer) = &self.writer else {
             return Ok(DbTx {
-                tx: self.begin_postgres().await?,
+                tx: self.begin_postgres(false).await?,
                 backend: self.backend,
                 writer: Held::Nothing,
             });
@@ -517,10 +533,16 @@ impl Store for DbStore {
     /// On SQLite: on the writer's connection when no writer holds it (its
     /// page cache is the warm one), else on one of the read-only
     /// connections (reads take turns on them), so a read never waits for a
-    /// writer.
+    /// writer; a SQLite transaction reads one snapshot. On PostgreSQL:
+    /// REPEATABLE READ, READ ONLY (its default, READ COMMITTED, would give
+    /// each statement a snapshot of its own).
     async fn begin_read(&self) -> StoreResult<DbTx> {
         let Some(readers) = &self.readers else {
-            return self.begin().await;
+            return Ok(DbTx {
+                tx: self.begin_postgres(true).await?,
+                backend: self.backend,
+                writer: Held::Nothing,
+            });
         };
         // Not inside an open batch: it would read changes not yet durable.
         let idle = self.writer.as_ref().and_then(|w| {

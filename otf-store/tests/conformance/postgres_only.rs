@@ -318,3 +318,44 @@ async fn concurrent_appends_to_one_log_neither_overlap_nor_collide() {
     b.close().await;
     db.remove().await;
 }
+
+/// A read transaction sees one snapshot of what was committed
+/// ([`Store::begin_read`]): a write committed after its first statement is
+/// not in its later ones (READ COMMITTED would show it to each later
+/// statement), and it cannot write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_sees_one_snapshot_and_cannot_write() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let store = db.open().await;
+    let o = org("acme");
+    let w = workspace(&o, "ws");
+    let mut tx = begin(&store).await;
+    tx.insert_organization(&o).await.unwrap();
+    commit(tx).await;
+
+    let mut read = store.begin_read().await.expect("begin a read");
+    assert_eq!(read.get_workspace(&w.id).await.unwrap(), None);
+    let mut tx = begin(&store).await;
+    tx.insert_workspace(&w).await.unwrap();
+    commit(tx).await;
+    assert_eq!(
+        read.get_workspace(&w.id).await.unwrap(),
+        None,
+        "the read's snapshot predates the insert"
+    );
+    assert!(
+        read.insert_workspace(&workspace(&o, "other"))
+            .await
+            .is_err(),
+        "a read cannot write"
+    );
+    drop(read);
+
+    let mut read = store.begin_read().await.expect("begin a read");
+    assert_eq!(read.get_workspace(&w.id).await.unwrap(), Some(w.clone()));
+    read.commit().await.expect("end the read");
+    store.close().await;
+    db.remove().await;
+}
