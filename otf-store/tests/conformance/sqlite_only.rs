@@ -449,6 +449,7 @@ async fn a_runs_dispatch_issues_only_the_statements_it_needs() {
     use otf_core::auth::Subject;
     use otf_core::clock::{ManualClock, Timestamp};
     use otf_core::events::LocalBus;
+    use otf_core::job::JobPhase;
     use otf_core::random::SeededRandom;
     use otf_core::run::{ResourceCounts, RunOptions, RunStatus};
     use otf_core::services::{
@@ -539,81 +540,102 @@ async fn a_runs_dispatch_issues_only_the_statements_it_needs() {
         last = now;
         took
     };
-    let run = core
-        .create_run(
-            &site,
-            RunSpec {
-                workspace: ws.id.clone(),
-                configuration_version: Some(cv.id.clone()),
-                options: RunOptions::default(),
-            },
-        )
-        .await
-        .unwrap();
-    let create = step();
-    while let Some(e) = events.try_recv() {
-        dispatcher.handle(&e.unwrap()).await.unwrap();
-    }
-    let allocate = step();
-    let jobs = core
-        .await_allocated_jobs(&agent_subject, &agent.id)
-        .await
-        .unwrap();
-    assert_eq!(jobs.len(), 1, "{jobs:?}");
-    let poll = step();
-    let started = core
-        .start_job(&agent_subject, &agent.id, &jobs[0].id)
-        .await
-        .unwrap();
-    let start = step();
-    let job_subject = core.authenticate(started.token.expose()).await.unwrap();
-    let authenticate = step();
-    let done = core
-        .finish_job(
-            &job_subject,
-            JobOutcome::Finished {
-                counts: ResourceCounts::default(),
-                has_changes: false,
-            },
-        )
-        .await
-        .unwrap();
-    let finish = step();
-    assert_eq!(done.id, run.id);
-    assert_eq!(done.status, RunStatus::PlannedAndFinished);
-    // Its plan log was opened at the start and closed at the finish.
-    assert_eq!(
-        core.read_log(&site, &run.id, otf_core::job::JobPhase::Plan, 0, 16)
+    let mut took = Vec::new();
+    // A plan-only run, then one that applies at once after its plan.
+    for (auto_apply, additions) in [(None, 0), (Some(true), 1)] {
+        let run = core
+            .create_run(
+                &site,
+                RunSpec {
+                    workspace: ws.id.clone(),
+                    configuration_version: Some(cv.id.clone()),
+                    options: RunOptions {
+                        auto_apply,
+                        ..Default::default()
+                    },
+                },
+            )
             .await
-            .unwrap(),
-        b"\x02\x03"
-    );
-    let took = [
-        ("create the run", create),
-        ("allocate its job", allocate),
-        ("the agent's poll", poll),
-        ("start the job", start),
-        ("authenticate the job token", authenticate),
-        ("finish the job", finish),
-    ];
+            .unwrap();
+        took.push(("create the run", step()));
+        let mut done = run.clone();
+        while !done.status.is_final() {
+            while let Some(e) = events.try_recv() {
+                dispatcher.handle(&e.unwrap()).await.unwrap();
+            }
+            took.push(("allocate its job", step()));
+            let jobs = core
+                .await_allocated_jobs(&agent_subject, &agent.id)
+                .await
+                .unwrap();
+            assert_eq!(jobs.len(), 1, "{jobs:?}");
+            took.push(("the agent's poll", step()));
+            let started = core
+                .start_job(&agent_subject, &agent.id, &jobs[0].id)
+                .await
+                .unwrap();
+            took.push(("start the job", step()));
+            let job_subject = core.authenticate(started.token.expose()).await.unwrap();
+            took.push(("authenticate the job token", step()));
+            done = core
+                .finish_job(
+                    &job_subject,
+                    JobOutcome::Finished {
+                        counts: ResourceCounts {
+                            additions,
+                            ..Default::default()
+                        },
+                        has_changes: additions > 0,
+                    },
+                )
+                .await
+                .unwrap();
+            took.push(("finish the job", step()));
+        }
+        assert_eq!(done.id, run.id);
+        let (ended, logs): (_, &[(JobPhase, &[u8])]) = match auto_apply {
+            None => (
+                RunStatus::PlannedAndFinished,
+                &[(JobPhase::Plan, b"\x02\x03"), (JobPhase::Apply, b"")],
+            ),
+            Some(_) => (
+                RunStatus::Applied,
+                &[
+                    (JobPhase::Plan, b"\x02\x03"),
+                    (JobPhase::Apply, b"\x02\x03"),
+                ],
+            ),
+        };
+        assert_eq!(done.status, ended);
+        // Each phase that ran has its log opened at its start and closed at
+        // its finish; a phase that never ran has none.
+        for (phase, log) in logs {
+            let read = core.read_log(&site, &run.id, *phase, 0, 16).await.unwrap();
+            assert_eq!(read, *log, "{phase:?}");
+        }
+        step();
+    }
     // create: lock the workspace, its configuration version, its newest
     // run's creation time, any pending run, insert the run and its job, the
     // workspace's bookkeeping. allocate: the job, its update. poll: the
     // agent, its jobs. start: the agent, the job, lock the workspace, the
-    // run, open the plan log, update the job and the run. finish: the job,
-    // lock the workspace, the run, update the job and the run, close the
-    // plan log (no read: its start opened it, and no apply can have begun),
-    // any next run, the workspace's bookkeeping.
-    assert_eq!(
-        took,
+    // run, open the phase's log, update the job and the run. finish: lock
+    // the workspace, the job, the run, update the job and the run, close
+    // the phase's log (no read: its start opened it, and no apply can have
+    // begun before a plan ends), then either any next run and the
+    // workspace's bookkeeping (the run ended) or, on auto-apply, the
+    // planner agent (does it keep the apply?) and the apply's job.
+    let phase = |finish| {
         [
-            ("create the run", 7),
             ("allocate its job", 2),
             ("the agent's poll", 2),
             ("start the job", 7),
             ("authenticate the job token", 1),
-            ("finish the job", 8),
-        ],
-    );
+            ("finish the job", finish),
+        ]
+    };
+    let plan_only = [[("create the run", 7)].as_slice(), &phase(8)].concat();
+    let applied = [[("create the run", 7)].as_slice(), &phase(8), &phase(8)].concat();
+    assert_eq!(took, [plan_only, applied].concat());
     store.close().await;
 }
